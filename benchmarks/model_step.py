@@ -1,0 +1,132 @@
+"""Training-step speed of the full L3-Net against this machine's conv peak.
+
+Prints, for the full model at batch 16 (one forward + backward + Adam update):
+pairs/s, the achieved GFLOP/s with FLOPs counted analytically, the fp32 peak
+of one large 3x3 convolution measured in the same run, and their ratio.
+
+FLOP count (multiply-add = 2 FLOPs). A 3x3 "same" conv on an H x W map with
+Cin -> Cout channels costs 2 * 9 * H * W * Cin * Cout forward. Backward costs
+the same again for the input gradient and again for the kernel gradient, so a
+training step costs 3x forward, except that the first conv of each tower needs
+no input gradient (2x). BN, ReLU, pooling and the fusion head are counted as
+zero: they are memory-bound and their FLOPs are < 1% of the convs'.
+
+  python benchmarks/model_step.py [--batch_size=16] [--steps=5] [--dtype=float32]
+"""
+
+import json
+import time
+
+from absl import app
+from absl import flags
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l3_tf import audio_params as audio_params_lib
+from l3_tf import model as model_lib
+
+_BATCH = flags.DEFINE_integer("batch_size", 16, "pairs per step")
+_STEPS = flags.DEFINE_integer("steps", 5, "timed steps (after 2 warm-up)")
+_WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "network width")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16"],
+                           "compute policy of the model")
+
+
+def conv_flops_forward(height: int, width: int, channels: int,
+                       widths: tuple[int, ...]) -> list[int]:
+  """Forward FLOPs per example of each conv of one tower, in order."""
+  flops = []
+  c_in = channels
+  for block, c_out in enumerate(widths):
+    for _ in range(2):
+      flops.append(2 * 9 * height * width * c_in * c_out)
+      c_in = c_out
+    if block < 3:
+      height, width = height // 2, width // 2
+  return flops
+
+
+def training_flops_per_pair(widths: tuple[int, ...]) -> int:
+  """Analytic FLOPs of one forward + backward pass of one pair."""
+  params = audio_params_lib.DEFAULT
+  total = 0
+  for height, width, channels in ((224, 224, 3),
+                                  (params.num_bins, params.num_frames, 1)):
+    per_conv = conv_flops_forward(height, width, channels, widths)
+    total += 2 * per_conv[0] + 3 * sum(per_conv[1:])
+  return total
+
+
+def measure_conv_peak(batch: int = 16, size: int = 56, channels: int = 256,
+                      repeats: int = 10) -> float:
+  """GFLOP/s of a large fp32 3x3 conv (forward), best of `repeats`."""
+  x = tf.random.normal([batch, size, size, channels])
+  kernel = tf.random.normal([3, 3, channels, channels])
+  conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
+  conv(x, kernel).numpy()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    conv(x, kernel).numpy()
+    best = min(best, time.perf_counter() - start)
+  flops = 2 * 9 * batch * size * size * channels * channels
+  return flops / best / 1e9
+
+
+def measure_training_step(config: model_lib.ModelConfig, batch: int,
+                          steps: int) -> float:
+  """Seconds per training step, median of `steps` after warm-up."""
+  model = model_lib.avc_network(config)
+  optimizer = keras.optimizers.Adam(1e-4)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  inputs = {
+      "image": tf.random.uniform([batch, 224, 224, 3], -1, 1),
+      "spectrogram": tf.random.normal([batch, 257, 199, 1]),
+  }
+  labels = tf.cast(tf.range(batch) % 2, tf.int32)
+
+  @tf.function
+  def train_step(inputs, labels):
+    with tf.GradientTape() as tape:
+      logits = model(inputs, training=True)
+      loss = loss_fn(labels, logits) + tf.add_n(model.losses)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  for _ in range(2):
+    train_step(inputs, labels).numpy()
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    train_step(inputs, labels).numpy()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def main(argv):
+  del argv
+  keras.mixed_precision.set_global_policy(_DTYPE.value)
+  config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
+  peak = measure_conv_peak()
+  seconds = measure_training_step(config, _BATCH.value, _STEPS.value)
+  flops = training_flops_per_pair(config.widths) * _BATCH.value
+  achieved = flops / seconds / 1e9
+  result = {
+      "batch_size": _BATCH.value,
+      "width_multiplier": _WIDTH.value,
+      "dtype": _DTYPE.value,
+      "seconds_per_step": round(seconds, 3),
+      "pairs_per_second": round(_BATCH.value / seconds, 2),
+      "gflop_per_step": round(flops / 1e9, 1),
+      "achieved_gflops": round(achieved, 1),
+      "fp32_conv_peak_gflops": round(peak, 1),
+      "ratio_to_peak": round(achieved / peak, 3),
+  }
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,1 @@
+"""Dataset builders: videos and audio benchmarks to TFRecords through TFDS."""

@@ -1,0 +1,3 @@
+"""L3-Net (Look, Listen and Learn) in TensorFlow 2 / Keras 3."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,187 @@
+"""The experiment configuration: frozen dataclasses, JSON round trip, overrides.
+
+`experiments/configs/*.py` build these in code (`get_config()`); binaries
+apply command-line overrides (`--set train.learning_rate=3e-4`) through
+`override`, and the training loop writes the resolved config as JSON.
+"""
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+from l3_tf import audio_params as audio_params_lib
+from l3_tf import image_ops
+from l3_tf import model as model_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the videos come from and how pairs are drawn.
+
+  Attributes:
+    dataset: TFDS builder name (for example "synthetic_av", "video_folder").
+    data_dir: TFDS data dir holding the prepared dataset (None: TFDS default).
+    train_split: split the AVC task is trained on.
+    eval_split: split used for the periodic and final AVC evaluation.
+    shuffle_videos: shuffle buffer, in videos, before pairs are drawn.
+    eval_num_pairs: size of the fixed, balanced evaluation set.
+  """
+
+  dataset: str = "flickr_soundnet"
+  data_dir: str | None = None
+  train_split: str = "train"
+  eval_split: str = "validation"
+  shuffle_videos: int = 1024
+  eval_num_pairs: int = 10000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimisation and bookkeeping of AVC training.
+
+  Attributes:
+    batch_size_per_replica: pairs per replica per step (16 in the paper).
+    learning_rate: Adam learning rate (1e-4 in the paper).
+    num_steps: total optimisation steps.
+    audio_gain_max: audio augmentation, gain uniform in 1 +- this (0.1).
+    mixed_precision: bfloat16 compute with float32 variables.
+    checkpoint_every_steps: checkpoint period (and always on exit).
+    log_every_steps: scalar summary period.
+    eval_every_steps: in-training evaluation period (0: only at the end).
+    seed: seed of initialisation and of the data pipeline.
+  """
+
+  batch_size_per_replica: int = 16
+  learning_rate: float = 1e-4
+  num_steps: int = 240000
+  audio_gain_max: float = 0.1
+  mixed_precision: bool = False
+  checkpoint_every_steps: int = 1000
+  log_every_steps: int = 100
+  eval_every_steps: int = 0
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Everything that defines one experiment."""
+
+  name: str = "paper"
+  model: model_lib.ModelConfig = model_lib.ModelConfig()
+  image: image_ops.ImageParams = image_ops.DEFAULT
+  audio: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
+  data: DataConfig = DataConfig()
+  train: TrainConfig = TrainConfig()
+
+
+def to_dict(config) -> dict[str, Any]:
+  """A JSON-ready nested dict (tuples become lists)."""
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def to_json(config) -> str:
+  return json.dumps(to_dict(config), indent=2, sort_keys=True)
+
+
+def _field_types(cls) -> dict[str, Any]:
+  return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+  """Converts a JSON value or a command-line string to the field's type."""
+  origin = typing.get_origin(hint)
+  args = typing.get_args(hint)
+  if origin in (typing.Union, types.UnionType):
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+      if type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+      if arg is type(None):
+        continue
+      try:
+        return _coerce(value, arg, where)
+      except ValueError as e:
+        errors.append(str(e))
+    raise ValueError(f"{where}: cannot read {value!r} as {hint}")
+  if dataclasses.is_dataclass(hint):
+    if isinstance(value, hint):
+      return value
+    if not isinstance(value, dict):
+      raise ValueError(f"{where}: expected a mapping for {hint.__name__}, "
+                       f"got {value!r}")
+    return from_dict(hint, value, where)
+  if origin is tuple:
+    if isinstance(value, str):
+      value = json.loads(value if value.startswith("[") else f"[{value}]")
+    if args and args[-1] is Ellipsis:
+      return tuple(_coerce(v, args[0], where) for v in value)
+    if len(value) != len(args):
+      raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
+    return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+  if hint is bool:
+    if isinstance(value, bool):
+      return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+      return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+      return False
+    raise ValueError(f"{where}: expected true or false, got {value!r}")
+  if hint in (int, float, str):
+    try:
+      coerced = hint(value)
+    except (TypeError, ValueError):
+      raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+    if hint is int and isinstance(value, float) and value != coerced:
+      raise ValueError(f"{where}: expected an integer, got {value!r}")
+    return coerced
+  return value
+
+
+def from_dict(cls, values: dict[str, Any], where: str = "config"):
+  """Builds dataclass `cls` from a nested dict, checking every key."""
+  hints = _field_types(cls)
+  unknown = sorted(set(values) - set(hints))
+  if unknown:
+    raise ValueError(f"{where}: unknown field(s) {unknown}; "
+                     f"{cls.__name__} has {sorted(hints)}")
+  kwargs = {name: _coerce(value, hints[name], f"{where}.{name}")
+            for name, value in values.items()}
+  return cls(**kwargs)
+
+
+def override(config, assignment: str):
+  """Returns `config` with one dotted field replaced: "train.num_steps=100"."""
+  if "=" not in assignment:
+    raise ValueError(f"override {assignment!r} must look like section.field=value")
+  path, raw = assignment.split("=", 1)
+  keys = path.strip().split(".")
+
+  def replace(node, keys, where):
+    hints = _field_types(type(node))
+    key = keys[0]
+    if key not in hints:
+      raise ValueError(f"override {assignment!r}: {where} has no field {key!r}; "
+                       f"fields are {sorted(hints)}")
+    if len(keys) == 1:
+      value = raw
+      hint = hints[key]
+      if dataclasses.is_dataclass(hint):
+        value = json.loads(raw)
+      return dataclasses.replace(
+          node, **{key: _coerce(value, hint, f"{where}.{key}")})
+    child = getattr(node, key)
+    if not dataclasses.is_dataclass(child):
+      raise ValueError(f"override {assignment!r}: {where}.{key} is not a section")
+    return dataclasses.replace(
+        node, **{key: replace(child, keys[1:], f"{where}.{key}")})
+
+  return replace(config, keys, "config")
+
+
+def apply_overrides(config, assignments: list[str] | None):
+  for assignment in assignments or ():
+    config = override(config, assignment)
+  return config

@@ -1,0 +1,182 @@
+"""L3-Net (PAPER.md §2): a vision tower, an audio tower and a fusion head.
+
+Keras 3 functional API. Each tower is a `keras.Model` whose outputs are a
+dict of named taps, so callers select features by key, never by layer name:
+
+  vision tower: [b, 224, 224, 3] -> {"embedding_512": [b, 512],
+                                     "embedding_8192": [b, 8192],
+                                     "conv4_2": [b, 28, 28, 512],
+                                     "conv4_2_pre_relu": [b, 28, 28, 512]}
+  audio tower:  [b, 257, 199, 1] -> {"embedding_512": [b, 512],
+                                     "embedding_6144": [b, 6144],
+                                     "conv4_2": [b, 32, 24, 512],
+                                     "conv4_2_pre_relu": [b, 32, 24, 512]}
+
+(shapes at width multiplier 1). The AVC network joins the two 512-d pool4
+vectors: concat 1024 -> fc1 128 ReLU -> fc2 2 logits.
+"""
+
+import dataclasses
+
+import keras
+
+from l3_tf import audio_params as audio_params_lib
+from l3_tf import image_ops
+
+# Transfer taps (PAPER.md §5): conv4_2 max-pooled with equal kernel and stride
+# until the dimension is below 10k. Audio 32x24 / (8, 8) -> 4x3x512 = 6144;
+# vision 28x28 / (7, 7) -> 4x4x512 = 8192.
+AUDIO_TAP_POOL = (8, 8)
+VISION_TAP_POOL = (7, 7)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture knobs of L3-Net.
+
+  Attributes:
+    block_widths: filters of the four conv blocks (both convs of a block).
+    width_multiplier: scales every block width (tiny variants for tests and
+      the CPU demo); 1.0 is the paper's network.
+    fusion_units: width of fc1 of the fusion head.
+    weight_decay: L2 penalty coefficient on every kernel (loss +=
+      weight_decay * sum(w**2)), 1e-5 as in the paper's public peer.
+    use_batch_norm: BN after every conv (the paper); False gives a BN-free
+      variant whose convs carry a bias instead (used by distribution tests).
+    batch_norm_momentum: moving-statistics momentum of BN. Evaluation uses
+      the moving statistics, so short runs want a smaller momentum.
+    kernel_initializer: initializer of every kernel.
+  """
+
+  block_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+  width_multiplier: float = 1.0
+  fusion_units: int = 128
+  weight_decay: float = 1e-5
+  use_batch_norm: bool = True
+  batch_norm_momentum: float = 0.99
+  kernel_initializer: str = "he_normal"
+
+  def __post_init__(self):
+    if self.width_multiplier <= 0:
+      raise ValueError(f"width_multiplier={self.width_multiplier} must be > 0")
+    if len(self.block_widths) != 4:
+      raise ValueError(f"block_widths={self.block_widths}: L3 has 4 blocks")
+
+  @property
+  def widths(self) -> tuple[int, ...]:
+    """The block widths after the multiplier (at least 1 filter each)."""
+    return tuple(max(1, int(round(w * self.width_multiplier)))
+                 for w in self.block_widths)
+
+  @property
+  def is_narrowed(self) -> bool:
+    return self.widths != (64, 128, 256, 512)
+
+
+def _regularizer(config: ModelConfig):
+  return keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
+
+
+def _conv_bn(x, filters: int, name: str, config: ModelConfig):
+  """3x3 same conv -> BN; returns (pre-ReLU, post-ReLU)."""
+  x = keras.layers.Conv2D(
+      filters, 3, padding="same", use_bias=not config.use_batch_norm,
+      kernel_initializer=config.kernel_initializer,
+      kernel_regularizer=_regularizer(config), name=name)(x)
+  if config.use_batch_norm:
+    x = keras.layers.BatchNormalization(
+        momentum=config.batch_norm_momentum, name=f"{name}_bn")(x)
+  return x, keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _tower(inputs, config: ModelConfig, tap_pool: tuple[int, int],
+           tap_from_pre_relu: bool, tap_name: str, name: str) -> keras.Model:
+  """The VGG-style trunk shared by both modalities."""
+  x = inputs
+  for block, filters in enumerate(config.widths, start=1):
+    pre_relu, x = _conv_bn(x, filters, f"conv{block}_1", config)
+    pre_relu, x = _conv_bn(x, filters, f"conv{block}_2", config)
+    if block < 4:
+      x = keras.layers.MaxPooling2D(2, 2, name=f"pool{block}")(x)
+  conv4_2, conv4_2_pre_relu = x, pre_relu
+  embedding_512 = keras.layers.GlobalMaxPooling2D(name="pool4")(conv4_2)
+  tap_source = conv4_2_pre_relu if tap_from_pre_relu else conv4_2
+  tap = keras.layers.MaxPooling2D(tap_pool, tap_pool, name="tap_pool")(tap_source)
+  tap = keras.layers.Flatten(name="tap_flatten")(tap)
+  outputs = {
+      "embedding_512": embedding_512,
+      tap_name: tap,
+      "conv4_2": conv4_2,
+      "conv4_2_pre_relu": conv4_2_pre_relu,
+  }
+  return keras.Model(inputs, outputs, name=name)
+
+
+def vision_tower(config: ModelConfig = ModelConfig(),
+                 image_params: image_ops.ImageParams = image_ops.DEFAULT
+                 ) -> keras.Model:
+  """[b, 224, 224, 3] in [-1, 1] -> dict of taps (see module docstring).
+
+  The 8192-d tap is conv4_2 *after* ReLU (PAPER.md §5, ImageNet probe).
+  """
+  size = image_params.crop_size
+  inputs = keras.Input((size, size, 3), name="image")
+  return _tower(inputs, config, VISION_TAP_POOL, tap_from_pre_relu=False,
+                tap_name="embedding_8192", name="vision_tower")
+
+
+def audio_tower(config: ModelConfig = ModelConfig(),
+                audio_params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
+                ) -> keras.Model:
+  """[b, 257, 199, 1] log-spectrogram -> dict of taps.
+
+  The 6144-d tap is conv4_2 *before* ReLU (PAPER.md §5, sound classification).
+  """
+  inputs = keras.Input(audio_params.spectrogram_shape, name="spectrogram")
+  return _tower(inputs, config, AUDIO_TAP_POOL, tap_from_pre_relu=True,
+                tap_name="embedding_6144", name="audio_tower")
+
+
+def fusion_head(config: ModelConfig = ModelConfig()) -> keras.Model:
+  """([b, 512], [b, 512]) -> [b, 2] logits (index 1 = "corresponds")."""
+  width = config.widths[-1]
+  vision = keras.Input((width,), name="vision_embedding")
+  audio = keras.Input((width,), name="audio_embedding")
+  x = keras.layers.Concatenate(name="concat")([vision, audio])  # [b, 1024]
+  x = keras.layers.Dense(
+      config.fusion_units, activation="relu",
+      kernel_initializer=config.kernel_initializer,
+      kernel_regularizer=_regularizer(config), name="fc1")(x)  # [b, 128]
+  logits = keras.layers.Dense(
+      2, kernel_regularizer=_regularizer(config), dtype="float32",
+      name="fc2")(x)  # [b, 2]
+  return keras.Model([vision, audio], logits, name="fusion_head")
+
+
+def avc_network(config: ModelConfig = ModelConfig(),
+                image_params: image_ops.ImageParams = image_ops.DEFAULT,
+                audio_params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
+                ) -> keras.Model:
+  """The audio-visual correspondence network.
+
+  Returns:
+    A model `{"image": [b, 224, 224, 3], "spectrogram": [b, 257, 199, 1]}`
+    -> `[b, 2]` float32 logits; softmax index 1 is P(corresponds). Its towers
+    and head are reachable as `model.get_layer("vision_tower")`,
+    `"audio_tower"` and `"fusion_head"` (see `towers_of`).
+  """
+  vision = vision_tower(config, image_params)
+  audio = audio_tower(config, audio_params)
+  head = fusion_head(config)
+  image = keras.Input(vision.input.shape[1:], name="image")
+  spectrogram = keras.Input(audio.input.shape[1:], name="spectrogram")
+  logits = head([vision(image)["embedding_512"],
+                 audio(spectrogram)["embedding_512"]])
+  return keras.Model({"image": image, "spectrogram": spectrogram}, logits,
+                     name="l3_avc")
+
+
+def towers_of(avc: keras.Model) -> tuple[keras.Model, keras.Model, keras.Model]:
+  """(vision_tower, audio_tower, fusion_head) of an `avc_network` model."""
+  return (avc.get_layer("vision_tower"), avc.get_layer("audio_tower"),
+          avc.get_layer("fusion_head"))

@@ -1,0 +1,38 @@
+"""l3_tf: Look, Listen and Learn (L3-Net) in TensorFlow 2 / Keras 3."""
+
+import setuptools
+
+setuptools.setup(
+    name="l3_tf",
+    version="0.1.0",
+    description=("A faithful TensorFlow/Keras reproduction of L3-Net "
+                 "(Look, Listen and Learn, Arandjelovic & Zisserman, 2017)"),
+    python_requires=">=3.10,<3.12",
+    packages=setuptools.find_packages(include=["l3_tf*", "data_prep*",
+                                               "experiments*"]),
+    package_data={"": ["*.txt", "*.csv", "*.tsv"]},
+    include_package_data=True,
+    # The set below installs together on Python 3.11: tensorflow-io's ops
+    # fail to load on TF newer than 2.16, and TF 2.16 needs numpy < 2 and
+    # protobuf < 5.
+    install_requires=[
+        "tensorflow==2.16.2",
+        "tensorflow-io==0.37.1",
+        "tensorflow-datasets>=4.9,<5",
+        "numpy>=1.23,<2",
+        "protobuf>=3.20,<5",
+        "scikit-learn>=1.3",
+        "scipy>=1.10",
+        "absl-py>=1.0",
+        "av>=12",
+        "matplotlib>=3.7",
+        "tqdm>=4",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist>=3"],
+        "beam": ["apache-beam>=2.50"],
+    },
+    entry_points={
+        "console_scripts": [],
+    },
+)
