@@ -19,6 +19,9 @@ setuptools.setup(
         "tensorflow==2.16.2",
         "tensorflow-io==0.37.1",
         "tensorflow-datasets>=4.9,<5",
+        # tensorflow-metadata >= 1.17 imports google.protobuf.runtime_version,
+        # which exists only in protobuf >= 5: TFDS then fails to import.
+        "tensorflow-metadata>=1.13,<1.17",
         "numpy>=1.23,<2",
         "protobuf>=3.20,<5",
         "scikit-learn>=1.3",

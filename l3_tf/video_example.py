@@ -1,0 +1,52 @@
+"""The stored form of one video: the contract between builders and pipelines.
+
+Every video dataset builder in `data_prep/` writes examples with these
+features, and the AVC input pipeline reads them. One example per video:
+
+  video_id          Text     stable id (builders derive example keys from it)
+  source_path       Text     the file it was decoded from (relative to the
+                             manual dir when there is one)
+  label             ClassLabel (labelled datasets only)
+  frames            Sequence(Image, jpeg) frames, short side 256, aspect kept
+  frame_times       float32 [num_frames] presentation time of each frame, s
+  audio             int16 [num_samples] mono at 48 kHz (raw PCM: the pipeline
+                    decodes it in-graph with no codec)
+  duration_seconds  float32 duration of the kept part (min(video, limit))
+
+Frames are sampled at `DEFAULT_FRAMES_PER_SECOND` (see its comment). Reading
+code should pass `decoders=SKIP_FRAME_DECODING` so that only the frames it
+uses are JPEG-decoded.
+"""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+# 4 frames per second: a 1-second audio window then always contains 4
+# candidate frames, consecutive frames 0.25 s apart are near-duplicates for
+# the AVC task anyway, and a 10-second clip stores 40 JPEGs (~1 MB at
+# quality 90) next to its 0.96 MB of audio. Configurable per builder.
+DEFAULT_FRAMES_PER_SECOND = 4.0
+# The paper uses the first 10 seconds of each video.
+DEFAULT_MAX_SECONDS = 10.0
+SAMPLE_RATE_HZ = 48000
+SHORT_SIDE = 256
+AUDIO_SCALE = 32768.0  # int16 -> float32 in [-1, 1)
+
+SKIP_FRAME_DECODING = {"frames": tfds.decode.SkipDecoding()}
+
+
+def video_features(label_names: list[str] | None = None) -> tfds.features.FeaturesDict:
+  """The FeaturesDict of a video dataset (with `label` iff label_names)."""
+  features = {
+      "video_id": tfds.features.Text(),
+      "source_path": tfds.features.Text(),
+      "frames": tfds.features.Sequence(
+          tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg")),
+      "frame_times": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+      "audio": tfds.features.Audio(shape=(None,), dtype=np.int16,
+                                   sample_rate=SAMPLE_RATE_HZ),
+      "duration_seconds": tfds.features.Scalar(dtype=np.float32),
+  }
+  if label_names is not None:
+    features["label"] = tfds.features.ClassLabel(names=label_names)
+  return tfds.features.FeaturesDict(features)
