@@ -5,11 +5,11 @@ Wiring only; the ops live in `l3_tf.pairs` (sampling, audio gain),
 
   TFDS files (shard per input pipeline, file order shuffled with a seed,
   interleaved) -> keep videos that can form a pair -> shuffle videos (seed,
-  reshuffled every epoch) -> repeat -> groups of `group_videos` (ragged)
+  reshuffled every epoch) -> repeat -> groups of `group_videos` (padded)
   -> draw pairs per group (seed folded with the group index) -> unbatch
   -> per pair, in parallel: decode the one JPEG frame, crop / flip / jitter,
-  audio gain, log-spectrogram -> batch (even size: exactly balanced)
-  -> prefetch.
+  audio gain -> batch (even size: exactly balanced) -> log-spectrograms of
+  the batch -> prefetch.
 
 Evaluation: the same without file shuffling, video shuffling or augmentation
 (central crop, gain 1), from a fixed seed, cut to exactly `num_pairs`: the
@@ -116,7 +116,9 @@ def read_videos(builder, split: str,
                               decoders=video_example.SKIP_FRAME_DECODING)
   return videos.map(
       lambda v: {"video_id": v["video_id"], "frames": v["frames"],
-                 "frame_times": v["frame_times"], "audio": v["audio"]},
+                 "frame_times": v["frame_times"], "audio": v["audio"],
+                 "num_frames": tf.size(v["frames"], out_type=tf.int64),
+                 "num_samples": tf.size(v["audio"], out_type=tf.int64)},
       num_parallel_calls=AUTOTUNE)
 
 
@@ -126,10 +128,10 @@ def can_form_pairs(video, audio_params) -> tf.Tensor:
   Builders already skip (and report) clips shorter than one window; this
   guard keeps a stray one from stopping a run.
   """
-  eligible = pairs_lib.eligible_frames(
-      video["frame_times"], tf.size(video["audio"], out_type=tf.int64),
-      audio_params)
-  same_count = tf.equal(tf.size(video["frames"]), tf.size(video["frame_times"]))
+  eligible = pairs_lib.eligible_frames(video["frame_times"],
+                                      video["num_samples"], audio_params)
+  same_count = tf.equal(video["num_frames"],
+                        tf.size(video["frame_times"], out_type=tf.int64))
   return tf.reduce_any(eligible) & same_count
 
 
@@ -137,7 +139,9 @@ def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
                       training: bool) -> tf.data.Dataset:
   """Unbatched pairs (the dicts of `pairs.draw_pairs`) from a video stream."""
   group_size = config.data.group_videos
-  groups = videos.ragged_batch(group_size, drop_remainder=True)
+  # Padded, not ragged: ragged_batch of multi-megabyte videos is ~20x
+  # slower. Padding costs little (videos are mostly of similar length).
+  groups = videos.padded_batch(group_size, drop_remainder=True)
   base_seed = tf.constant([seed, _GROUP_SALT], tf.int64)
 
   # Plain graph code: skipping AutoGraph's conversion saves seconds of
@@ -147,14 +151,20 @@ def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
     group_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
     return pairs_lib.draw_pairs(
         group["video_id"], group["frames"], group["frame_times"],
-        group["audio"], group_seed, config.data.pairs_per_video, config.audio)
+        group["num_frames"], group["audio"], group["num_samples"], group_seed,
+        config.data.pairs_per_video, config.audio)
 
   del training  # sampling is the same; augmentation differs (`make_example`)
   return groups.enumerate().map(draw, num_parallel_calls=AUTOTUNE).unbatch()
 
 
 def make_example(pair, config, training: bool):
-  """One drawn pair -> (features, label, metadata): decode, augment, STFT."""
+  """One drawn pair -> (features, label, metadata): decode and augment.
+
+  Features are {"image": [224, 224, 3], "waveform": [48000]};
+  `add_spectrogram` turns batched waveforms into spectrograms (a batched
+  STFT is ~30% cheaper per pair than one per pair).
+  """
   image_seed, gain_seed = tf.unstack(
       tf.random.experimental.stateless_split(pair["seed"], 2))
   frame = tf.io.decode_jpeg(pair["frame"], channels=3)  # [h, w, 3] uint8
@@ -166,23 +176,33 @@ def make_example(pair, config, training: bool):
   else:
     image = image_ops.preprocess_for_eval(frame, config.image)
     gain = tf.constant(1.0)
-  spectrogram = audio_frontend.log_spectrogram(
-      waveform[tf.newaxis], config.audio)[0]  # [257, 199, 1]
   metadata = {key: pair[key] for key in (
       "frame_video_id", "audio_video_id", "frame_index", "frame_time",
       "audio_start_sample", "audio_num_samples")}
   metadata["gain"] = gain
   metadata["peak_after_gain"] = tf.reduce_max(tf.abs(waveform))
   features = {"image": image,  # [224, 224, 3] in [-1, 1]
-              "spectrogram": spectrogram}  # [257, 199, 1]
+              "waveform": waveform}  # [48000] in [-1, 1]
   return features, pair["label"], metadata
 
 
-def _finish(examples: tf.data.Dataset, batch_size: int, training: bool,
+def add_spectrogram(features, audio_params):
+  """{"image", "waveform" [b, 48000]} -> {"image", "spectrogram" [b, 257, 199, 1]}."""
+  return {"image": features["image"],
+          "spectrogram": audio_frontend.log_spectrogram(features["waveform"],
+                                                        audio_params)}
+
+
+def _finish(examples: tf.data.Dataset, config, batch_size: int, training: bool,
             with_metadata: bool) -> tf.data.Dataset:
-  if not with_metadata:
-    examples = examples.map(lambda features, label, metadata: (features, label))
   batches = examples.batch(batch_size, drop_remainder=training)
+
+  def finish(features, label, metadata):
+    features = add_spectrogram(features, config.audio)
+    return (features, label, metadata) if with_metadata else (features, label)
+
+  batches = batches.map(tf.autograph.experimental.do_not_convert(finish),
+                        num_parallel_calls=AUTOTUNE)
   return batches.prefetch(AUTOTUNE)
 
 
@@ -219,7 +239,7 @@ def train_dataset(config, batch_size: int,
       tf.autograph.experimental.do_not_convert(
           lambda p: make_example(p, config, training=True)),
       num_parallel_calls=AUTOTUNE)
-  return _finish(examples, batch_size, training=True,
+  return _finish(examples, config, batch_size, training=True,
                  with_metadata=with_metadata)
 
 
@@ -246,5 +266,5 @@ def eval_dataset(config, split: str | None = None, num_pairs: int | None = None,
       tf.autograph.experimental.do_not_convert(
           lambda p: make_example(p, config, training=False)),
       num_parallel_calls=AUTOTUNE)
-  return _finish(examples, batch_size or config.data.eval_batch_size,
+  return _finish(examples, config, batch_size or config.data.eval_batch_size,
                  training=False, with_metadata=with_metadata)

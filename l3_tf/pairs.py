@@ -153,21 +153,26 @@ def random_gain(waveform: tf.Tensor, max_delta: float, seed: tf.Tensor
   return waveform * gain, gain
 
 
-def draw_pairs(video_ids: tf.Tensor, frames: tf.RaggedTensor,
-               frame_times: tf.RaggedTensor, audio: tf.RaggedTensor,
+def draw_pairs(video_ids: tf.Tensor, frames: tf.Tensor, frame_times: tf.Tensor,
+               num_frames: tf.Tensor, audio: tf.Tensor, num_samples: tf.Tensor,
                seed: tf.Tensor, pairs_per_video: int = 1,
                params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
                ) -> dict[str, tf.Tensor]:
   """Draws 2 * pairs_per_video pairs from each video of a group.
 
+  The group comes padded (as `Dataset.padded_batch` makes it, which is much
+  faster than a ragged batch of multi-megabyte videos) with true lengths.
+
   Args:
     video_ids: string `[G]`.
-    frames: string `[G, (num_frames)]` encoded frames (not decoded here: only
+    frames: string `[G, max_frames]` encoded frames (not decoded here: only
       the frames that end up in a pair are ever decoded).
-    frame_times: float32 `[G, (num_frames)]`, same row lengths as `frames`.
-    audio: int16 `[G, (num_samples)]` mono PCM at `params.sample_rate_hz`.
-      Every video must hold >= 1 clip of audio and >= 1 eligible frame
-      (`eligible_frames`); the input pipeline filters the others out.
+    frame_times: float32 `[G, max_frames]`.
+    num_frames: int `[G]` frames of each video (the rest is padding).
+    audio: int16 `[G, max_samples]` mono PCM at `params.sample_rate_hz`.
+    num_samples: int `[G]` audio samples of each video. Every video must
+      hold >= 1 clip of audio and >= 1 eligible frame (`eligible_frames`);
+      the input pipeline filters the others out.
     seed: int64 `[2]`.
     pairs_per_video: positives (and as many negatives) drawn per video.
     params: audio constants.
@@ -190,19 +195,16 @@ def draw_pairs(video_ids: tf.Tensor, frames: tf.RaggedTensor,
   seeds = tf.random.experimental.stateless_split(
       tf.cast(seed, tf.int64), 3 + pairs_per_video)  # [3 + k, 2]
   num_videos = tf.shape(video_ids)[0]
-  tf.debugging.assert_equal(
-      frames.row_lengths(), frame_times.row_lengths(),
-      message="every video needs one frame time per frame")
-  num_samples = audio.row_lengths()  # [G] int64
+  num_frames = tf.cast(num_frames, tf.int64)
+  num_samples = tf.cast(num_samples, tf.int64)
+  max_frames = tf.shape(frame_times, out_type=tf.int64)[1]
+  max_samples = tf.shape(audio, out_type=tf.int64)[1]
 
-  # Eligible frames, flattened: their flat positions and per-video counts.
-  row_of_frame = frame_times.value_rowids()  # [sum F] int64
-  eligible = eligible_frames(frame_times.values[:, tf.newaxis],
-                             tf.gather(num_samples, row_of_frame),
-                             params)[:, 0]  # [sum F]
-  eligible_flat = tf.where(eligible)[:, 0]  # [sum E] int64, grouped by video
-  eligible_count = tf.math.unsorted_segment_sum(
-      tf.cast(eligible, tf.int64), row_of_frame, num_videos)  # [G]
+  # Eligible frames, flattened row-major: their flat positions, per video.
+  real = tf.range(max_frames)[tf.newaxis] < num_frames[:, tf.newaxis]  # [G, F]
+  eligible = eligible_frames(frame_times, num_samples, params) & real  # [G, F]
+  eligible_flat = tf.where(tf.reshape(eligible, [-1]))[:, 0]  # [sum E], by video
+  eligible_count = tf.reduce_sum(tf.cast(eligible, tf.int64), axis=1)  # [G]
   tf.debugging.assert_positive(
       eligible_count, message="pair sampling: a video has no eligible frame "
       "(no audio of >= 1 clip around any frame); filter it out first")
@@ -227,8 +229,8 @@ def draw_pairs(video_ids: tf.Tensor, frames: tf.RaggedTensor,
                           seeds[0])  # [P]
   flat_frame = tf.gather(eligible_flat,
                          tf.gather(eligible_offset, frame_video) + pick)  # [P]
-  frame_index = flat_frame - tf.gather(frame_times.row_starts(), frame_video)
-  frame_time = tf.gather(frame_times.values, flat_frame)  # [P] float32
+  frame_index = flat_frame % max_frames  # [P]
+  frame_time = tf.gather(tf.reshape(frame_times, [-1]), flat_frame)  # [P]
 
   # Audio windows: around the frame (positives), anywhere (negatives).
   audio_length = tf.gather(num_samples, audio_video)  # [P] int64
@@ -237,13 +239,13 @@ def draw_pairs(video_ids: tf.Tensor, frames: tf.RaggedTensor,
   lo = tf.where(is_positive, pos_lo, tf.zeros_like(pos_lo))
   hi = tf.where(is_positive, pos_hi, audio_length - clip)
   start = uniform_integers(lo, hi, seeds[1])  # [P] int64
-  sample_index = (tf.gather(audio.row_starts(), audio_video)[:, tf.newaxis]
-                  + start[:, tf.newaxis]
+  first_sample = tf.cast(audio_video, tf.int64) * max_samples + start  # [P]
+  sample_index = (first_sample[:, tf.newaxis]
                   + tf.range(clip, dtype=tf.int64)[tf.newaxis])  # [P, clip]
-  waveform = tf.gather(audio.values, sample_index)  # [P, clip] int16
+  waveform = tf.gather(tf.reshape(audio, [-1]), sample_index)  # [P, clip] int16
 
   return {
-      "frame": tf.gather(frames.values, flat_frame),
+      "frame": tf.gather(tf.reshape(frames, [-1]), flat_frame),
       "waveform": waveform,
       "label": label,
       "seed": tf.random.experimental.stateless_split(seeds[2], num_pairs),

@@ -111,12 +111,17 @@ def _group():
   frames = {k: [f"{k}{i}".encode() for i in range(len(t))]
             for k, t in times.items()}
   names = ["A", "B", "C"]
+  # Padded as Dataset.padded_batch pads: "" frames, time 0, silence.
   group = dict(
       video_ids=tf.constant([n.encode() for n in names]),
-      frames=tf.ragged.constant([frames[n] for n in names]),
+      frames=tf.ragged.constant([frames[n] for n in names]).to_tensor(""),
       frame_times=tf.ragged.constant([times[n].astype(np.float32)
-                                      for n in names], dtype=tf.float32),
-      audio=tf.ragged.constant([audio[n] for n in names], dtype=tf.int16))
+                                      for n in names],
+                                     dtype=tf.float32).to_tensor(),
+      num_frames=tf.constant([len(times[n]) for n in names]),
+      audio=tf.ragged.constant([audio[n] for n in names],
+                               dtype=tf.int16).to_tensor(),
+      num_samples=tf.constant([len(audio[n]) for n in names]))
   return group, audio, times
 
 
