@@ -40,6 +40,7 @@ from collections.abc import Sequence
 
 import av
 import numpy as np
+from scipy import fft as scipy_fft
 
 SAMPLE_RATE_HZ = 48000
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -344,11 +345,12 @@ def rhythm_envelope(spec: ClassSpec, num_samples: int) -> np.ndarray:
 def background_noise(rng: np.random.Generator, num_samples: int):
   """float32 [n] at unit RMS: half white, half pink (1/f power) noise."""
   white = rng.standard_normal(num_samples)
-  spectrum = np.fft.rfft(rng.standard_normal(num_samples))
-  freqs = np.fft.rfftfreq(num_samples, 1.0 / SAMPLE_RATE_HZ)
+  length = scipy_fft.next_fast_len(num_samples, real=True)
+  spectrum = scipy_fft.rfft(rng.standard_normal(length))
+  freqs = np.fft.rfftfreq(length, 1.0 / SAMPLE_RATE_HZ)
   spectrum[1:] /= np.sqrt(freqs[1:] / freqs[1])
   spectrum[0] = 0
-  pink = np.fft.irfft(spectrum, num_samples)
+  pink = scipy_fft.irfft(spectrum, length)[:num_samples]
   noise = white / white.std() + pink / pink.std()
   return (noise / noise.std()).astype(np.float32)
 
@@ -420,7 +422,10 @@ def render_video(seed: int, split: str, index: int, params: GeneratorParams):
   # Per-frame pixel noise: random windows of one field twice the frame size
   # (drawing fresh normals for every frame costs more than everything else).
   noise_field = rng.standard_normal([2 * h, 2 * w, 3], np.float32)
-  noise_field *= params.visual_noise
+  noise_field *= params.visual_noise * 255.0
+  background = background * 255.0 + 0.5  # + 0.5: astype rounds
+  for obj in objects:
+    obj["image"] = obj["image"] * 255.0 + 0.5
   frames = np.empty([n_frames, h, w, 3], np.uint8)
   for i in range(n_frames):
     t = i / fps
@@ -443,7 +448,8 @@ def render_video(seed: int, split: str, index: int, params: GeneratorParams):
       obj["boxes"].append([x + int(x0), y + int(y0), x + int(x1), y + int(y1)])
     dy, dx = rng.integers(0, h), rng.integers(0, w)
     frame += noise_field[dy:dy + h, dx:dx + w]
-    frames[i] = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    np.clip(frame, 0, 255, out=frame)
+    frames[i] = frame
 
   sound = np.zeros(n_samples, np.float32)
   ramp = int(0.005 * SAMPLE_RATE_HZ)
