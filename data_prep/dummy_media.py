@@ -35,8 +35,8 @@ _CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 
 def frame_level(index: int) -> int:
-  """The grey level of frame `index` (distinct for the first 28 frames)."""
-  return 16 + (index * 8) % 224
+  """The grey level of frame `index` (distinct for the first 56 frames)."""
+  return 16 + (index * 4) % 224
 
 
 def tone(seconds: float, sample_rate: int, channels: int = 1,
@@ -59,6 +59,14 @@ def tone(seconds: float, sample_rate: int, channels: int = 1,
 def _codec_options(stream):
   if stream.codec_context.name == "vorbis":  # FFmpeg's own Vorbis encoder
     stream.codec_context.options = {"strict": "experimental"}
+
+
+def _audio_layout(codec: str, channels: int) -> tuple[int, str]:
+  """(channels to write, layout): FFmpeg's Vorbis encoder writes stereo only,
+  so mono Vorbis is written as two identical channels."""
+  if codec == "vorbis" and channels == 1:
+    return 2, "stereo"
+  return channels, _CHANNEL_LAYOUTS[channels]
 
 
 def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int,
@@ -125,7 +133,7 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       if video_codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
     if audio:
-      layout = _CHANNEL_LAYOUTS[channels]
+      written_channels, layout = _audio_layout(audio_codec, channels)
       sound = container.add_stream(audio_codec, rate=sample_rate,
                                    layout=layout)
       _codec_options(sound)
@@ -142,10 +150,11 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       container.mux(stream.encode(None))
     if audio:
       samples = tone(seconds, sample_rate, channels, beep_at=beep_at)
+      samples = np.resize(samples, (written_channels, samples.shape[1]))
       if silent:
         samples[:] = 0
       _encode_audio(container, sound, samples, sample_rate, sample_format,
-                    _CHANNEL_LAYOUTS[channels])
+                    layout)
   return path
 
 
@@ -157,12 +166,13 @@ def write_audio(path: str | os.PathLike, seconds: float = 1.0,
   ext = os.path.splitext(path)[1].lstrip(".").lower()
   container_format, codec, sample_format = AUDIO_FORMATS[ext]
   with av.open(path, "w", format=container_format) as container:
-    layout = _CHANNEL_LAYOUTS[channels]
+    written_channels, layout = _audio_layout(codec, channels)
     stream = container.add_stream(codec, rate=sample_rate, layout=layout)
     _codec_options(stream)
-    _encode_audio(container, stream,
-                  tone(seconds, sample_rate, channels, beep_at=beep_at),
-                  sample_rate, sample_format, layout)
+    samples = tone(seconds, sample_rate, channels, beep_at=beep_at)
+    samples = np.resize(samples, (written_channels, samples.shape[1]))
+    _encode_audio(container, stream, samples, sample_rate, sample_format,
+                  layout)
   return path
 
 

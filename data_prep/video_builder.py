@@ -22,11 +22,13 @@ import csv
 import dataclasses
 import hashlib
 import io
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from absl import logging
 from etils import epath
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from data_prep import video_decoding
@@ -130,8 +132,14 @@ def split_by_hash(video_id: str, fractions: Sequence[float],
 
 
 def list_files(root: epath.Path) -> list[epath.Path]:
-  """All regular files under root (recursively), sorted, hidden ones too."""
-  return sorted(p for p in root.rglob("*") if p.is_file())
+  """All files under root (recursively), sorted, hidden ones too.
+
+  tf.io.gfile.walk: works on local disks and on GCS / S3 alike.
+  """
+  files = []
+  for directory, _, names in tf.io.gfile.walk(os.fspath(root)):
+    files.extend(epath.Path(directory) / name for name in names)
+  return sorted(files)
 
 
 def relative(path: epath.Path, root: epath.Path) -> str:
@@ -203,9 +211,8 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base of the video builders: decoding, skip report, Beam, process pool.
 
   Subclasses define `_info` (with `video_example.video_features`) and
-  `_split_generators`, which returns
-  `{split: self._generate_examples(items, split)}` and may call
-  `record_skip` for files that never reach the decoder.
+  `_split_generators`, which returns `self._video_splits({split: items})`
+  and may call `record_skip` for files that never reach the decoder.
   """
 
   BUILDER_CONFIGS = [VideoConfig(name="default")]
@@ -252,10 +259,60 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       logging.info("%s: no file skipped (%s)", self.name, report)
 
   def _generate_examples(self, items: Sequence[VideoItem], split: str):
+    """Examples of one split (a generator, or a Beam PTransform)."""
     items = list(items)
     if self._use_beam:
       return self._beam_examples(items, split)
     return self._local_examples(items, split)
+
+  def _video_splits(self, items_by_split: dict[str, Sequence[VideoItem]]):
+    """`_split_generators`'s result for these items.
+
+    TFDS refuses to write a split without examples, so a split none of whose
+    files can be used is left out (its files are in the skip report) rather
+    than ending the build. Locally this is known before TFDS starts writing:
+    each split's files are decoded in order up to the first usable one,
+    which becomes the split's first example (nothing is decoded twice). A
+    Beam build cannot look ahead; there only splits without files are left
+    out.
+
+    Raises:
+      ValueError: no file of any split can be used.
+    """
+    splits = {}
+    for split, items in items_by_split.items():
+      items = list(items)
+      if not items:
+        logging.warning("%s: split %r has no files; left out", self.name,
+                        split)
+        continue
+      if self._use_beam:
+        splits[split] = self._beam_examples(items, split)
+        continue
+      first = self._first_usable(items, split)
+      if first is None:
+        logging.warning("%s: none of the %d files of split %r can be used; "
+                        "the split is left out", self.name, len(items), split)
+        continue
+      index, decoded = first
+      splits[split] = self._local_examples(items[index + 1:], split,
+                                           first=(items[index], decoded))
+    if not splits:
+      raise ValueError(
+          f"{self.name}: no usable video among "
+          f"{sum(len(v) for v in items_by_split.values())} files; reasons: "
+          f"{sorted({skip.reason for skip in self._skipped})[:5]}")
+    return splits
+
+  def _first_usable(self, items: list[VideoItem], split: str):
+    options = self.builder_config.decode_options()
+    policy = self.builder_config.policy()
+    for index, item in enumerate(items):
+      decoded, reason = decode_or_reason(item.path, options, policy)
+      if decoded is not None:
+        return index, decoded
+      self.record_skip(item.source_path, split, reason)
+    return None
 
   def _decoded(self, items: list[VideoItem]) -> Iterator[tuple]:
     options = self.builder_config.decode_options()
@@ -271,7 +328,11 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                          [options] * len(items), [policy] * len(items))
       yield from zip(items, results)
 
-  def _local_examples(self, items: list[VideoItem], split: str):
+  def _local_examples(self, items: list[VideoItem], split: str, first=None):
+    if first is not None:
+      item, decoded = first
+      yield item.video_id, video_example.make_example(
+          decoded, item.video_id, item.source_path, item.label)
     for item, (decoded, reason) in self._decoded(items):
       if decoded is None:
         logging.info("skipping %s: %s", item.source_path, reason)
@@ -300,6 +361,38 @@ class VideoBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return results.examples
 
     return _Generate()
+
+
+def folder_items(root: epath.Path, split_fractions: Sequence[float],
+                 labelled: bool) -> tuple[dict[str, list[VideoItem]],
+                                          list[Skip]]:
+  """Lists a folder tree of videos and splits it by stable hash.
+
+  Args:
+    root: the folder (e.g. the manual dir).
+    split_fractions: train / validation / test fractions.
+    labelled: label = the top-level sub-folder name; videos directly in root
+      get -1 ("no label").
+
+  Returns:
+    ({split: items}, skips for the files that are not videos).
+  """
+  items = {split: [] for split in SPLITS}
+  skips = []
+  for path in list_files(root):
+    source_path = relative(path, root)
+    if not video_decoding.is_video_path(path):
+      skips.append(Skip(source_path, "-", "not a video file (extension "
+                        f"{path.suffix or 'none'!r})"))
+      continue
+    parts = source_path.split("/")
+    label = None
+    if labelled:
+      label = parts[0] if len(parts) > 1 else -1
+    split = split_by_hash(source_path, split_fractions)
+    items[split].append(VideoItem(video_id=source_path, path=str(path),
+                                  source_path=source_path, label=label))
+  return items, skips
 
 
 def missing_paths_error(name: str, manual_dir: epath.PathLike,

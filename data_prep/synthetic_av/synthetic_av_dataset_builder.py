@@ -132,8 +132,7 @@ class Builder(video_builder.VideoBuilder):
       items[video["split"]].append(video_builder.VideoItem(
           video_id=video_id, path=str(videos_dir / video["path"]),
           source_path=video["path"], label=video["label"]))
-    return {split: self._generate_examples(split_items, split)
-            for split, split_items in items.items()}
+    return self._video_splits(items)
 
 
 def ground_truth(builder: tfds.core.DatasetBuilder) -> dict:
