@@ -4,6 +4,7 @@ Media files are never committed; tests call these functions to write them
 into temporary folders. Run as a script to look at the files:
 
   python -m data_prep.dummy_media video_folder /tmp/dummy
+  (or esc10, esc50, dcase2013_scenes, kinetics_sounds, flickr_soundnet)
 
 Each video's frame i is a flat grey of level `frame_level(i)` (so a test can
 tell which frame it got back) and its audio is a sine (a different pitch per
@@ -160,7 +161,9 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
 
 def write_audio(path: str | os.PathLike, seconds: float = 1.0,
                 sample_rate: int = 44100, channels: int = 1,
-                beep_at: float | None = None) -> str:
+                beep_at: float | None = None,
+                frequencies=(440.0, 660.0, 880.0, 1100.0, 1320.0,
+                             1540.0)) -> str:
   """Writes a tone (see `tone`) as wav / flac / ogg / mp3 / m4a."""
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lstrip(".").lower()
@@ -169,7 +172,8 @@ def write_audio(path: str | os.PathLike, seconds: float = 1.0,
     written_channels, layout = _audio_layout(codec, channels)
     stream = container.add_stream(codec, rate=sample_rate, layout=layout)
     _codec_options(stream)
-    samples = tone(seconds, sample_rate, channels, beep_at=beep_at)
+    samples = tone(seconds, sample_rate, channels, frequencies,
+                   beep_at=beep_at)
     samples = np.resize(samples, (written_channels, samples.shape[1]))
     _encode_audio(container, stream, samples, sample_rate, sample_format,
                   layout)
@@ -255,13 +259,87 @@ def write_video_folder(root: str | os.PathLike) -> dict:
   return dict(VIDEO_FOLDER_EXPECTED)
 
 
+ESC10_CLASSES = ("001 - Dog bark", "002 - Rain", "003 - Sea waves")
+
+
+def write_esc10(root: str | os.PathLike) -> dict[str, int]:
+  """ESC-10 layout: 3 classes x 5 folds x 2 clips, plus 2 bad files.
+
+  Returns:
+    Examples per split: {"fold1": 6, ..., "fold5": 6}.
+  """
+  root = os.fspath(root)
+  for k, folder in enumerate(ESC10_CLASSES):
+    os.makedirs(os.path.join(root, folder))
+    for fold in range(1, 6):
+      for take in "AB":
+        write_audio(os.path.join(root, folder, f"{fold}-{100 + k}-{take}.ogg"),
+                    seconds=0.5, frequencies=(300.0 * (k + 1),))
+  _write_bytes(os.path.join(root, ESC10_CLASSES[1], "3-999-A.ogg"),
+               b"OggS" + bytes(300))
+  _write_bytes(os.path.join(root, ESC10_CLASSES[2], "notes.txt"), b"x\n")
+  return {f"fold{k}": 6 for k in range(1, 6)}
+
+
+ESC50_CATEGORIES = ("dog", "rooster", "pig")
+
+
+def write_esc50(root: str | os.PathLike) -> dict[str, int]:
+  """ESC-50 layout: 3 targets x 5 folds, a listed-but-missing file and an
+  unlisted one.
+
+  Returns:
+    Examples per split: {"fold1": 3, ..., "fold5": 3}.
+  """
+  root = os.fspath(root)
+  os.makedirs(os.path.join(root, "meta"))
+  os.makedirs(os.path.join(root, "audio"))
+  rows = ["filename,fold,target,category,esc10,src_file,take"]
+  for fold in range(1, 6):
+    for target, category in enumerate(ESC50_CATEGORIES):
+      name = f"{fold}-{1000 + target}-A-{target}.wav"
+      rows.append(f"{name},{fold},{target},{category},False,"
+                  f"{1000 + target},A")
+      write_audio(os.path.join(root, "audio", name), seconds=0.5,
+                  frequencies=(300.0 * (target + 1),))
+  rows.append("2-7777-A-1.wav,2,1,rooster,False,7777,A")  # never written
+  write_audio(os.path.join(root, "audio", "9-unlisted-A-0.wav"), seconds=0.5)
+  with open(os.path.join(root, "meta", "esc50.csv"), "w") as f:
+    f.write("\n".join(rows) + "\n")
+  return {f"fold{k}": 3 for k in range(1, 6)}
+
+
+def write_dcase2013(root: str | os.PathLike) -> dict[str, int]:
+  """DCASE 2013 scenes layout: 3 scenes, 2 train and 1 test clip each.
+
+  Returns:
+    Examples per split: {"train": 6, "test": 3}.
+  """
+  root = os.fspath(root)
+  for folder, numbers in (("scenes_stereo", ("01", "07")),
+                          ("scenes_stereo_testset", ("03",))):
+    os.makedirs(os.path.join(root, folder))
+    for k, scene in enumerate(("bus", "office", "park")):
+      for number in numbers:
+        write_audio(os.path.join(root, folder, f"{scene}{number}.wav"),
+                    seconds=0.5, channels=2,
+                    frequencies=(300.0 * (k + 1), 310.0 * (k + 1)))
+  _write_bytes(os.path.join(root, "scenes_stereo", "readme.txt"), b"x\n")
+  return {"train": 6, "test": 3}
+
+
+WRITERS = {"video_folder": write_video_folder, "esc10": write_esc10,
+           "esc50": write_esc50, "dcase2013_scenes": write_dcase2013}
+
+
 def main(argv):
-  if len(argv) != 3 or argv[1] not in ("video_folder",):
+  if len(argv) != 3 or argv[1] not in WRITERS:
     print(__doc__)
+    print(f"datasets: {sorted(WRITERS)}")
     return 2
-  expected = write_video_folder(argv[2])
+  expected = WRITERS[argv[1]](argv[2])
   for path, outcome in sorted(expected.items()):
-    print(f"{path:32s} {outcome or 'built'}")
+    print(f"{path:32s} {outcome if outcome is not None else 'built'}")
   return 0
 
 

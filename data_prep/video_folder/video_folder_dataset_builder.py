@@ -16,6 +16,7 @@ by a stable hash of the relative path (80/10/10 by default).
 from etils import epath
 import tensorflow_datasets as tfds
 
+from data_prep import media_builder
 from data_prep import video_builder
 from l3_tf import video_example
 
@@ -55,7 +56,7 @@ extensions are listed in skipped_files.tsv, not decoded.
     items, skips = video_builder.folder_items(
         root, self.builder_config.split_fractions, labelled=True)
     if not any(items.values()):
-      raise video_builder.missing_paths_error(
+      raise media_builder.missing_paths_error(
           self.name, root, ["<class>/<video>.mp4 (any video file)"],
           self.MANUAL_DOWNLOAD_INSTRUCTIONS)
     for skip in skips:
@@ -63,4 +64,4 @@ extensions are listed in skipped_files.tsv, not decoded.
     labels = sorted({item.label for split in items.values() for item in split
                      if item.label != -1})
     self.info.features["label"].names = labels
-    return self._video_splits(items)
+    return self._media_splits(items)
