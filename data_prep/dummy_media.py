@@ -328,8 +328,76 @@ def write_dcase2013(root: str | os.PathLike) -> dict[str, int]:
   return {"train": 6, "test": 3}
 
 
+KINETICS_CSV = {
+    "train.csv": [
+        ("label", "youtube_id", "time_start", "time_end", "split", "is_cc"),
+        ("playing drums", "drumsAAAAAA", "10", "20", "train", "0"),
+        ("playing drums", "drumsBBBBBB", "0", "10", "train", "0"),
+        ("tap dancing", "tapCCCCCCCC", "5", "15", "train", "0"),
+        ("bowling", "bowlDDDDDDD", "30", "40", "train", "0"),  # no clip
+        ("cooking egg", "eggEEEEEEEE", "0", "10", "train", "0"),  # not listed
+    ],
+    "validate.csv": [
+        ("label", "youtube_id", "time_start", "time_end", "split", "is_cc"),
+        ("playing drums", "drumsFFFFFF", "0", "10", "val", "0"),
+        ("tap dancing", "tapGGGGGGGG", "3", "13", "val", "0"),
+    ],
+    "test.csv": [
+        ("youtube_id", "time_start", "time_end", "label", "split"),
+        ("bowlHHHHHHH", "0", "10", "bowling", "test"),
+    ],
+}
+
+
+def write_kinetics(root: str | os.PathLike) -> dict[str, int]:
+  """Kinetics CSVs and clips: 3 / 2 / 1 Kinetics-Sounds clips, one listed
+  clip missing, one clip of a class outside Kinetics-Sounds.
+
+  Returns:
+    Examples per split: {"train": 3, "validation": 2, "test": 1}.
+  """
+  root = os.fspath(root)
+  os.makedirs(os.path.join(root, "clips", "part1"))
+  for name, rows in KINETICS_CSV.items():
+    with open(os.path.join(root, name), "w") as f:
+      f.write("\n".join(",".join(row) for row in rows) + "\n")
+  for name in ("drumsAAAAAA_000010_000020", "drumsBBBBBB_000000_000010",
+               "tapCCCCCCCC_000005_000015", "eggEEEEEEEE_000000_000010"):
+    write_video(os.path.join(root, "clips", f"{name}.mp4"), seconds=1.2,
+                fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "part1", "drumsFFFFFF_000000_000010.webm"),
+              seconds=1.2, fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "part1", "tapGGGGGGGG_000003_000013.mp4"),
+              seconds=1.2, fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "bowlHHHHHHH.mp4"), seconds=1.2,
+              fps=10, width=64, height=48)
+  return {"train": 3, "validation": 2, "test": 1}
+
+
+FLICKR_VIDEOS = ("2011/03/1001.mp4", "2011/03/1002.mp4", "2011/04/1003.mp4",
+                 "2012/1004.mp4", "2012/1005.webm", "2012/1006.mkv",
+                 "2013/1007.mp4", "2013/1008.mp4", "2013/1009.mp4",
+                 "2013/1010.mp4", "2014/1011.mp4", "2014/1012.mp4")
+
+
+def write_flickr(root: str | os.PathLike) -> dict[str, int]:
+  """A Flickr-like tree of 12 short videos and a stray file.
+
+  Returns:
+    Examples per split (80/10/10 by hash): train 9, validation 1, test 2.
+  """
+  root = os.fspath(root)
+  for name in FLICKR_VIDEOS:
+    os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+    write_video(os.path.join(root, name), seconds=1.1, fps=10, width=64,
+                height=48)
+  _write_bytes(os.path.join(root, "2012", "Thumbs.db"), b"\0" * 16)
+  return {"train": 9, "validation": 1, "test": 2}
+
+
 WRITERS = {"video_folder": write_video_folder, "esc10": write_esc10,
-           "esc50": write_esc50, "dcase2013_scenes": write_dcase2013}
+           "esc50": write_esc50, "dcase2013_scenes": write_dcase2013,
+           "kinetics_sounds": write_kinetics, "flickr_soundnet": write_flickr}
 
 
 def main(argv):
