@@ -37,6 +37,15 @@ def _pyplot():
   return plt
 
 
+def _save(plt, fig, ax, path: str, title: str) -> str:
+  if title:
+    ax.set_title(title, fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def save_image_overlay(frame: np.ndarray, heat: np.ndarray, path: str,
                        title: str = "", alpha: float = 0.5) -> str:
   """Writes `frame` [H, W, 3] in [0, 1] with `heat` [H, W] over it as a PNG."""
@@ -52,12 +61,7 @@ def save_image_overlay(frame: np.ndarray, heat: np.ndarray, path: str,
                     vmin=float(np.min(heat)), vmax=float(np.max(heat)))
   fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
   ax.set_axis_off()
-  if title:
-    ax.set_title(title, fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, ax, path, title)
 
 
 def save_spectrogram_overlay(spectrogram: np.ndarray, cell_grid: np.ndarray,
@@ -78,9 +82,4 @@ def save_spectrogram_overlay(spectrogram: np.ndarray, cell_grid: np.ndarray,
   fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
   ax.set_xlabel("time (s)")
   ax.set_ylabel("frequency (Hz)")
-  if title:
-    ax.set_title(title, fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return _save(plt, fig, ax, path, title)
