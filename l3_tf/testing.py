@@ -17,3 +17,60 @@ def shared_data(name: str) -> pathlib.Path:
   if not path.is_dir():
     pytest.skip(f"real data folder {path} is absent")
   return path
+
+
+def tiny_config(width_multiplier: float = 1 / 32):
+  """The `test` experiment config narrowed to `width_multiplier`."""
+  import dataclasses
+
+  from experiments import configs
+
+  config = configs.get_config("test")
+  return dataclasses.replace(config, model=dataclasses.replace(
+      config.model, width_multiplier=width_multiplier))
+
+
+def make_trained_workdir(workdir: str, width_multiplier: float = 1 / 32,
+                         steps: int = 3, seed: int = 0):
+  """A training workdir holding a tiny, briefly trained AVC network.
+
+  A few Adam steps on random pairs (training=True) make the weights and the
+  BN moving statistics differ from their initial values, so that tests of
+  export and embedding see a model whose inference path is non-trivial.
+
+  Returns:
+    (config, the trained float32 `avc_network`).
+  """
+  import keras
+  import numpy as np
+  import tensorflow as tf
+
+  from l3_tf import model as model_lib
+  from l3_tf import workdir as workdir_lib
+
+  config = tiny_config(width_multiplier)
+  keras.utils.set_random_seed(seed)
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  optimizer = keras.optimizers.Adam(1e-3)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  rng = np.random.default_rng(seed)
+  batch = 4
+  for _ in range(steps):
+    inputs = {
+        "image": tf.constant(rng.uniform(-1, 1, (batch, 224, 224, 3)),
+                             tf.float32),
+        "spectrogram": tf.constant(
+            rng.normal(-2, 1, (batch,) + config.audio.spectrogram_shape),
+            tf.float32),
+    }
+    labels = tf.constant(np.arange(batch) % 2)
+    with tf.GradientTape() as tape:
+      loss = loss_fn(labels, avc(inputs, training=True))
+    grads = tape.gradient(loss, avc.trainable_variables)
+    optimizer.apply_gradients(zip(grads, avc.trainable_variables))
+  workdir_lib.write_config(workdir, config)
+  step = tf.Variable(steps, dtype=tf.int64)
+  tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=avc, step=step),
+      workdir_lib.checkpoint_dir(workdir), max_to_keep=1).save()
+  return config, avc
