@@ -36,6 +36,9 @@ setuptools.setup(
         "beam": ["apache-beam>=2.50"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "l3-embed = experiments.embed:run",
+            "l3-score = experiments.score:run",
+        ],
     },
 )

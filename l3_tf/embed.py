@@ -18,11 +18,17 @@ Timestamps (seconds) always mean the same thing:
   1 + floor((D + pad - 1 s) / hop) windows with pad = 0.5 s (`center`) or 0,
   and always at least one (zero-padded at the end). The hop is rounded to a
   whole number of samples at 48 kHz; timestamps are exact for that hop.
-* Images of a video: the timestamp is the time at which the frame is
-  displayed (the last frame whose presentation time is <= t).
-* A video's audio and image embeddings share one timestamps array: the image
-  embedding at t uses the frame displayed at t, the audio embedding at t the
-  1-second window centred on t.
+* A video's audio and image embeddings share one timestamps array, the
+  audio windows' centres: the image embedding at t uses the frame displayed
+  at t (the last frame whose presentation time is <= t; the last frame of
+  the video after its end), the audio embedding at t the 1-second window
+  centred on t. Time 0 is the container's start (`l3_tf.media`).
+* An image file has one embedding with timestamp 0.
+
+Video frames are decoded at a short side of 256 (`ImageParams.
+resize_short_side`) by `l3_tf.media`, exactly as the training frames were;
+the model then crops the central 224 x 224. Images given as arrays or files
+are resized inside the model from their own size.
 """
 
 import os
@@ -34,10 +40,14 @@ import tensorflow as tf
 from l3_tf import audio_params as audio_params_lib
 from l3_tf import export as export_lib
 from l3_tf import image_ops
+from l3_tf import media
 from l3_tf import workdir as workdir_lib
 
 DEFAULT_HOP_SECONDS = 0.1
 DEFAULT_BATCH_SIZE = 32
+# Frames decoded per `media.frames_at` call when embedding a video: bounds
+# the memory of decoded frames (each call decodes from the start again).
+FRAMES_PER_DECODE = 256
 AUDIO_EMBEDDINGS = (512, 6144)
 IMAGE_EMBEDDINGS = (512, 8192)
 
@@ -162,8 +172,8 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
 def _tap(embedding: int | str, allowed: tuple[int, ...], modality: str) -> str:
   size = int(str(embedding).removeprefix("embedding_"))
   if size not in allowed:
-    raise ValueError(f"embedding={embedding!r} is not a {modality} embedding; "
-                     f"choose one of {list(allowed)}")
+    raise ValueError(f"embedding={embedding!r} but the {modality} "
+                     f"embeddings are {list(allowed)}")
   return f"embedding_{size}"
 
 
@@ -238,7 +248,6 @@ class Embedder:
     rate = self.audio_params.sample_rate_hz
     if int(sample_rate_hz) == rate:
       return waveform
-    from l3_tf import media  # PyAV is imported only when needed
     return np.asarray(media.resample(waveform, int(sample_rate_hz), rate),
                       np.float32)
 
@@ -349,3 +358,66 @@ class Embedder:
     probability = self._functions.avc_score(
         tf.constant(image), tf.constant(waveform))["probability"].numpy()
     return probability[0] if single else probability
+
+  # -- files ----------------------------------------------------------------
+
+  def embed_audio_file(self, path: str, **kwargs) -> Embeddings:
+    """Embeds the first audio stream of any file PyAV reads (audio or video).
+
+    Args:
+      path: the file.
+      **kwargs: `hop_seconds`, `center`, `embedding`, `batch_size` as in
+        `embed_audio`.
+
+    Raises:
+      media.MediaError: unreadable file or no audio.
+    """
+    rate = self.audio_params.sample_rate_hz
+    return self.embed_audio(media.load_audio(path, sample_rate_hz=rate), rate,
+                            **kwargs)
+
+  def embed_image_file(self, path: str, *, embedding: int | str = 8192
+                       ) -> Embeddings:
+    """Embeds an image file (the first frame of anything PyAV reads).
+
+    Returns:
+      `Embeddings` with embedding [1, D] and timestamps [0.].
+    """
+    image = media.frames_at(path, [0.0])  # [1, h, w, 3]
+    return Embeddings(self.embed_images(image, embedding=embedding),
+                      np.zeros([1]))
+
+  def embed_video(self, path: str, *,
+                  hop_seconds: float = DEFAULT_HOP_SECONDS,
+                  center: bool = True, audio_embedding: int | str = 6144,
+                  image_embedding: int | str = 8192,
+                  batch_size: int = DEFAULT_BATCH_SIZE) -> VideoEmbeddings:
+    """Aligned audio and image embeddings of a video file.
+
+    The timestamps are those of `embed_audio` on the video's sound track; at
+    each, the image embedding uses the frame displayed at that time.
+
+    Args:
+      path: a video with a sound track.
+      hop_seconds: time between consecutive embeddings.
+      center: window 0 centred on t=0 (see `embed_audio`).
+      audio_embedding: 512 or 6144.
+      image_embedding: 512 or 8192.
+      batch_size: windows or frames per network call.
+
+    Raises:
+      media.MediaError: unreadable file, no audio or no video stream.
+    """
+    if not media.probe(path).has_video:
+      raise media.MediaError(path, "no video stream")
+    audio = self.embed_audio_file(path, hop_seconds=hop_seconds, center=center,
+                                  embedding=audio_embedding,
+                                  batch_size=batch_size)
+    timestamps = audio.timestamps
+    images = []
+    for part in _batches(timestamps.size, FRAMES_PER_DECODE):
+      frames = media.frames_at(path, timestamps[part],
+                               short_side=self.image_params.resize_short_side)
+      images.append(self.embed_images(frames, embedding=image_embedding,
+                                      batch_size=batch_size))
+    return VideoEmbeddings(audio.embedding, np.concatenate(images), timestamps)

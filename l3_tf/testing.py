@@ -74,3 +74,80 @@ def make_trained_workdir(workdir: str, width_multiplier: float = 1 / 32,
       tf.train.Checkpoint(model=avc, step=step),
       workdir_lib.checkpoint_dir(workdir), max_to_keep=1).save()
   return config, avc
+
+
+_AUDIO_CODECS = {".wav": ("pcm_s16le", "s16"), ".flac": ("flac", "s16"),
+                 ".ogg": ("libopus", "flt"), ".mp3": ("libmp3lame", "fltp"),
+                 ".m4a": ("aac", "fltp")}
+
+
+def _audio_frames(waveform, sample_rate_hz: int, sample_format: str,
+                  frame_size: int):
+  """Mono float waveform -> PyAV audio frames of `frame_size` samples."""
+  import av
+  import numpy as np
+
+  waveform = np.clip(np.asarray(waveform, np.float32), -1, 1)
+  for begin in range(0, waveform.size, frame_size):
+    chunk = waveform[begin:begin + frame_size]
+    if sample_format == "s16":
+      data = np.round(chunk * 32767).astype(np.int16)[np.newaxis]
+    else:
+      data = chunk[np.newaxis]
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data),
+                                       format=sample_format, layout="mono")
+    frame.sample_rate = sample_rate_hz
+    frame.pts = begin
+    yield frame
+
+
+def write_audio(path, waveform, sample_rate_hz: int) -> str:
+  """Writes a mono float waveform in [-1, 1]; the codec follows the
+  extension (.wav PCM, .flac, .ogg Opus, .mp3, .m4a AAC)."""
+  import os
+
+  import av
+
+  extension = os.path.splitext(str(path))[1].lower()
+  if extension not in _AUDIO_CODECS:
+    raise ValueError(f"{path}: extension {extension!r} not in "
+                     f"{sorted(_AUDIO_CODECS)}")
+  codec, sample_format = _AUDIO_CODECS[extension]
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream(codec, rate=sample_rate_hz, layout="mono")
+    frame_size = stream.codec_context.frame_size or 1024
+    for frame in _audio_frames(waveform, sample_rate_hz, sample_format,
+                               frame_size):
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+  return str(path)
+
+
+def write_video(path, frames, frames_per_second: int, waveform=None,
+                sample_rate_hz: int = 48000) -> str:
+  """Writes uint8 frames [n, h, w, 3] (even h, w) as H.264 in mp4, with an
+  AAC mono track when `waveform` is given."""
+  import fractions
+
+  import av
+
+  with av.open(str(path), "w") as container:
+    video = container.add_stream("libx264", rate=frames_per_second)
+    video.height, video.width = frames.shape[1:3]
+    video.pix_fmt = "yuv420p"
+    video.options = {"crf": "18", "preset": "ultrafast"}
+    audio = None
+    if waveform is not None:
+      audio = container.add_stream("aac", rate=sample_rate_hz, layout="mono")
+    for index, image in enumerate(frames):
+      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+      frame.pts = index
+      frame.time_base = fractions.Fraction(1, frames_per_second)
+      container.mux(video.encode(frame))
+    container.mux(video.encode(None))
+    if audio is not None:
+      for frame in _audio_frames(waveform, sample_rate_hz, "fltp",
+                                 audio.codec_context.frame_size or 1024):
+        container.mux(audio.encode(frame))
+      container.mux(audio.encode(None))
+  return str(path)

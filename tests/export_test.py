@@ -10,21 +10,17 @@ import pytest
 
 from l3_tf import export as export_lib
 from l3_tf import model as model_lib
-from l3_tf import testing
 from l3_tf import workdir as workdir_lib
 
 WIDTH = 1 / 32
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_export):
   """(workdir, config, Keras model, export path) of a tiny trained model."""
-  root = tmp_path_factory.mktemp("export")
-  workdir = str(root / "workdir")
-  config, avc = testing.make_trained_workdir(workdir, WIDTH)
-  path = export_lib.export_workdir(workdir, str(root / "saved_model"),
-                                   verify=False)  # tested below
-  return workdir, config, avc, path
+  assert tiny_export.config.model.width_multiplier == WIDTH
+  return (tiny_export.workdir, tiny_export.config, tiny_export.avc,
+          tiny_export.saved_model)
 
 
 @pytest.fixture(scope="module")
