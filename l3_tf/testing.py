@@ -122,32 +122,3 @@ def write_audio(path, waveform, sample_rate_hz: int) -> str:
     container.mux(stream.encode(None))
   return str(path)
 
-
-def write_video(path, frames, frames_per_second: int, waveform=None,
-                sample_rate_hz: int = 48000) -> str:
-  """Writes uint8 frames [n, h, w, 3] (even h, w) as H.264 in mp4, with an
-  AAC mono track when `waveform` is given."""
-  import fractions
-
-  import av
-
-  with av.open(str(path), "w") as container:
-    video = container.add_stream("libx264", rate=frames_per_second)
-    video.height, video.width = frames.shape[1:3]
-    video.pix_fmt = "yuv420p"
-    video.options = {"crf": "18", "preset": "ultrafast"}
-    audio = None
-    if waveform is not None:
-      audio = container.add_stream("aac", rate=sample_rate_hz, layout="mono")
-    for index, image in enumerate(frames):
-      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-      frame.pts = index
-      frame.time_base = fractions.Fraction(1, frames_per_second)
-      container.mux(video.encode(frame))
-    container.mux(video.encode(None))
-    if audio is not None:
-      for frame in _audio_frames(waveform, sample_rate_hz, "fltp",
-                                 audio.codec_context.frame_size or 1024):
-        container.mux(audio.encode(frame))
-      container.mux(audio.encode(None))
-  return str(path)

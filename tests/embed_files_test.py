@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from data_prep.synthetic_av import generate
 from l3_tf import embed
 from l3_tf import embed_files
 from l3_tf import media
@@ -52,12 +53,12 @@ def _frames(count: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-  """A 3.2 s, 10 fps mp4 with a 44.1 kHz AAC track (resampled on read)."""
-  path = tmp_path_factory.mktemp("video") / "clip.mp4"
+  """A 3.2 s, 10 fps H.264 + AAC mp4."""
+  path = str(tmp_path_factory.mktemp("video") / "clip.mp4")
   count = int(VIDEO_SECONDS * FPS)
-  return testing.write_video(path, _frames(count), FPS,
-                             _sound(44100, seed=7, seconds=VIDEO_SECONDS),
-                             sample_rate_hz=44100)
+  generate.write_mp4(path, _frames(count),
+                     _sound(RATE, seed=7, seconds=VIDEO_SECONDS), FPS, crf=18)
+  return path
 
 
 def _implied_count(duration: float, hop: float, center: bool) -> int:
