@@ -18,6 +18,9 @@ Prints one JSON line per compute dtype with, for the full model at hop 0.1 s:
 Each round measures the peak, then the embedding, back to back, and the
 best of the rounds is kept for each: other processes on the machine slow
 some rounds down, never speed one up. `per_round_ratios` shows the spread.
+The peak is that of one 56 x 56 x 256 -> 256 conv; some of the network's
+layers (larger maps) run more efficiently than it, so a ratio near or above
+1 means "no measurable overhead", not a wrong FLOP count.
 
   python benchmarks/embed.py [--seconds=10] [--embed_batch_size=32]
       [--rounds=3] [--compute_dtypes=float32,bfloat16]
@@ -90,7 +93,7 @@ def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
   embed_48k()  # warm-up: traces and oneDNN primitives for every batch shape
   peaks, times, ratios = [], [], []
   for _ in range(rounds):
-    peak = model_step.measure_conv_peak(repeats=3, dtype=peak_dtype)
+    peak = model_step.measure_conv_peak(dtype=peak_dtype)
     elapsed = _timed(embed_48k)
     peaks.append(peak)
     times.append(elapsed)

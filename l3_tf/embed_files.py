@@ -25,6 +25,7 @@ import numpy as np
 import tqdm
 
 from l3_tf import embed as embed_lib
+from l3_tf import export as export_lib
 
 KINDS = ("audio", "image", "video")
 _VIDEO = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg",
@@ -194,3 +195,45 @@ def embed_files(embedder: embed_lib.Embedder, kind: str,
     _save(job.output_path, arrays)
     summary.written.append(job.output_path)
   return summary
+
+
+def export_and_embed_video(workdir: str, video: str, *,
+                           export_path: str | None = None,
+                           output_dir: str | None = None,
+                           hop_seconds: float = embed_lib.DEFAULT_HOP_SECONDS
+                           ) -> dict:
+  """Exports a workdir's latest checkpoint and embeds one video with it.
+
+  What `make demo` runs after training: the export is written (replacing an
+  older one), checked against the Keras model, reloaded as users load it,
+  and one video is embedded as `l3-embed video` would.
+
+  Args:
+    workdir: a training workdir.
+    video: a video file with sound.
+    export_path: default `<workdir>/export`.
+    output_dir: for the `.npz`; default `<workdir>/embeddings`.
+    hop_seconds: time between embeddings.
+
+  Returns:
+    {"export_path", "embeddings_path", "num_timestamps",
+     "audio_embedding_shape", "image_embedding_shape"}.
+
+  Raises:
+    RuntimeError: the video could not be embedded (the reason is given).
+  """
+  export_path = export_path or os.path.join(workdir, "export")
+  output_dir = output_dir or os.path.join(workdir, "embeddings")
+  export_lib.export_workdir(workdir, export_path, overwrite=True)
+  embedder = embed_lib.Embedder.load(export_path)
+  summary = embed_files(embedder, "video", [video], output_dir,
+                        overwrite=True, progress=False,
+                        hop_seconds=hop_seconds)
+  if summary.failed:
+    raise RuntimeError(f"embedding {video} failed: {summary.failed[0][1]}")
+  path = summary.written[0]
+  arrays = np.load(path)
+  return {"export_path": export_path, "embeddings_path": path,
+          "num_timestamps": int(arrays["timestamps"].size),
+          "audio_embedding_shape": list(arrays["audio_embedding"].shape),
+          "image_embedding_shape": list(arrays["image_embedding"].shape)}

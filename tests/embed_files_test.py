@@ -282,3 +282,16 @@ def test_real_clips_embed_with_aligned_timestamps(embedder, tmp_path):
     assert arrays["audio_embedding"].shape == (count, 16)
     assert arrays["image_embedding"].shape == (count, 16)
     assert np.all(np.isfinite(arrays["audio_embedding"]))
+
+
+def test_export_and_embed_video_for_the_demo(tiny_export, video, tmp_path):
+  result = embed_files.export_and_embed_video(
+      tiny_export.workdir, video, export_path=str(tmp_path / "export"),
+      output_dir=str(tmp_path / "embeddings"), hop_seconds=0.5)
+  assert result["export_path"] == str(tmp_path / "export")
+  assert (tmp_path / "export" / "saved_model.pb").exists()
+  assert result["embeddings_path"] == str(tmp_path / "embeddings" / "clip.npz")
+  count = _implied_count(VIDEO_SECONDS, 0.5, True)
+  assert result["num_timestamps"] == count
+  assert result["audio_embedding_shape"] == [count, 192]
+  assert result["image_embedding_shape"] == [count, 256]
