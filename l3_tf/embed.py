@@ -25,13 +25,13 @@ Timestamps (seconds) always mean the same thing:
   centred on t. Time 0 is the container's start (`l3_tf.media`).
 * An image file has one embedding with timestamp 0.
 
-Video frames are decoded at a short side of 256 (`ImageParams.
-resize_short_side`) by `l3_tf.media`, exactly as the training frames were;
-the model then crops the central 224 x 224. Images given as arrays or files
-are resized inside the model from their own size.
+Video frames are resized to a short side of 256 (`ImageParams.
+resize_short_side`) by `l3_tf.media` while decoding, with the resize that
+made the training frames (which were then stored as JPEG); the model then
+crops the central 224 x 224. Images given as arrays or image files are
+resized inside the model from their own size.
 """
 
-import os
 from typing import NamedTuple, Sequence
 
 import numpy as np
