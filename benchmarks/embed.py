@@ -24,7 +24,7 @@ layers (larger maps) run more efficiently than it, so a ratio near or above
 
   python benchmarks/embed.py [--seconds=10] [--embed_batch_size=32]
       [--rounds=3] [--compute_dtypes=float32,bfloat16]
-      [--width_multiplier=1.0]
+      [--width_multiplier=1.0] [--nofold_batch_norm]
 """
 
 import json
@@ -51,6 +51,8 @@ _BATCH = flags.DEFINE_integer("embed_batch_size", embed_lib.DEFAULT_BATCH_SIZE,
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "timed rounds (after warm-up)")
 _DTYPES = flags.DEFINE_list("compute_dtypes", ["float32", "bfloat16"],
                             "compute dtypes of the export to measure")
+_FOLD = flags.DEFINE_bool("fold_batch_norm", True,
+                          "export with BN folded into the convs")
 _HOP = 0.1  # the hop of the issue's figure
 
 
@@ -105,6 +107,7 @@ def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
   implied = seconds / (flops / (peak * 1e9))
   return {
       "compute_dtype": compute_dtype,
+      "batch_norm_folded": _FOLD.value,
       "width_multiplier": config.model.width_multiplier,
       "hop_seconds": _HOP,
       "batch_size": batch_size,
@@ -131,7 +134,8 @@ def main(argv):
   with tempfile.TemporaryDirectory() as root:
     for compute_dtype in _DTYPES.value:
       path = export_lib.export(avc, config, os.path.join(root, compute_dtype),
-                               compute_dtype=compute_dtype)
+                               compute_dtype=compute_dtype,
+                               fold_batch_norm=_FOLD.value)
       embedder = embed_lib.Embedder.load(path)
       print(json.dumps(measure(embedder, config, compute_dtype,
                                _SECONDS.value, _BATCH.value, _ROUNDS.value)),

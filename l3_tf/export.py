@@ -229,7 +229,8 @@ def _asset_texts(module: L3Serving, config: config_lib.Config,
 
 def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
            step: int | None = None, checkpoint: str | None = None,
-           compute_dtype: str = "float32", overwrite: bool = False) -> str:
+           compute_dtype: str = "float32", fold_batch_norm: bool = True,
+           overwrite: bool = False) -> str:
   """Writes a SavedModel of `avc` with the three serving signatures.
 
   The SavedModel is written next to `output_path` and renamed into place, so
@@ -242,6 +243,7 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
     step: the training step of the weights (recorded).
     checkpoint: the checkpoint the weights came from (recorded).
     compute_dtype: "float32" or "bfloat16" (see `L3Serving`).
+    fold_batch_norm: fold BN into the convs (see `L3Serving`).
     overwrite: replace an existing `output_path`.
 
   Returns:
@@ -253,7 +255,7 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
   if tf.io.gfile.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path} exists; pass overwrite=True "
                           "(--overwrite) to replace it")
-  module = L3Serving(avc, config, compute_dtype)
+  module = L3Serving(avc, config, compute_dtype, fold_batch_norm)
   parent = os.path.dirname(os.path.abspath(output_path))
   tf.io.gfile.makedirs(parent)
   staging = f"{output_path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
