@@ -30,12 +30,21 @@ setuptools.setup(
         "av>=12",
         "matplotlib>=3.7",
         "tqdm>=4",
+        # TFDS 4.9 evaluates importlib_resources.abc.Traversable for any
+        # builder outside its package (only declared for Python < 3.9).
+        "importlib_resources>=5",
+        # The `tfds build` command line imports mlcroissant at start-up.
+        "mlcroissant>=1.0",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # dill: tfds.testing (DatasetBuilderTestCase) imports it.
+        "test": ["pytest>=7", "pytest-xdist>=3", "dill>=0.3"],
         "beam": ["apache-beam>=2.50"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "l3-embed = experiments.embed:run",
+            "l3-score = experiments.score:run",
+        ],
     },
 )

@@ -50,3 +50,39 @@ def video_features(label_names: list[str] | None = None) -> tfds.features.Featur
   if label_names is not None:
     features["label"] = tfds.features.ClassLabel(names=label_names)
   return tfds.features.FeaturesDict(features)
+
+
+def audio_to_int16(waveform: np.ndarray) -> np.ndarray:
+  """float [-1, 1] -> int16 PCM (clipped; codecs overshoot full scale)."""
+  scaled = np.round(np.asarray(waveform, np.float32) * AUDIO_SCALE)
+  return np.clip(scaled, -32768, 32767).astype(np.int16)
+
+
+def make_example(decoded, video_id: str, source_path: str,
+                 label: int | str | None = None) -> dict:
+  """The feature dict of one video from an `l3_tf.media.DecodedVideo`.
+
+  Args:
+    decoded: the decoded video (JPEG frames, frame times, 48 kHz audio).
+    video_id: its stable id.
+    source_path: the file it came from (relative to the manual dir).
+    label: class index or name; None for unlabelled datasets. -1 means "no
+      label" in a labelled dataset (TFDS ClassLabel convention).
+
+  Returns:
+    A dict ready for `video_features(...).encode_example`.
+  """
+  if decoded.sample_rate_hz != SAMPLE_RATE_HZ:
+    raise ValueError(f"decoded audio at {decoded.sample_rate_hz} Hz, the "
+                     f"stored form is {SAMPLE_RATE_HZ} Hz")
+  example = {
+      "video_id": video_id,
+      "source_path": source_path,
+      "frames": list(decoded.frames),
+      "frame_times": np.asarray(decoded.frame_times, np.float32),
+      "audio": audio_to_int16(decoded.audio),
+      "duration_seconds": np.float32(decoded.duration_seconds),
+  }
+  if label is not None:
+    example["label"] = label
+  return example

@@ -1,0 +1,259 @@
+"""Writes small media files for tests: the builders' dummy data.
+
+Media files are never committed; tests call these functions to write them
+into temporary folders. Run as a script to look at the files:
+
+  python -m data_prep.dummy_media video_folder /tmp/dummy
+
+Each video's frame i is a flat grey of level `frame_level(i)` (so a test can
+tell which frame it got back) and its audio is a sine (a different pitch per
+channel), optionally with a beep at a known time for alignment checks.
+"""
+
+import fractions
+import os
+import sys
+
+import av
+import numpy as np
+
+# container -> (video codec, pixel format, audio codec, audio sample format)
+FORMATS = {
+    "mp4": ("libx264", "yuv420p", "aac", "fltp"),
+    "webm": ("libvpx", "yuv420p", "vorbis", "fltp"),
+    "avi": ("mpeg4", "yuv420p", "libmp3lame", "fltp"),
+    "mkv": ("libx264", "yuv420p", "flac", "s16"),
+}
+AUDIO_FORMATS = {  # extension -> (container format, codec, sample format)
+    "wav": ("wav", "pcm_s16le", "s16"),
+    "flac": ("flac", "flac", "s16"),
+    "ogg": ("ogg", "vorbis", "fltp"),
+    "mp3": ("mp3", "libmp3lame", "fltp"),
+    "m4a": ("mp4", "aac", "fltp"),
+}
+_CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
+def frame_level(index: int) -> int:
+  """The grey level of frame `index` (distinct for the first 28 frames)."""
+  return 16 + (index * 8) % 224
+
+
+def tone(seconds: float, sample_rate: int, channels: int = 1,
+         frequencies=(440.0, 660.0, 880.0, 1100.0, 1320.0, 1540.0),
+         amplitude: float = 0.5, beep_at: float | None = None) -> np.ndarray:
+  """float32 [channels, n]: channel c a sine at frequencies[c].
+
+  With beep_at, the sound is silent except for a 0.1 s 1 kHz beep starting
+  then (for alignment tests).
+  """
+  t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+  if beep_at is not None:
+    on = (t >= beep_at) & (t < beep_at + 0.1)
+    wave = np.where(on, amplitude * np.sin(2 * np.pi * 1000.0 * t), 0.0)
+    return np.repeat(wave[None], channels, 0).astype(np.float32)
+  return np.stack([amplitude * np.sin(2 * np.pi * frequencies[c] * t)
+                   for c in range(channels)]).astype(np.float32)
+
+
+def _codec_options(stream):
+  if stream.codec_context.name == "vorbis":  # FFmpeg's own Vorbis encoder
+    stream.codec_context.options = {"strict": "experimental"}
+
+
+def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int,
+                  sample_format: str, layout: str):
+  """Muxes float32 [channels, n] samples through `stream`."""
+  frame_size = stream.codec_context.frame_size or 1024
+  for start in range(0, samples.shape[1], frame_size):
+    block = samples[:, start:start + frame_size]
+    if sample_format == "s16":  # interleaved int16
+      data = np.round(block.T * 32767).astype(np.int16).reshape(1, -1)
+    else:
+      data = np.ascontiguousarray(block, np.float32)
+    frame = av.AudioFrame.from_ndarray(data, format=sample_format,
+                                       layout=layout)
+    frame.sample_rate = sample_rate
+    frame.pts = start
+    frame.time_base = fractions.Fraction(1, sample_rate)
+    container.mux(stream.encode(frame))
+  container.mux(stream.encode(None))
+
+
+def write_video(path: str | os.PathLike, seconds: float = 2.0,
+                fps: float = 25.0, width: int = 160, height: int = 120,
+                sample_rate: int = 44100, channels: int = 1,
+                audio: bool = True, video: bool = True,
+                frame_times: list[float] | None = None,
+                silent: bool = False, beep_at: float | None = None,
+                flash_at: float | None = None,
+                container_format: str | None = None) -> str:
+  """Writes a small video whose frames and sound tests can recognise.
+
+  Args:
+    path: output file; its extension picks the codecs (see FORMATS).
+    seconds: duration of both streams.
+    fps: frame rate (ignored when frame_times is given).
+    width / height: frame size (odd sizes use 4:4:4 H.264).
+    sample_rate / channels: of the audio stream.
+    audio / video: whether to write each stream.
+    frame_times: explicit presentation times, for variable frame rate.
+    silent: digital silence instead of the tones.
+    beep_at: silent but for a 0.1 s beep starting at this time.
+    flash_at: frames at or after this time (until +0.1 s) are white.
+    container_format: FFmpeg muxer (default: from the extension).
+
+  Returns:
+    The path written.
+  """
+  path = os.fspath(path)
+  ext = os.path.splitext(path)[1].lstrip(".").lower()
+  video_codec, pix_fmt, audio_codec, sample_format = FORMATS[ext]
+  odd = width % 2 or height % 2
+  if odd:
+    video_codec, pix_fmt = "libx264", "yuv444p"
+  if frame_times is None:
+    frame_times = list(np.arange(int(round(seconds * fps))) / fps)
+  time_base = fractions.Fraction(1, 1000) if ext != "avi" else (
+      fractions.Fraction(1, int(round(fps))))
+  with av.open(path, "w", format=container_format) as container:
+    if video:
+      stream = container.add_stream(video_codec,
+                                    rate=fractions.Fraction(fps).limit_denominator(1000))
+      stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+      stream.codec_context.time_base = time_base
+      if video_codec == "libx264":
+        stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
+    if audio:
+      layout = _CHANNEL_LAYOUTS[channels]
+      sound = container.add_stream(audio_codec, rate=sample_rate,
+                                   layout=layout)
+      _codec_options(sound)
+    if video:
+      for i, t in enumerate(frame_times):
+        level = frame_level(i)
+        if flash_at is not None and flash_at <= t < flash_at + 0.1:
+          level = 255
+        image = np.full([height, width, 3], level, np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = int(round(t / time_base))
+        frame.time_base = time_base
+        container.mux(stream.encode(frame))
+      container.mux(stream.encode(None))
+    if audio:
+      samples = tone(seconds, sample_rate, channels, beep_at=beep_at)
+      if silent:
+        samples[:] = 0
+      _encode_audio(container, sound, samples, sample_rate, sample_format,
+                    _CHANNEL_LAYOUTS[channels])
+  return path
+
+
+def write_audio(path: str | os.PathLike, seconds: float = 1.0,
+                sample_rate: int = 44100, channels: int = 1,
+                beep_at: float | None = None) -> str:
+  """Writes a tone (see `tone`) as wav / flac / ogg / mp3 / m4a."""
+  path = os.fspath(path)
+  ext = os.path.splitext(path)[1].lstrip(".").lower()
+  container_format, codec, sample_format = AUDIO_FORMATS[ext]
+  with av.open(path, "w", format=container_format) as container:
+    layout = _CHANNEL_LAYOUTS[channels]
+    stream = container.add_stream(codec, rate=sample_rate, layout=layout)
+    _codec_options(stream)
+    _encode_audio(container, stream,
+                  tone(seconds, sample_rate, channels, beep_at=beep_at),
+                  sample_rate, sample_format, layout)
+  return path
+
+
+def truncate(source: str, target: str, fraction: float) -> str:
+  """Copies the first `fraction` of a file (a download cut short)."""
+  with open(source, "rb") as f:
+    data = f.read()
+  with open(target, "wb") as f:
+    f.write(data[:int(len(data) * fraction)])
+  return target
+
+
+def _write_bytes(path: str, data: bytes) -> str:
+  with open(path, "wb") as f:
+    f.write(data)
+  return path
+
+
+# What the video_folder dummy data holds, and what must become of each file.
+# path -> None (built) or a fragment of the skip reason.
+VIDEO_FOLDER_EXPECTED = {
+    "dogs/bark_mp4.mp4": None,
+    "dogs/stereo_44k.webm": None,
+    "dogs/mpeg4_mp3.avi": None,
+    "dogs/portrait.mp4": None,
+    "drums/odd_size.mp4": None,
+    "drums/variable_rate.mp4": None,
+    "drums/six_channels.mp4": None,
+    "drums/flac_audio.mkv": None,
+    "drums/long_12s.mp4": None,
+    "root_level.mp4": None,
+    "dogs/no_audio.mp4": "no audio stream",
+    "dogs/audio_only.mp4": "no video stream",
+    "dogs/empty.mp4": "empty file",
+    "drums/random_bytes.mp4": "not a readable media file",
+    "drums/truncated.mp4": "not a readable media file",
+    "drums/short.mp4": "too short",
+    "drums/silent.mp4": "silent audio",
+    "dogs/README.txt": "not a video file",
+    "notes.csv": "not a video file",
+}
+
+
+def write_video_folder(root: str | os.PathLike) -> dict:
+  """The video_folder dummy data: good videos of every kind and bad input.
+
+  Returns:
+    VIDEO_FOLDER_EXPECTED (path -> None if built, else a reason fragment).
+  """
+  root = os.fspath(root)
+  for sub in ("dogs", "drums"):
+    os.makedirs(os.path.join(root, sub), exist_ok=True)
+  p = lambda name: os.path.join(root, name)  # pylint: disable=unnecessary-lambda-assignment
+  write_video(p("dogs/bark_mp4.mp4"), seconds=2.0)
+  write_video(p("dogs/stereo_44k.webm"), seconds=2.0, channels=2)
+  write_video(p("dogs/mpeg4_mp3.avi"), seconds=2.0, channels=2)
+  write_video(p("dogs/portrait.mp4"), seconds=1.5, width=90, height=160)
+  write_video(p("drums/odd_size.mp4"), seconds=1.5, width=161, height=97,
+              sample_rate=16000)
+  write_video(p("drums/variable_rate.mp4"), seconds=2.0,
+              frame_times=[0.0, 0.04, 0.08, 0.5, 0.55, 1.2, 1.21, 1.6, 1.95])
+  write_video(p("drums/six_channels.mp4"), seconds=1.5, channels=6,
+              sample_rate=48000)
+  write_video(p("drums/flac_audio.mkv"), seconds=1.5, sample_rate=22050)
+  write_video(p("drums/long_12s.mp4"), seconds=12.0, fps=5, width=64,
+              height=48, sample_rate=8000)
+  write_video(p("root_level.mp4"), seconds=1.5)
+  write_video(p("dogs/no_audio.mp4"), seconds=1.5, audio=False)
+  write_video(p("dogs/audio_only.mp4"), seconds=1.5, video=False)
+  _write_bytes(p("dogs/empty.mp4"), b"")
+  _write_bytes(p("drums/random_bytes.mp4"),
+               np.random.default_rng(0).bytes(4096))
+  truncate(write_video(p("drums/full.mp4"), seconds=2.0),
+           p("drums/truncated.mp4"), 0.5)
+  os.remove(p("drums/full.mp4"))
+  write_video(p("drums/short.mp4"), seconds=0.8)
+  write_video(p("drums/silent.mp4"), seconds=1.5, silent=True)
+  _write_bytes(p("dogs/README.txt"), b"not a video\n")
+  _write_bytes(p("notes.csv"), b"a,b\n1,2\n")
+  return dict(VIDEO_FOLDER_EXPECTED)
+
+
+def main(argv):
+  if len(argv) != 3 or argv[1] not in ("video_folder",):
+    print(__doc__)
+    return 2
+  expected = write_video_folder(argv[2])
+  for path, outcome in sorted(expected.items()):
+    print(f"{path:32s} {outcome or 'built'}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))
