@@ -38,7 +38,11 @@ setuptools.setup(
     ],
     extras_require={
         # dill: tfds.testing (DatasetBuilderTestCase) imports it.
-        "test": ["pytest>=7", "pytest-xdist>=3", "dill>=0.3"],
+        # apache-beam: the DirectRunner test of the builders runs in
+        # `make test`; 2.77 installs with protobuf < 5 and numpy < 2.
+        "test": ["pytest>=7", "pytest-xdist>=3", "dill>=0.3",
+                 "apache-beam>=2.50"],
+        # Building datasets on a Beam runner (Dataflow, Spark, Flink).
         "beam": ["apache-beam>=2.50"],
     },
     entry_points={
