@@ -27,7 +27,8 @@ setuptools.setup(
         "scikit-learn>=1.3",
         "scipy>=1.10",
         "absl-py>=1.0",
-        "av>=12",
+        # >= 14: VideoFrame.rotation (phone videos are stored rotated).
+        "av>=14",
         "matplotlib>=3.7",
         "tqdm>=4",
         # TFDS 4.9 evaluates importlib_resources.abc.Traversable for any

@@ -96,7 +96,8 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
                 frame_times: list[float] | None = None,
                 silent: bool = False, beep_at: float | None = None,
                 flash_at: float | None = None,
-                container_format: str | None = None) -> str:
+                container_format: str | None = None,
+                keyframe_interval: int | None = None) -> str:
   """Writes a small video whose frames and sound tests can recognise.
 
   Args:
@@ -111,6 +112,7 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
     beep_at: silent but for a 0.1 s beep starting at this time.
     flash_at: frames at or after this time (until +0.1 s) are white.
     container_format: FFmpeg muxer (default: from the extension).
+    keyframe_interval: frames between keyframes (default: the codec's).
 
   Returns:
     The path written.
@@ -133,6 +135,8 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       stream.codec_context.time_base = time_base
       if video_codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
+      if keyframe_interval:
+        stream.codec_context.gop_size = keyframe_interval
     if audio:
       written_channels, layout = _audio_layout(audio_codec, channels)
       sound = container.add_stream(audio_codec, rate=sample_rate,

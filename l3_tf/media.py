@@ -590,14 +590,63 @@ def decode_video(path: str | os.PathLike,
       audio_peak=float(np.max(np.abs(waveform))) if waveform.size else 0.0)
 
 
+# frames_at seeks (to the keyframe before its earliest time) only past this:
+# short seeks save little and some files have unreliable indexes.
+_SEEK_AFTER_SECONDS = 4.0
+
+
+def _select_frames(path, container, video, origin: float,
+                   sorted_times: np.ndarray, short_side: int | None,
+                   require_start: bool):
+  """RGB images of the frames displayed at sorted_times (sorted order).
+
+  Each selected frame is converted once, when it is known to be selected, so
+  no decoded frame is held longer than needed. With require_start, returns
+  None if the first decoded frame comes after sorted_times[0] (a seek that
+  overshot).
+  """
+  selected = []
+  previous = None  # (frame, rgb or None)
+  last_time = None
+
+  def rgb_of(entry):
+    if entry[1] is None:
+      entry[1] = _to_rgb(entry[0], short_side)
+    return entry[1]
+
+  for frame in _decode_packets(path, container, [video]):
+    time = _frame_time(frame, origin, last_time, video)
+    if last_time is not None and time <= last_time:
+      continue
+    if last_time is None and require_start and time > sorted_times[0]:
+      return None
+    last_time = time
+    current = [frame, None]
+    # Times before this frame show the previous one (the first frame for
+    # times before every frame).
+    shown = previous if previous is not None else current
+    while len(selected) < sorted_times.size and (
+        sorted_times[len(selected)] < time):
+      selected.append(rgb_of(shown))
+    previous = current
+    if len(selected) == sorted_times.size:
+      break
+  if previous is None:
+    raise MediaError(path, "the video stream has no decodable frames")
+  while len(selected) < sorted_times.size:  # after the last frame
+    selected.append(rgb_of(previous))
+  return selected
+
+
 def frames_at(path: str | os.PathLike, times_seconds: Sequence[float],
               short_side: int | None = None) -> np.ndarray:
   """The frame displayed at each of the given times, for aligned embeddings.
 
   The frame displayed at t is the last frame whose presentation time is
   <= t on the shared timeline (the first frame for t before it, the last
-  frame for t after the end). Decodes sequentially from the keyframe before
-  the earliest time and converts only the selected frames to RGB.
+  frame for t after the end). Decodes sequentially (from the keyframe before
+  the earliest time when that is more than a few seconds in) and converts
+  only the selected frames to RGB, each once.
 
   Args:
     path: a video file.
@@ -618,41 +667,31 @@ def frames_at(path: str | os.PathLike, times_seconds: Sequence[float],
     raise ValueError(f"times_seconds={times.tolist()} must be finite")
   order = np.argsort(times, kind="stable")
   sorted_times = times[order]
-  chosen = [None] * times.size  # index in sorted order -> frame
   with _open(path) as container:
     if not container.streams.video:
       raise MediaError(path, "no video stream")
     video = container.streams.video[0]
     video.codec_context.thread_count = 1
     origin = _start_seconds(container)
-    position = 0
-    previous = None
-    last_time = None
-    for frame in _decode_packets(path, container, [video]):
-      time = _frame_time(frame, origin, last_time, video)
-      if last_time is not None and time <= last_time:
-        continue
-      last_time = time
-      if previous is None:
-        while position < times.size and sorted_times[position] < time:
-          chosen[position] = frame
-          position += 1
-      else:
-        while position < times.size and sorted_times[position] < time:
-          chosen[position] = previous
-          position += 1
-      previous = frame
-      if position == times.size:
-        break
-    if previous is None:
-      raise MediaError(path, "the video stream has no decodable frames")
-    for i in range(position, times.size):
-      chosen[i] = previous
-    converted = {}
-    images = [None] * times.size
-    for sorted_index, frame in enumerate(chosen):
-      key = id(frame)
-      if key not in converted:
-        converted[key] = _to_rgb(frame, short_side)
-      images[order[sorted_index]] = converted[key]
+    selected = None
+    if sorted_times[0] > _SEEK_AFTER_SECONDS and video.time_base:
+      # Jump to the keyframe before the earliest time. The result is kept
+      # only if decoding restarts at or before that time (a bad index can
+      # land later); otherwise decode from the start.
+      try:
+        container.seek(int((sorted_times[0] + origin) / video.time_base),
+                       stream=video, backward=True, any_frame=False)
+        selected = _select_frames(path, container, video, origin,
+                                  sorted_times, short_side,
+                                  require_start=True)
+      except av.FFmpegError:
+        selected = None
+      if selected is None:
+        container.seek(0, stream=video, backward=True, any_frame=False)
+    if selected is None:
+      selected = _select_frames(path, container, video, origin, sorted_times,
+                                short_side, require_start=False)
+  images = [None] * times.size
+  for sorted_index, image in enumerate(selected):
+    images[order[sorted_index]] = image
   return np.stack(images)  # [n, h, w, 3]

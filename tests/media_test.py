@@ -193,6 +193,44 @@ def test_frames_at_returns_the_displayed_frame(tmp_path):
     media.frames_at(path, [])
 
 
+def test_frames_at_late_times_seeks_to_the_right_frames(tmp_path):
+  path = dummy_media.write_video(tmp_path / "v.mp4", seconds=10.0, fps=10,
+                                 width=32, height=24, keyframe_interval=15)
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(path) as container:
+    keyframes = [p.pts for p in container.demux(video=0) if p.is_keyframe]
+  assert len(keyframes) > 5  # so that the seek lands mid-file
+  times = [7.35, 9.0, 8.0, 9.99, 6.1]
+  frames = media.frames_at(path, times)
+  expected = [73, 90, 80, 99, 61]
+  assert [_frame_index(_level(f)) for f in frames] == [i % 56
+                                                       for i in expected]
+
+
+def test_display_rotation_is_applied(tmp_path):
+  import av  # pylint: disable=g-import-not-at-top
+  import fractions  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "rotated.mp4")
+  with av.open(path, "w") as container:
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+    if not hasattr(stream, "set_display_rotation"):
+      pytest.fail("PyAV cannot write a display rotation: needs PyAV >= 14")
+    # Counter-clockwise 90: a phone's portrait video stored landscape.
+    stream.set_display_rotation(90)
+    for i in range(5):
+      image = np.zeros([96, 160, 3], np.uint8)
+      image[:, :80] = 255  # left half white
+      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+      frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+  image = media.frames_at(path, [0.0])[0]
+  assert image.shape == (160, 96, 3)  # displayed upright: portrait
+  # Rotated 90 degrees counter-clockwise, the left half is now at the bottom.
+  assert image[-60:].mean() > 240 and image[:60].mean() < 15
+
+
 def test_audio_and_frames_share_one_timeline(tmp_path):
   # A beep and a white flash both at 0.6 s, in each container.
   for ext in ("mp4", "webm", "mkv", "avi"):
