@@ -212,6 +212,8 @@ VIDEO_FOLDER_EXPECTED = {
     "drums/flac_audio.mkv": None,
     "drums/long_12s.mp4": None,
     "root_level.mp4": None,
+    # A streamable container cut short: its decodable first ~1.5 s are built.
+    "drums/interrupted.webm": None,
     "dogs/no_audio.mp4": "no audio stream",
     "dogs/audio_only.mp4": "no video stream",
     "dogs/empty.mp4": "empty file",
@@ -256,6 +258,9 @@ def write_video_folder(root: str | os.PathLike) -> dict:
   truncate(write_video(p("drums/full.mp4"), seconds=2.0),
            p("drums/truncated.mp4"), 0.5)
   os.remove(p("drums/full.mp4"))
+  truncate(write_video(p("drums/full.webm"), seconds=3.0),
+           p("drums/interrupted.webm"), 0.6)
+  os.remove(p("drums/full.webm"))
   write_video(p("drums/short.mp4"), seconds=0.8)
   write_video(p("drums/silent.mp4"), seconds=1.5, silent=True)
   _write_bytes(p("dogs/README.txt"), b"not a video\n")
