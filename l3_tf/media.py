@@ -29,7 +29,12 @@ import numpy as np
 from PIL import Image
 from scipy import signal
 
-SAMPLE_RATE_HZ = 48000
+from l3_tf import audio_params
+
+SAMPLE_RATE_HZ = audio_params.DEFAULT.sample_rate_hz
+# The stored video contract's defaults (l3_tf.video_example, which imports
+# TensorFlow; this module must not, so that decoding workers stay light).
+# media_test checks that both agree.
 DEFAULT_FRAMES_PER_SECOND = 4.0
 DEFAULT_MAX_SECONDS = 10.0
 SHORT_SIDE = 256
@@ -227,8 +232,8 @@ def resample(waveform: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
 
   The ratio is reduced exactly (44100 -> 48000 is up 160, down 147); the
   Kaiser-windowed anti-aliasing filter attenuates images by > 80 dB outside
-  the pass band. Runs at several hundred times real time for
-  44.1 -> 48 kHz on one core.
+  the pass band. About 1000x real time on one core from any common rate to
+  48 kHz, max error 5e-5 on a 1 kHz sine (`benchmarks/resample.py`).
 
   Args:
     waveform: float array [..., n].

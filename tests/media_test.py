@@ -32,6 +32,15 @@ def _frame_index(level):
   return int(round((level - 16) / 4))
 
 
+def test_defaults_agree_with_the_stored_contract():
+  from l3_tf import video_example  # pylint: disable=g-import-not-at-top
+  assert media.SAMPLE_RATE_HZ == video_example.SAMPLE_RATE_HZ == 48000
+  assert media.DEFAULT_FRAMES_PER_SECOND == (
+      video_example.DEFAULT_FRAMES_PER_SECOND)
+  assert media.DEFAULT_MAX_SECONDS == video_example.DEFAULT_MAX_SECONDS
+  assert media.SHORT_SIDE == video_example.SHORT_SIDE
+
+
 # ------------------------------------------------------------------ resample
 
 
