@@ -97,7 +97,8 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
                 silent: bool = False, beep_at: float | None = None,
                 flash_at: float | None = None,
                 container_format: str | None = None,
-                keyframe_interval: int | None = None) -> str:
+                keyframe_interval: int | None = None,
+                b_frames: int = 0) -> str:
   """Writes a small video whose frames and sound tests can recognise.
 
   Args:
@@ -113,6 +114,8 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
     flash_at: frames at or after this time (until +0.1 s) are white.
     container_format: FFmpeg muxer (default: from the extension).
     keyframe_interval: frames between keyframes (default: the codec's).
+    b_frames: H.264 only: B-frames between references (non-reference, in a
+      fixed pattern), so that decoders reorder and may drop frames.
 
   Returns:
     The path written.
@@ -135,6 +138,10 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       stream.codec_context.time_base = time_base
       if video_codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
+        if b_frames:
+          stream.options = {
+              "preset": "superfast", "crf": "18",
+              "x264-params": f"bframes={b_frames}:b-adapt=0:b-pyramid=none"}
       if keyframe_interval:
         stream.codec_context.gop_size = keyframe_interval
     if audio:

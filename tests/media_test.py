@@ -173,6 +173,37 @@ def test_decode_other_containers(tmp_path, ext):
     assert [_frame_index(_level(j)) for j in decoded.frames] == expected
 
 
+def test_skipping_unneeded_frames_changes_nothing_stored(tmp_path,
+                                                        monkeypatch):
+  # H.264 with 3 non-reference B-frames between references, 30 fps: most
+  # B-frames are never displayed at a 4 fps sample time and are dropped.
+  import av  # pylint: disable=g-import-not-at-top
+  path = dummy_media.write_video(tmp_path / "b.mp4", seconds=1.8, fps=30,
+                                 width=64, height=48, b_frames=3)
+  with av.open(path) as container:
+    types = [str(f.pict_type)[-1] for f in container.decode(video=0)]
+  assert types.count("3") > 20  # B-frames (PictureType 3)
+  decoded = {"exact": 0, "fast": 0}
+  original = media._frame_time  # pylint: disable=protected-access
+
+  def counting(name):
+    def frame_time(*args):
+      decoded[name] += 1
+      return original(*args)
+    return frame_time
+
+  monkeypatch.setattr(media, "_frame_time", counting("exact"))
+  exact = media.decode_video(path, media.DecodeOptions(
+      skip_unneeded_frames=False))
+  monkeypatch.setattr(media, "_frame_time", counting("fast"))
+  fast = media.decode_video(path)
+  assert decoded["fast"] < 0.7 * decoded["exact"]  # frames were dropped
+  np.testing.assert_array_equal(exact.frame_times, fast.frame_times)
+  assert exact.frames == fast.frames
+  expected = [math.floor(30 * k / 4) for k in range(8)]
+  assert [_frame_index(_level(j)) for j in fast.frames] == expected
+
+
 def test_portrait_odd_size_and_variable_frame_rate(tmp_path):
   portrait = media.decode_video(dummy_media.write_video(
       tmp_path / "p.mp4", seconds=1.0, width=90, height=160))
