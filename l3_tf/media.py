@@ -269,20 +269,17 @@ def resample(waveform: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   return out[..., :n_out].astype(np.float32, copy=False)
 
 
-def _audio_frame_mono(frame: av.AudioFrame) -> np.ndarray:
-  """One decoded audio frame -> float32 [samples], channels averaged."""
+def _audio_frame_channels(frame: av.AudioFrame) -> np.ndarray:
+  """One decoded audio frame -> float32 [channels, samples] in [-1, 1]."""
   data = frame.to_ndarray()
   name = frame.format.name
-  channels = frame.layout.nb_channels
   if not frame.format.is_planar:  # interleaved: [1, samples * channels]
-    data = data.reshape(-1, channels).T
+    data = data.reshape(-1, frame.layout.nb_channels).T
   if name in _INT_SCALE:
-    data = data.astype(np.float32) / _INT_SCALE[name]
-  elif name in ("u8", "u8p"):
-    data = (data.astype(np.float32) - 128.0) / 128.0
-  else:  # flt, fltp, dbl, dblp
-    data = data.astype(np.float32, copy=False)
-  return data.mean(axis=0) if channels > 1 else data[0]
+    return data.astype(np.float32) / _INT_SCALE[name]
+  if name in ("u8", "u8p"):
+    return (data.astype(np.float32) - 128.0) / 128.0
+  return data.astype(np.float32, copy=False)  # flt, fltp, dbl, dblp
 
 
 class _AudioAccumulator:
@@ -314,9 +311,9 @@ class _AudioAccumulator:
     elif frame.sample_rate != self.rate:
       raise MediaError(self.path, f"audio sample rate changes mid-stream "
                        f"({self.rate} -> {frame.sample_rate} Hz)")
-    chunk = _audio_frame_mono(frame)
+    chunk = _audio_frame_channels(frame)  # [channels, samples]
     self.chunks.append(chunk)
-    self.num_samples += chunk.shape[0]
+    self.num_samples += chunk.shape[1]
 
   @property
   def end_seconds(self) -> float:
@@ -329,7 +326,11 @@ class _AudioAccumulator:
     """float32 [n] at rate_out with sample 0 at time 0."""
     if self.rate is None:
       return np.zeros([0], np.float32)
-    audio = resample(np.concatenate(self.chunks), self.rate, rate_out)
+    if len({chunk.shape[0] for chunk in self.chunks}) == 1:
+      mono = np.concatenate(self.chunks, axis=1).mean(axis=0)
+    else:  # the channel layout changes mid-stream
+      mono = np.concatenate([chunk.mean(axis=0) for chunk in self.chunks])
+    audio = resample(mono, self.rate, rate_out)
     offset = int(round(self.first_time * rate_out))
     if offset > 0:  # audio starts late: silence before it
       audio = np.concatenate([np.zeros([offset], np.float32), audio])
@@ -469,7 +470,7 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 def _frame_end(frame: av.VideoFrame, time: float, stream) -> float:
   """The time at which `frame` stops being displayed."""
   if frame.duration and frame.time_base is not None:
-    return time + float(frame.duration * frame.time_base)
+    return time + frame.duration * float(frame.time_base)
   rate = stream.average_rate or stream.guessed_rate
   return time + (1.0 / float(rate) if rate else 0.0)
 
@@ -496,14 +497,15 @@ class _NeededFrames:
     self.rate = frames_per_second
     nominal = video.average_rate or video.guessed_rate
     self.margin = 2.0 / float(nominal) if nominal else math.inf
+    self.time_base = float(video.time_base) if video.time_base else None
     self.skipping = False
 
   def __call__(self, packet):
     if packet.stream.index != self.video.index:
       return
     needed = True
-    if packet.pts is not None and packet.time_base:
-      time = float(packet.pts * packet.time_base) - self.origin
+    if packet.pts is not None and self.time_base:
+      time = packet.pts * self.time_base - self.origin
       next_sample = math.ceil(time * self.rate - 1e-6) / self.rate
       needed = next_sample - time < self.margin
     if needed == self.skipping:  # only touch the decoder on a change
