@@ -60,10 +60,11 @@ def training_flops_per_pair(widths: tuple[int, ...]) -> int:
 
 
 def measure_conv_peak(batch: int = 16, size: int = 56, channels: int = 256,
-                      repeats: int = 10) -> float:
-  """GFLOP/s of a large fp32 3x3 conv (forward), best of `repeats`."""
-  x = tf.random.normal([batch, size, size, channels])
-  kernel = tf.random.normal([3, 3, channels, channels])
+                      repeats: int = 10, dtype: tf.DType = tf.float32) -> float:
+  """GFLOP/s of a large 3x3 conv (forward, fp32 by default), best of
+  `repeats`."""
+  x = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
+  kernel = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
   conv = tf.function(lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"))
   conv(x, kernel).numpy()
   best = float("inf")

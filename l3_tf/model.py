@@ -113,13 +113,16 @@ def _tower(inputs, config: ModelConfig, tap_pool: tuple[int, int],
 
 
 def vision_tower(config: ModelConfig = ModelConfig(),
-                 image_params: image_ops.ImageParams = image_ops.DEFAULT
-                 ) -> keras.Model:
+                 image_params: image_ops.ImageParams = image_ops.DEFAULT,
+                 any_size: bool = False) -> keras.Model:
   """[b, 224, 224, 3] in [-1, 1] -> dict of taps (see module docstring).
 
   The 8192-d tap is conv4_2 *after* ReLU (PAPER.md §5, ImageNet probe).
+  With `any_size`, the input is [b, h, w, 3] for any h, w >= 8: the same
+  layers (and weights, via `set_weights`) run fully convolutionally, e.g.
+  to localise over a whole frame rather than its central crop.
   """
-  size = image_params.crop_size
+  size = None if any_size else image_params.crop_size
   inputs = keras.Input((size, size, 3), name="image")
   return _tower(inputs, config, VISION_TAP_POOL, tap_from_pre_relu=False,
                 tap_name="embedding_8192", name="vision_tower")

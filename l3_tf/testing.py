@@ -17,3 +17,108 @@ def shared_data(name: str) -> pathlib.Path:
   if not path.is_dir():
     pytest.skip(f"real data folder {path} is absent")
   return path
+
+
+def tiny_config(width_multiplier: float = 1 / 32):
+  """The `test` experiment config narrowed to `width_multiplier`."""
+  import dataclasses
+
+  from experiments import configs
+
+  config = configs.get_config("test")
+  return dataclasses.replace(config, model=dataclasses.replace(
+      config.model, width_multiplier=width_multiplier))
+
+
+def make_trained_workdir(workdir: str, width_multiplier: float = 1 / 32,
+                         steps: int = 3, seed: int = 0):
+  """A training workdir holding a tiny, briefly trained AVC network.
+
+  A few Adam steps on random pairs (training=True) make the weights and the
+  BN moving statistics differ from their initial values, so that tests of
+  export and embedding see a model whose inference path is non-trivial.
+
+  Returns:
+    (config, the trained float32 `avc_network`).
+  """
+  import keras
+  import numpy as np
+  import tensorflow as tf
+
+  from l3_tf import model as model_lib
+  from l3_tf import workdir as workdir_lib
+
+  config = tiny_config(width_multiplier)
+  keras.utils.set_random_seed(seed)
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  optimizer = keras.optimizers.Adam(1e-3)
+  loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  rng = np.random.default_rng(seed)
+  batch = 4
+  for _ in range(steps):
+    inputs = {
+        "image": tf.constant(rng.uniform(-1, 1, (batch, 224, 224, 3)),
+                             tf.float32),
+        "spectrogram": tf.constant(
+            rng.normal(-2, 1, (batch,) + config.audio.spectrogram_shape),
+            tf.float32),
+    }
+    labels = tf.constant(np.arange(batch) % 2)
+    with tf.GradientTape() as tape:
+      loss = loss_fn(labels, avc(inputs, training=True))
+    grads = tape.gradient(loss, avc.trainable_variables)
+    optimizer.apply_gradients(zip(grads, avc.trainable_variables))
+  workdir_lib.write_config(workdir, config)
+  step = tf.Variable(steps, dtype=tf.int64)
+  tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=avc, step=step),
+      workdir_lib.checkpoint_dir(workdir), max_to_keep=1).save()
+  return config, avc
+
+
+_AUDIO_CODECS = {".wav": ("pcm_s16le", "s16"), ".flac": ("flac", "s16"),
+                 ".ogg": ("libopus", "flt"), ".mp3": ("libmp3lame", "fltp"),
+                 ".m4a": ("aac", "fltp")}
+
+
+def _audio_frames(waveform, sample_rate_hz: int, sample_format: str,
+                  frame_size: int):
+  """Mono float waveform -> PyAV audio frames of `frame_size` samples."""
+  import av
+  import numpy as np
+
+  waveform = np.clip(np.asarray(waveform, np.float32), -1, 1)
+  for begin in range(0, waveform.size, frame_size):
+    chunk = waveform[begin:begin + frame_size]
+    if sample_format == "s16":
+      data = np.round(chunk * 32767).astype(np.int16)[np.newaxis]
+    else:
+      data = chunk[np.newaxis]
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data),
+                                       format=sample_format, layout="mono")
+    frame.sample_rate = sample_rate_hz
+    frame.pts = begin
+    yield frame
+
+
+def write_audio(path, waveform, sample_rate_hz: int) -> str:
+  """Writes a mono float waveform in [-1, 1]; the codec follows the
+  extension (.wav PCM, .flac, .ogg Opus, .mp3, .m4a AAC)."""
+  import os
+
+  import av
+
+  extension = os.path.splitext(str(path))[1].lower()
+  if extension not in _AUDIO_CODECS:
+    raise ValueError(f"{path}: extension {extension!r} not in "
+                     f"{sorted(_AUDIO_CODECS)}")
+  codec, sample_format = _AUDIO_CODECS[extension]
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream(codec, rate=sample_rate_hz, layout="mono")
+    frame_size = stream.codec_context.frame_size or 1024
+    for frame in _audio_frames(waveform, sample_rate_hz, sample_format,
+                               frame_size):
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+  return str(path)
+

@@ -80,3 +80,28 @@ def restore_avc_model(workdir: str, checkpoint: str | None = None
   status.expect_partial()  # the optimizer and data state are not needed here
   status.assert_existing_objects_matched()
   return config, model, int(step.numpy())
+
+
+def load_network(weights: str, random_config: config_lib.Config,
+                 seed: int = 0) -> tuple[config_lib.Config, keras.Model, str]:
+  """The AVC network named by a `--weights` value.
+
+  Args:
+    weights: "random" (untrained, the paper's "Ours random" row) or a
+      training workdir.
+    random_config: the architecture used for "random".
+    seed: initialisation seed for "random".
+
+  Returns:
+    (config, avc_network, a description for result files).
+  """
+  if weights == "random":
+    keras.utils.set_random_seed(seed)
+    model = model_lib.avc_network(random_config.model, random_config.image,
+                                  random_config.audio)
+    return random_config, model, f"random (config {random_config.name}, seed {seed})"
+  if not tf.io.gfile.isdir(weights):
+    raise FileNotFoundError(
+        f"weights={weights!r} is neither 'random' nor a training workdir")
+  config, model, step = restore_avc_model(weights)
+  return config, model, f"{weights} (step {step}, config {config.name})"

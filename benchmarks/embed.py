@@ -1,0 +1,146 @@
+"""Audio embedding speed of an exported L3-Net against this machine's conv peak.
+
+Prints one JSON line per compute dtype with, for the full model at hop 0.1 s:
+
+  audio_seconds_per_second   seconds of audio embedded per wall-clock second,
+                             end to end through `Embedder.embed_audio` on a
+                             SavedModel (framing, in-graph spectrogram,
+                             network, Python), 48 kHz input;
+  flop_implied_rate          the same rate if the network's conv FLOPs ran at
+                             the 3x3-conv peak measured in the same run
+                             (`benchmarks/model_step.py`: FLOPs counted
+                             analytically, the peak of one large conv);
+  ratio                      achieved / implied: everything the network and
+                             its surroundings lose against that peak;
+  rate_from_44100            the end-to-end rate from 44.1 kHz input
+                             (resampling included).
+
+Each round measures the peak, then the embedding, back to back, and the
+best of the rounds is kept for each: other processes on the machine slow
+some rounds down, never speed one up. `per_round_ratios` shows the spread.
+The peak is that of one 56 x 56 x 256 -> 256 conv; some of the network's
+layers (larger maps) run more efficiently than it, so a ratio near or above
+1 means "no measurable overhead", not a wrong FLOP count.
+
+  python benchmarks/embed.py [--seconds=10] [--embed_batch_size=32]
+      [--rounds=3] [--compute_dtypes=float32,bfloat16]
+      [--width_multiplier=1.0] [--nofold_batch_norm]
+"""
+
+import json
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import model_step
+from l3_tf import config as config_lib
+from l3_tf import embed as embed_lib
+from l3_tf import export as export_lib
+from l3_tf import media
+from l3_tf import model as model_lib
+
+_SECONDS = flags.DEFINE_float("seconds", 10.0, "length of the test recording")
+_BATCH = flags.DEFINE_integer("embed_batch_size", embed_lib.DEFAULT_BATCH_SIZE,
+                              "windows per network call")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "timed rounds (after warm-up)")
+_DTYPES = flags.DEFINE_list("compute_dtypes", ["float32", "bfloat16"],
+                            "compute dtypes of the export to measure")
+_FOLD = flags.DEFINE_bool("fold_batch_norm", True,
+                          "export with BN folded into the convs")
+_HOP = 0.1  # the hop of the issue's figure
+
+
+def _recording(seconds: float, rate: int) -> np.ndarray:
+  """Noise plus tones: content does not change the speed, only the length."""
+  rng = np.random.default_rng(0)
+  t = np.arange(int(seconds * rate)) / rate
+  sound = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
+  return sound.astype(np.float32)
+
+
+def _timed(function) -> float:
+  start = time.perf_counter()
+  function()
+  return time.perf_counter() - start
+
+
+def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
+            compute_dtype: str, seconds: float, batch_size: int,
+            rounds: int) -> dict:
+  """Interleaved peak / embedding rounds; see the module docstring."""
+  peak_dtype = tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
+  at_48k = _recording(seconds, 48000)
+  at_44k = _recording(seconds, 44100)
+  windows = embed_lib.window_starts(at_48k.size, _HOP, True,
+                                    config.audio).size
+  flops_per_window = sum(model_step.conv_flops_forward(
+      config.audio.num_bins, config.audio.num_frames, 1,
+      config.model.widths))
+  flops = windows * flops_per_window
+
+  def embed_48k():
+    embedder.embed_audio(at_48k, 48000, hop_seconds=_HOP,
+                         batch_size=batch_size)
+
+  def embed_44k():
+    embedder.embed_audio(at_44k, 44100, hop_seconds=_HOP,
+                         batch_size=batch_size)
+
+  embed_48k()  # warm-up: traces and oneDNN primitives for every batch shape
+  peaks, times, ratios = [], [], []
+  for _ in range(rounds):
+    peak = model_step.measure_conv_peak(dtype=peak_dtype)
+    elapsed = _timed(embed_48k)
+    peaks.append(peak)
+    times.append(elapsed)
+    ratios.append(flops / (peak * 1e9) / elapsed)
+  time_44k = min(_timed(embed_44k) for _ in range(max(1, rounds - 1)))
+  resample_time = min(_timed(lambda: media.resample(at_44k, 44100, 48000))
+                      for _ in range(3))
+  peak, elapsed = max(peaks), min(times)
+  implied = seconds / (flops / (peak * 1e9))
+  return {
+      "compute_dtype": compute_dtype,
+      "batch_norm_folded": _FOLD.value,
+      "width_multiplier": config.model.width_multiplier,
+      "hop_seconds": _HOP,
+      "batch_size": batch_size,
+      "audio_seconds": seconds,
+      "windows": windows,
+      "gflop_per_window": round(flops_per_window / 1e9, 2),
+      "conv_peak_gflops": round(peak, 1),
+      "conv_peak_dtype": peak_dtype.name,
+      "audio_seconds_per_second": round(seconds / elapsed, 3),
+      "achieved_gflops": round(flops / elapsed / 1e9, 1),
+      "flop_implied_rate": round(implied, 3),
+      "ratio": round(seconds / elapsed / implied, 3),
+      "per_round_ratios": [round(r, 3) for r in ratios],
+      "rate_from_44100": round(seconds / time_44k, 3),
+      "resample_seconds_per_audio_second": round(resample_time / seconds, 5),
+  }
+
+
+def main(argv):
+  del argv
+  config = config_lib.Config(model=model_lib.ModelConfig(
+      width_multiplier=model_step._WIDTH.value))  # pylint: disable=protected-access
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  with tempfile.TemporaryDirectory() as root:
+    for compute_dtype in _DTYPES.value:
+      path = export_lib.export(avc, config, os.path.join(root, compute_dtype),
+                               compute_dtype=compute_dtype,
+                               fold_batch_norm=_FOLD.value)
+      embedder = embed_lib.Embedder.load(path)
+      print(json.dumps(measure(embedder, config, compute_dtype,
+                               _SECONDS.value, _BATCH.value, _ROUNDS.value)),
+            flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

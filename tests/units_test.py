@@ -1,0 +1,37 @@
+"""Unit ranking and label purity."""
+
+import numpy as np
+import pytest
+
+from l3_tf import units
+
+
+def test_top_k_orders_by_activation():
+  activations = np.array([[0.1, 5.0], [0.9, 1.0], [0.5, 3.0]])
+  np.testing.assert_array_equal(units.top_k_examples(activations, 2),
+                                [[1, 2], [0, 2]])
+  with pytest.raises(ValueError, match="k=4 but only 3"):
+    units.top_k_examples(activations, 4)
+
+
+def test_purity_counts_majority_label():
+  top = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+  labels = np.array([2, 2, 2, 1, 0, 1, 0, 1])
+  unit_purity, majority = units.purity(top, labels)
+  np.testing.assert_allclose(unit_purity, [0.75, 0.5])
+  assert majority[0] == 2
+
+
+def test_selective_units_beat_the_permutation_null():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 50)
+  selective = (labels[:, None] == np.arange(4)[None, :]) * 2.0  # 4 detectors
+  noise_units = rng.normal(size=(200, 4))
+  activations = np.concatenate([selective + rng.normal(size=(200, 4)) * 0.3,
+                                noise_units, np.zeros((200, 1))], axis=1)
+  summary = units.selectivity_summary(activations, labels, k=20, threshold=0.8)
+  assert summary["num_units"] == 9 and summary["num_dead"] == 1
+  assert summary["num_selective"] == 4
+  null = units.permutation_null(activations, labels, k=20, threshold=0.8)
+  assert null["num_selective"] < 1
+  assert null["mean_purity"] < summary["mean_purity"]
