@@ -8,7 +8,9 @@
 2. trains L3-Net from scratch on the AVC task with the `demo` config (a
    NARROWED network, see experiments/configs/demo.py);
 3. evaluates it on the held-out test split (fixed, balanced pairs);
-4. prints one line `DEMO_RESULT {json}`.
+4. exports the trained network as a SavedModel (<workdir>/avc/export) and
+   embeds one newly generated video with it, as `l3-embed video` would;
+5. prints one line `DEMO_RESULT {json}`.
 
 The generated dataset is kept in <workdir>/data and reused by later runs;
 the training run in <workdir>/avc starts from scratch every time (pass
@@ -27,6 +29,7 @@ from absl import logging
 from experiments import flags_lib
 from experiments.configs import demo as demo_config
 from l3_tf import distribute
+from l3_tf import embed_files
 from l3_tf import evaluate
 from l3_tf import model_summary
 from l3_tf import train
@@ -41,6 +44,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   from data_prep import synthetic_av  # the demo's data; not a library dep
+  from data_prep.synthetic_av import generate
 
   started = time.perf_counter()
   load_at_start = os.getloadavg()
@@ -73,6 +77,16 @@ def main(argv):
   train_seconds = time.perf_counter() - train_started
   _, model, step = workdir_lib.restore_avc_model(train_dir)
 
+  # A video the network never saw (same generator, another seed), embedded
+  # through the exported SavedModel.
+  export_started = time.perf_counter()
+  video_dir = os.path.join(workdir, "unseen_video")
+  generate.write_videos(video_dir, 1, seed=123, split="test",
+                        params=builder.builder_config.generator_params())
+  embedded = embed_files.export_and_embed_video(
+      train_dir, os.path.join(video_dir, "test", "00000.mp4"))
+  export_seconds = time.perf_counter() - export_started
+
   summary = {
       "avc_test_accuracy": round(results["accuracy"], 4),
       "eval_num_pairs": results["num_pairs"],
@@ -82,6 +96,7 @@ def main(argv):
       "steps": step,
       "train_seconds": round(train_seconds, 1),
       "data_seconds": round(data_seconds, 1),
+      "export_seconds": round(export_seconds, 1),
       "total_seconds": round(time.perf_counter() - started, 1),
       "config": {
           "name": config.name,
@@ -98,6 +113,9 @@ def main(argv):
                   "split_sizes": {k: v.num_examples
                                   for k, v in builder.info.splits.items()}},
       "workdir": train_dir,
+      "export_path": embedded["export_path"],
+      "embedded_video": {k: v for k, v in embedded.items()
+                         if k != "export_path"},
       "load_average_at_start": [round(x, 2) for x in load_at_start],
       "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
   }
