@@ -38,6 +38,10 @@ from l3_tf import workdir as workdir_lib
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory")
 _RETRAIN = flags.DEFINE_bool("retrain", True,
                              "train from scratch (else only evaluate)")
+_DATA = flags.DEFINE_enum(
+    "data", "demo", ["demo", "tiny"],
+    "demo: experiments/configs/demo.DATASET; tiny: synthetic_av's 12-video "
+    "test set (with --config=test: a smoke test of this binary, seconds)")
 
 
 def main(argv):
@@ -52,8 +56,11 @@ def main(argv):
   data_dir = os.path.join(workdir, "data")
   train_dir = os.path.join(workdir, "avc")
 
-  builder = synthetic_av.build(data_dir, config="default",
-                               **demo_config.DATASET)
+  if _DATA.value == "demo":
+    builder = synthetic_av.build(data_dir, config="default",
+                                 **demo_config.DATASET)
+  else:
+    builder = synthetic_av.build(data_dir, config="tiny")
   data_seconds = time.perf_counter() - started
   dataset = builder.info.full_name.rsplit("/", 1)[0]  # synthetic_av/<config>
   logging.info("dataset %s in %s: %s (%.0f s)", dataset, data_dir,
@@ -109,7 +116,8 @@ def main(argv):
           "mixed_precision": config.train.mixed_precision,
           "input": "224x224 frames, 257x199 log-spectrograms (full size)",
       },
-      "dataset": {"name": dataset, **{k: v for k, v in demo_config.DATASET.items()},
+      "dataset": {"name": dataset,
+                  **(demo_config.DATASET if _DATA.value == "demo" else {}),
                   "split_sizes": {k: v.num_examples
                                   for k, v in builder.info.splits.items()}},
       "workdir": train_dir,

@@ -92,7 +92,8 @@ TINY = SyntheticAvConfig(
     seconds_per_video=3.0)
 DEFAULT = SyntheticAvConfig(
     name="default",
-    description="304 videos of 6 s (240/32/32), 8 classes: the CPU demo.")
+    description="304 videos of 6 s (240/32/32), 8 classes (the CPU demo "
+                "uses a smaller 4-class variant: experiments/configs/demo.py).")
 
 
 class Builder(video_builder.VideoBuilder):
