@@ -91,6 +91,16 @@ def upsample_grid(grid: np.ndarray, height: int, width: int,
   return top * (1 - fr) + bottom * fr  # [height, width]
 
 
+def peak_position(heatmap: Heatmap) -> tuple[float, float]:
+  """(x, y) of the centre of the heatmap's highest cell, as fractions of the
+  width and height of `heatmap.frame` (so of any copy of the frame)."""
+  row, col = np.unravel_index(np.argmax(heatmap.grid), heatmap.grid.shape)
+  height, width = heatmap.frame.shape[:2]
+  half = CELL_STRIDE / 2
+  return ((CELL_STRIDE * col + half) / width,
+          (CELL_STRIDE * row + half) / height)
+
+
 class Localizer:
   """Heatmaps of a trained AVC network; build once, call many times."""
 

@@ -1,0 +1,124 @@
+"""What a briefly trained L3-Net learned, measured against the ground truth of
+the synthetic videos: where the sound comes from, and unit selectivity.
+
+The network is the `easy_trained` session fixture (tests/conftest.py): a
+1/16-width L3-Net trained by `train.train_and_evaluate` on generated videos
+whose ground truth holds every object's box in every frame.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from scipy import stats
+
+from data_prep.synthetic_av import generate
+from l3_tf import localize
+from l3_tf import testing
+from l3_tf import visualize
+from l3_tf import workdir as workdir_lib
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def networks(easy_trained):
+  config, avc, _ = workdir_lib.restore_avc_model(easy_trained.workdir)
+  _, random_avc, _ = workdir_lib.load_network("random", config, seed=0)
+  return config, avc, random_avc
+
+
+def _boxes_of(truth):
+  return lambda video_id, time: [
+      o["box"] for o in generate.visible_objects(truth["videos"][video_id],
+                                                 time)]
+
+
+def test_heatmap_peaks_on_the_sounding_object(easy_trained, networks):
+  """Over every frame of the held-out videos, the peak of the heatmap of
+  (frame, its own sound) lies in the sounding object's box far more often
+  than a uniformly random location would."""
+  config, avc, random_avc = networks
+  dataset = visualize.example_dataset(config, easy_trained.builder, "test",
+                                      max_videos=12, frames_per_video=12,
+                                      batch_size=32)
+  examples, _ = visualize.collect(dataset, {})
+  boxes_of = _boxes_of(easy_trained.truth)
+  trained = visualize.localization_hit_rate(
+      localize.Localizer(avc, config.model, config.image, config.audio),
+      examples, boxes_of)
+  untrained = visualize.localization_hit_rate(
+      localize.Localizer(random_avc, config.model, config.image, config.audio),
+      examples, boxes_of)
+  print(f"localisation on {trained['num_frames']} held-out frames: hit rate "
+        f"{trained['hit_rate']:.3f} (random weights "
+        f"{untrained['hit_rate']:.3f}), random-location baseline "
+        f"{trained['random_baseline']:.3f}; training "
+        f"{easy_trained.seconds}, AVC accuracy "
+        f"{easy_trained.result['eval']['accuracy']:.3f}")
+  assert trained["num_frames"] >= 120 and trained["num_without_object"] == 0
+  baseline = trained["random_baseline"]
+  assert 0.05 < baseline < 0.2  # objects of 64-96 px in 256 x 256 frames
+  assert trained["hit_rate"] >= 3 * baseline
+  # Not luck: P(at least this many hits | each a coin of the baseline's odds).
+  hits = round(trained["hit_rate"] * trained["num_frames"])
+  assert stats.binom.sf(hits - 1, trained["num_frames"], baseline) < 1e-9
+  # Not the architecture alone: training moved the peak onto the objects.
+  assert trained["hit_rate"] >= untrained["hit_rate"] + 0.2
+
+
+def test_trained_units_are_label_selective(easy_trained, networks):
+  """Purity of the top-5 videos per unit: the trained towers against the
+  same towers with random weights and against shuffled labels."""
+  config, avc, random_avc = networks
+  dataset = visualize.example_dataset(config, easy_trained.builder, "train",
+                                      max_videos=24, frames_per_video=2,
+                                      batch_size=32)
+  examples, activations = visualize.collect(
+      dataset, {"trained": avc, "random": random_avc})
+  report = visualize.selectivity(activations, examples, k=5, threshold=0.8,
+                                 null_repeats=50)
+  print(visualize.selectivity_table(report))
+  assert report["num_videos"] == 24 and report["num_labels"] == 4
+  for modality in visualize.MODALITIES:
+    trained = report[modality]["trained"]
+    random = report[modality]["random"]
+    # Far above what the same activations give with shuffled labels...
+    assert trained["mean_purity"] >= trained["null"]["mean_purity"] + 0.25
+    assert trained["num_selective"] >= 4 * max(trained["null"]["num_selective"],
+                                               0.5)
+    # ...and more selective than the untrained architecture.
+    assert trained["num_selective"] > random["num_selective"]
+    assert trained["mean_purity"] > random["mean_purity"]
+
+
+def test_visualize_binary_on_the_trained_model(easy_trained, tmp_path):
+  out = str(tmp_path / "viz")
+  env = dict(os.environ, PYTHONPATH=str(testing.REPO_ROOT))
+  run = subprocess.run(
+      [sys.executable, "-m", "experiments.visualize",
+       f"--workdir={easy_trained.workdir}", f"--output_dir={out}",
+       "--split=test", "--max_videos=8", "--frames_per_video=2",
+       "--num_units=2", "--top_k=4", "--num_pairs=2", "--purity_k=4"],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "VISUALIZE_RESULT" in run.stdout
+  with open(os.path.join(out, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["split"] == "test" and summary["num_videos"] == 8
+  assert summary["localization"]["hit_rate"]["num_frames"] == 16
+  assert len(summary["files"]) == 2 * 2 * 2 + 2
+  with open(os.path.join(out, "selectivity.json")) as f:
+    report = json.load(f)
+  assert set(report["vision"]) == {"trained", "random"}
+  assert report["k"] == 4 and report["num_videos"] == 8
+  # A listed unit that does not exist: a one-line error, exit status 1.
+  bad = subprocess.run(
+      [sys.executable, "-m", "experiments.visualize",
+       f"--workdir={easy_trained.workdir}", f"--output_dir={out}",
+       "--vision_units=1000"], env=env, capture_output=True, text=True,
+      timeout=300)
+  assert bad.returncode == 1
+  assert "visualize: vision units [1000] do not exist" in bad.stderr
