@@ -376,12 +376,57 @@ def _unit_title(modality: str, unit: int, info: dict) -> str:
   return title
 
 
+def _vision_unit_files(tower, config, examples: Examples, top: list[int],
+                       unit: int, captions: list[str], title: str,
+                       stem: str) -> list[str]:
+  """Top frames (central crops) of a vision unit, bare and with its map."""
+  crops = vision_inputs(examples, top, config)
+  maps = unit_maps(tower, crops, unit)  # [k, h4, w4]
+  images = (crops.numpy() + 1.0) / 2.0  # [k, crop, crop, 3] in [0, 1]
+  heats = [localize.upsample_grid(m, *images.shape[1:3]) for m in maps]
+  high = max(float(np.max(maps)), 1e-6)
+  return [
+      overlays.save_grid(
+          [(lambda ax, im=im: overlays.draw_image_overlay(ax, im, None), c)
+           for im, c in zip(images, captions)], f"{stem}_frames.png", title),
+      overlays.save_grid(
+          [(lambda ax, im=im, h=h: overlays.draw_image_overlay(
+              ax, im, h, vmin=0.0, vmax=high), c)
+           for im, h, c in zip(images, heats, captions)],
+          f"{stem}_heatmaps.png",
+          f"{title}\nconv4_2 map, colour 0..{high:.3g} (shared)")]
+
+
+def _audio_unit_files(tower, config, examples: Examples, top: list[int],
+                      unit: int, captions: list[str], title: str,
+                      stem: str) -> list[str]:
+  """Frames of an audio unit's top clips, and their spectrograms with its
+  map."""
+  spectrograms = audio_inputs(examples, top, config)
+  maps = unit_maps(tower, spectrograms, unit)  # [k, h4, w4]
+  high = max(float(np.max(maps)), 1e-6)
+  frames = [examples.frame(i) / 255.0 for i in top]
+  return [
+      overlays.save_grid(
+          [(lambda ax, im=im: overlays.draw_image_overlay(ax, im, None), c)
+           for im, c in zip(frames, captions)], f"{stem}_frames.png",
+          f"{title}\nframes of the clips whose sound activates it most"),
+      overlays.save_grid(
+          [(lambda ax, s=s, m=m: overlays.draw_spectrogram_overlay(
+              ax, s, m, config.audio, vmin=0.0, vmax=high), c)
+           for s, m, c in zip(spectrograms.numpy(), maps, captions)],
+          f"{stem}_spectrograms.png",
+          f"{title}\nconv4_2 map, colour 0..{high:.3g} (shared)",
+          panel_inches=(2.8, 2.4))]
+
+
 def unit_figures(avc: keras.Model, config, examples: Examples,
                  activations: dict[str, np.ndarray], output_dir: str,
                  options: Options) -> dict[str, list[dict]]:
   """The unit grids of both towers; returns what was shown, per modality."""
   vision_tower, audio_tower, _ = model_lib.towers_of(avc)
-  towers = {VISION: vision_tower, AUDIO: audio_tower}
+  draw = {VISION: lambda *a: _vision_unit_files(vision_tower, config, *a),
+          AUDIO: lambda *a: _audio_unit_files(audio_tower, config, *a)}
   requested = {VISION: options.vision_units, AUDIO: options.audio_units}
   labelled = bool(np.any(examples.labels >= 0))
   shown = {}
@@ -389,9 +434,8 @@ def unit_figures(avc: keras.Model, config, examples: Examples,
     per_video, best_example, _ = video_level(activations[modality], examples)
     labelled_acts, _, labels = video_level(activations[modality], examples,
                                            labelled_only=True)
-    num_units = per_video.shape[1]
     if requested[modality]:
-      chosen = _check_units(requested[modality], num_units, modality)
+      chosen = _check_units(requested[modality], per_video.shape[1], modality)
     else:
       use_labels = labelled and len(set(labels.tolist())) > 1
       order = rank_units(labelled_acts if use_labels else per_video,
@@ -412,7 +456,7 @@ def unit_figures(avc: keras.Model, config, examples: Examples,
                        "frame_time": float(examples.frame_times[i]),
                        "label": examples.label_name(i), "activation": s}
                       for i, s in zip(top, scores)]}
-      if labelled and purity_k > 0 and len(labels):
+      if purity_k > 0:
         unit_purity, majority = units_lib.purity(units_lib.top_k_examples(
             labelled_acts[:, [unit]], purity_k), labels)
         info["purity"] = float(unit_purity[0])
@@ -420,44 +464,9 @@ def unit_figures(avc: keras.Model, config, examples: Examples,
                                   if examples.label_names else int(majority[0]))
       captions = [_caption(examples, i, rank, s)
                   for rank, (i, s) in enumerate(zip(top, scores))]
-      title = _unit_title(modality, unit, info)
       stem = os.path.join(output_dir, f"{modality}_units", f"unit_{unit:03d}")
-      if modality == VISION:
-        crops = vision_inputs(examples, top, config)
-        maps = unit_maps(vision_tower, crops, unit)  # [k, h4, w4]
-        images = (crops.numpy() + 1.0) / 2.0  # [k, crop, crop, 3] in [0, 1]
-        size = images.shape[1:3]
-        heats = [localize.upsample_grid(m, *size) for m in maps]
-        high = max(float(np.max(maps)), 1e-6)
-        files = [
-            overlays.save_grid(
-                [(lambda ax, im=im: overlays.draw_image_overlay(ax, im, None), c)
-                 for im, c in zip(images, captions)],
-                f"{stem}_frames.png", title),
-            overlays.save_grid(
-                [(lambda ax, im=im, h=h: overlays.draw_image_overlay(
-                    ax, im, h, vmin=0.0, vmax=high), c)
-                 for im, h, c in zip(images, heats, captions)],
-                f"{stem}_heatmaps.png",
-                f"{title}\nconv4_2 map, colour 0..{high:.3g} (shared)")]
-      else:
-        spectrograms = audio_inputs(examples, top, config)
-        maps = unit_maps(audio_tower, spectrograms, unit)  # [k, h4, w4]
-        high = max(float(np.max(maps)), 1e-6)
-        frames = [examples.frame(i) / 255.0 for i in top]
-        files = [
-            overlays.save_grid(
-                [(lambda ax, im=im: overlays.draw_image_overlay(ax, im, None), c)
-                 for im, c in zip(frames, captions)],
-                f"{stem}_frames.png", f"{title}\nframes of the clips whose "
-                "sound activates it most"),
-            overlays.save_grid(
-                [(lambda ax, s=s, m=m: overlays.draw_spectrogram_overlay(
-                    ax, s, m, config.audio, vmin=0.0, vmax=high), c)
-                 for s, m, c in zip(spectrograms.numpy(), maps, captions)],
-                f"{stem}_spectrograms.png",
-                f"{title}\nconv4_2 map, colour 0..{high:.3g} (shared)",
-                panel_inches=(2.8, 2.4))]
+      files = draw[modality](examples, top, unit, captions,
+                             _unit_title(modality, unit, info), stem)
       info["files"] = [os.path.relpath(f, output_dir) for f in files]
       shown[modality].append(info)
   return shown

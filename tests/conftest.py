@@ -27,7 +27,7 @@ def tiny_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def easy_trained(tmp_path_factory):
-  """A 1/16-width L3-Net trained for 300 steps on an easy synthetic_av set
+  """A 1/16-width L3-Net trained for 200 steps on an easy synthetic_av set
   through `train.train_and_evaluate` (see `testing.train_easy_synthetic`);
   about a minute on 2 free cores."""
   return testing.train_easy_synthetic(str(tmp_path_factory.mktemp("easy")))

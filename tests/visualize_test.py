@@ -290,3 +290,39 @@ def test_l3_score_heatmap_from_a_workdir_not_an_export(tiny_export, tmp_path):
   with pytest.raises(ValueError, match="is a SavedModel: heatmaps need the "
                      "training workdir"):
     score.load_localizer(tiny_export.saved_model)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_real_clips_give_every_figure(request, tmp_path):
+  """The 20 real clips of ../shared/data/av_clips, as a video_folder dataset
+  (labels: the top-level folders), through the whole visualisation."""
+  import tensorflow_datasets as tfds
+  from data_prep import video_builder
+  from data_prep.video_folder import video_folder_dataset_builder
+  clips = testing.shared_data("av_clips")  # skips before any work
+  tiny_export = request.getfixturevalue("tiny_export")
+  data_dir = str(tmp_path / "tfds")
+  builder = video_folder_dataset_builder.Builder(
+      data_dir=data_dir, num_workers=2, config=video_builder.VideoConfig(
+          name="all", split_fractions=(1.0, 0.0, 0.0)))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(clips)))
+  num_videos = builder.info.splits["train"].num_examples
+  assert num_videos >= 19  # bento.mp4 (0.998 s of sound) is skipped
+  out = str(tmp_path / "viz")
+  options = visualize.Options(max_videos=32, frames_per_video=2, top_k=6,
+                              num_units=3, num_pairs=4, purity_k=3)
+  summary = visualize.visualize_workdir(
+      tiny_export.workdir, out, dataset="video_folder/all", data_dir=data_dir,
+      split="train", options=options)
+  assert summary["num_videos"] == num_videos
+  assert summary["num_examples"] == 2 * num_videos
+  assert len(summary["units"]["vision"]) == len(summary["units"]["audio"]) == 3
+  assert len(summary["localization"]["pairs"]) == 4
+  assert len(summary["files"]) == 3 * 2 * 2 + 4
+  for path in summary["files"]:
+    with open(os.path.join(out, path), "rb") as f:
+      assert f.read(4) == b"\x89PNG", path
+  # Labelled by folder (SpecVQGAN, openl3, ...): purity is computed.
+  assert summary["selectivity"]["num_labels"] >= 5

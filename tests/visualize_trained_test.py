@@ -74,24 +74,34 @@ def test_trained_units_are_label_selective(easy_trained, networks):
   same towers with random weights and against shuffled labels."""
   config, avc, random_avc = networks
   dataset = visualize.example_dataset(config, easy_trained.builder, "train",
-                                      max_videos=24, frames_per_video=2,
+                                      max_videos=32, frames_per_video=2,
                                       batch_size=32)
   examples, activations = visualize.collect(
       dataset, {"trained": avc, "random": random_avc})
   report = visualize.selectivity(activations, examples, k=5, threshold=0.8,
                                  null_repeats=50)
   print(visualize.selectivity_table(report))
-  assert report["num_videos"] == 24 and report["num_labels"] == 4
+  assert report["num_videos"] == 32 and report["num_labels"] == 4
   for modality in visualize.MODALITIES:
     trained = report[modality]["trained"]
     random = report[modality]["random"]
-    # Far above what the same activations give with shuffled labels...
-    assert trained["mean_purity"] >= trained["null"]["mean_purity"] + 0.25
-    assert trained["num_selective"] >= 4 * max(trained["null"]["num_selective"],
-                                               0.5)
-    # ...and more selective than the untrained architecture.
-    assert trained["num_selective"] > random["num_selective"]
-    assert trained["mean_purity"] > random["mean_purity"]
+    # Far above what the same activations give with shuffled labels.
+    for ranking in (trained, trained["relative"]):
+      assert ranking["mean_purity"] >= ranking["null"]["mean_purity"] + 0.25
+      assert ranking["num_selective"] >= 8 * max(
+          ranking["null"]["num_selective"], 1)
+    # Ranked relative to the other units (so that a class exciting every
+    # unit does not top them all), more trained units are selective than
+    # random ones, and more purely.
+    assert (trained["relative"]["num_selective"]
+            > random["relative"]["num_selective"])
+    assert (trained["relative"]["mean_purity"]
+            > random["relative"]["mean_purity"])
+  # By magnitude too for vision. Not asserted for audio: random filters
+  # already separate these four pitches and timbres, and the class with the
+  # most energy tops the magnitude ranking of most random audio units.
+  assert (report["vision"]["trained"]["num_selective"]
+          > report["vision"]["random"]["num_selective"])
 
 
 def test_visualize_binary_on_the_trained_model(easy_trained, tmp_path):
