@@ -114,26 +114,37 @@ class Localizer:
     self._vision, self._audio, self._head = vision, audio, head
     self._image_params = image_params
     self._audio_params = audio_params
+    # One graph for every frame size: eager calls of the towers cost more
+    # than the computation for small networks.
+    self._localize = tf.function(
+        self._localize_graph, autograph=False, input_signature=[
+            tf.TensorSpec([None, None, 3], tf.float32),
+            tf.TensorSpec([audio_params.clip_samples], tf.float32)])
 
-  def __call__(self, frame: np.ndarray, waveform: np.ndarray) -> Heatmap:
-    """Localises a 1-second sound (48 kHz, [48000]) in a frame [H, W, c]."""
+  def _localize_graph(self, image: tf.Tensor, waveform: tf.Tensor):
+    """[H, W, 3] in [0, 1], [clip] -> (resized frame, grid, probability)."""
     image = image_ops.resize_short_side(
-        image_ops.to_float_rgb(tf.constant(frame)),
-        self._image_params.resize_short_side)  # [H', W', 3] in [0, 1]
+        image, self._image_params.resize_short_side)  # [H', W', 3] in [0, 1]
     spectrogram = audio_frontend.log_spectrogram(
-        tf.constant(np.asarray(waveform, np.float32)[None]),
-        self._audio_params)  # [1, 257, 199, 1]
+        waveform[tf.newaxis], self._audio_params)  # [1, 257, 199, 1]
     sound = self._audio(spectrogram, training=False)["embedding_512"]
     vision_map = self._full_frame_vision(
         image_ops.scale_to_symmetric_range(image)[tf.newaxis],
         training=False)["conv4_2"]  # [1, h, w, c]
-    grid = correspondence_map(vision_map, sound, self._head)[0].numpy()
+    grid = correspondence_map(vision_map, sound, self._head)[0]  # [h, w]
     crop = image_ops.central_crop(image, self._image_params.crop_size)
     pooled = self._vision(image_ops.scale_to_symmetric_range(crop)[tf.newaxis],
                           training=False)["embedding_512"]
-    probability = float(tf.nn.softmax(
-        tf.cast(self._head([pooled, sound], training=False), tf.float32))[0, 1])
-    frame_01 = image.numpy()
+    probability = tf.nn.softmax(
+        tf.cast(self._head([pooled, sound], training=False), tf.float32))[0, 1]
+    return image, grid, probability
+
+  def __call__(self, frame: np.ndarray, waveform: np.ndarray) -> Heatmap:
+    """Localises a 1-second sound (48 kHz, [48000]) in a frame [H, W, c]."""
+    image, grid, probability = self._localize(
+        image_ops.to_float_rgb(tf.constant(frame)),
+        tf.constant(np.asarray(waveform, np.float32)))
+    frame_01, grid = image.numpy(), grid.numpy()
     return Heatmap(frame=frame_01, grid=grid,
                    pixels=upsample_grid(grid, *frame_01.shape[:2]),
-                   probability=probability)
+                   probability=float(probability))

@@ -301,12 +301,13 @@ def _contrast(video_activations: np.ndarray, k: int) -> np.ndarray:
 
 
 def rank_units(video_activations: np.ndarray, labels: np.ndarray | None,
-               k: int) -> list[int]:
+               k: int, threshold: float = 1.0) -> list[int]:
   """Units, most interesting first.
 
-  With labels: by purity of the top-k videos, then contrast, taken round-robin
-  over the units' majority labels (the best unit of every label, then the
-  second best of every label...), so that a few units show many classes.
+  With labels: the selective units (purity of the top-k videos >= threshold)
+  first, taken round-robin over their majority labels (the best unit of
+  every label, then the second best of every label...) so that a few units
+  show many classes; then the others; each by purity, then contrast.
   Without labels: by contrast (`_contrast`). Dead units (constant over the
   videos) come last.
   """
@@ -319,12 +320,15 @@ def rank_units(video_activations: np.ndarray, labels: np.ndarray | None,
       units_lib.top_k_examples(video_activations, k), labels)
   # lexsort: the last key is the primary one.
   order = np.lexsort((-contrast, -unit_purity, dead))
+  selective = ~dead & (unit_purity >= threshold)
   seen: dict[int, int] = {}
-  turn = np.empty(len(order), np.int64)  # how many units of its label came first
+  turn = np.zeros(len(order), np.int64)  # units of its label ranked before it
   for position, unit in enumerate(order):
-    turn[position] = seen.get(int(majority[unit]), 0)
-    seen[int(majority[unit])] = turn[position] + 1
-  round_robin = order[np.lexsort((np.arange(len(order)), turn, dead[order]))]
+    if selective[unit]:
+      turn[position] = seen.get(int(majority[unit]), 0)
+      seen[int(majority[unit])] = turn[position] + 1
+  round_robin = order[np.lexsort((np.arange(len(order)), turn,
+                                  ~selective[order], dead[order]))]
   return [int(u) for u in round_robin]
 
 
@@ -439,7 +443,8 @@ def unit_figures(avc: keras.Model, config, examples: Examples,
     else:
       use_labels = labelled and len(set(labels.tolist())) > 1
       order = rank_units(labelled_acts if use_labels else per_video,
-                         labels if use_labels else None, options.purity_k)
+                         labels if use_labels else None, options.purity_k,
+                         options.purity_threshold)
       chosen = order[:options.num_units]
     if chosen:
       os.makedirs(os.path.join(output_dir, f"{modality}_units"), exist_ok=True)

@@ -208,14 +208,16 @@ def test_rank_units_round_robin_over_labels_dead_last():
       onehot[:, 1] * 2 + rng.normal(size=18) * 0.1,  # 2: label 1
       np.zeros(18),                                  # 3: dead
       onehot[:, 2] * 1 + rng.normal(size=18) * 0.1,  # 4: label 2
+      rng.normal(size=18),                           # 5: not selective
   ], axis=1)
-  order = visualize.rank_units(acts, labels, k=6)
+  order = visualize.rank_units(acts, labels, k=6, threshold=0.8)
   assert order[-1] == 3
-  # One unit of every label before the second unit of label 0.
+  # One selective unit of every label before the second unit of label 0,
+  # then the unselective unit.
   assert set(order[:3]) == {0, 2, 4} or set(order[:3]) == {1, 2, 4}
-  assert order[3] in (0, 1)
+  assert order[3] in (0, 1) and order[4] == 5
   unlabelled = visualize.rank_units(acts, None, k=6)
-  assert unlabelled[-1] == 3 and sorted(unlabelled) == [0, 1, 2, 3, 4]
+  assert unlabelled[-1] == 3 and sorted(unlabelled) == list(range(6))
 
 
 def test_peak_position_is_the_hot_cell_centre():
