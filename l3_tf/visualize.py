@@ -23,9 +23,12 @@ Written under `output_dir`:
   localization/pair_NN.png             frame | where its own sound comes
                                        from | the same for another video's
                                        sound (`l3_tf.localize`)
-  selectivity.json                     per-unit label purity, trained vs
+  selectivity.json                     labelled datasets: per-unit label
+                                       purity (`selectivity`), trained vs
                                        random weights vs shuffled labels
-  summary.json                         what was shown, with scores
+  summary.json                         what was shown, with scores, and the
+                                       localisation hit rate when the
+                                       objects' boxes are known
   tensorboard/                         the same PNGs as image summaries
                                        (when asked)
 """
@@ -365,9 +368,9 @@ def unit_maps(tower: keras.Model, inputs: tf.Tensor, unit: int) -> np.ndarray:
 
 def _caption(examples: Examples, i: int, rank: int, score: float) -> str:
   name = examples.label_name(i)
-  video = examples.video_ids[i]
-  if len(video) > 22:
-    video = "..." + video[-19:]
+  video = os.path.basename(str(examples.video_ids[i]))
+  if len(video) > 24:
+    video = video[:10] + "..." + video[-11:]
   text = f"#{rank + 1} {score:.3g} @{examples.frame_times[i]:.2f}s\n{video}"
   return f"{text}\n{name}" if name is not None else text
 
