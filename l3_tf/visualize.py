@@ -560,7 +560,8 @@ def localization_pairs(examples: Examples, count: int) -> list[tuple[int, int]]:
 def localization_figures(localizer: localize.Localizer, examples: Examples,
                          output_dir: str, count: int) -> list[dict]:
   """One PNG per pair: the frame, the heatmap of its own sound, and the
-  heatmap of another video's sound, on a shared colour scale."""
+  heatmap of another video's sound, each on its own colour scale (its range
+  is in the caption)."""
   if count == 0:
     return []
   folder = os.path.join(output_dir, "localization")
@@ -570,25 +571,26 @@ def localization_figures(localizer: localize.Localizer, examples: Examples,
     frame = examples.frame(i)
     own = localizer(frame, examples.waveform(i))
     other = localizer(frame, examples.waveform(j))
-    low = float(min(own.pixels.min(), other.pixels.min()))
-    high = float(max(own.pixels.max(), other.pixels.max()))
     name = examples.label_name(i)
+
+    def caption(heatmap, what):
+      return (f"{what}: P(corresponds) {heatmap.probability:.3f}\n"
+              f"map {heatmap.pixels.min():.3f} (blue) .. "
+              f"{heatmap.pixels.max():.3f} (red)")
+
     panels = [
         (lambda ax: overlays.draw_image_overlay(ax, own.frame, None),
          f"{examples.video_ids[i]} @{examples.frame_times[i]:.2f}s"
          + (f"\n{name}" if name else "")),
-        (lambda ax: overlays.draw_image_overlay(ax, own.frame, own.pixels,
-                                                vmin=low, vmax=high),
-         f"its own sound\nP(corresponds) {own.probability:.3f}"),
-        (lambda ax: overlays.draw_image_overlay(ax, own.frame, other.pixels,
-                                                vmin=low, vmax=high),
-         f"sound of {examples.video_ids[j]}\nP(corresponds) "
-         f"{other.probability:.3f}"),
+        (lambda ax: overlays.draw_image_overlay(ax, own.frame, own.pixels),
+         caption(own, "its own sound")),
+        (lambda ax: overlays.draw_image_overlay(ax, own.frame, other.pixels),
+         caption(other, f"sound of {os.path.basename(examples.video_ids[j])}")),
     ]
     path = overlays.save_grid(
         panels, os.path.join(folder, f"pair_{n:02d}.png"),
-        f"where the sound comes from: per-location P(corresponds), "
-        f"{low:.3f}..{high:.3f} (shared)", columns=3, panel_inches=(3.0, 3.0))
+        "where the sound comes from: P(corresponds) of the sound with each "
+        "location of the frame", columns=3, panel_inches=(3.0, 3.0))
     peak_x, peak_y = localize.peak_position(own)
     shown.append({"video_id": str(examples.video_ids[i]),
                   "frame_time": float(examples.frame_times[i]),
