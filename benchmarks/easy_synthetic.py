@@ -4,7 +4,8 @@ Builds the easy synthetic_av set and trains the tiny network of the
 `easy_trained` test fixture (`l3_tf.testing.train_easy_synthetic`: the real
 `train.train_and_evaluate`), then measures on it what the tests assert:
 the localisation hit rate on the held-out videos against the random-location
-baseline (trained and random weights), and unit purity (trained, random
+baseline and the dependence of the map on the sound (trained and random
+weights), and unit purity (trained, random
 weights, shuffled labels). Prints seconds per phase and one JSON line.
 
   python benchmarks/easy_synthetic.py [--root=/tmp/easy_synthetic] [--steps=200]
@@ -45,11 +46,13 @@ def main(argv):
 
   held_out, _ = visualize.collect(visualize.example_dataset(
       config, trained.builder, "test", 12, 12, 32), {})
-  hit_rates = {
-      name: visualize.localization_hit_rate(
-          localize.Localizer(net, config.model, config.image, config.audio),
-          held_out, boxes_of)
-      for name, net in (("trained", avc), ("random", random_avc))}
+  localizers = {name: localize.Localizer(net, config.model, config.image,
+                                         config.audio)
+                for name, net in (("trained", avc), ("random", random_avc))}
+  hit_rates = {name: visualize.localization_hit_rate(loc, held_out, boxes_of)
+               for name, loc in localizers.items()}
+  dependence = {name: visualize.sound_dependence(loc, held_out, boxes_of)
+                for name, loc in localizers.items()}
   examples, activations = visualize.collect(visualize.example_dataset(
       config, trained.builder, "train", 32, 2, 32),
       {"trained": avc, "random": random_avc})
@@ -63,11 +66,14 @@ def main(argv):
   for name, rate in hit_rates.items():
     print(f"localisation, {name} weights: peak in the box {rate['hit_rate']:.3f}"
           f" of {rate['num_frames']} frames; random location "
-          f"{rate['random_baseline']:.3f} (x{rate['ratio']:.1f})")
+          f"{rate['random_baseline']:.3f} (x{rate['ratio']:.1f}); box "
+          f"contrast own sound {dependence[name]['own_contrast']:.3f}, "
+          f"another class's {dependence[name]['other_contrast']:.3f}")
   print(visualize.selectivity_table(report))
   print("EASY_SYNTHETIC " + json.dumps({
       "seconds": seconds, "accuracy": trained.result["eval"]["accuracy"],
       "hit_rate": {k: v["hit_rate"] for k, v in hit_rates.items()},
+      "sound_dependence": dependence,
       "random_baseline": hit_rates["trained"]["random_baseline"]}))
 
 

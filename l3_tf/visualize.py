@@ -540,6 +540,76 @@ def localization_hit_rate(localizer: localize.Localizer, examples: Examples,
           "num_frames": len(hits), "num_without_object": without}
 
 
+def box_contrast(heatmap: localize.Heatmap,
+                 boxes: Sequence[Sequence[float]]) -> float:
+  """Mean of the grid cells whose centre lies in a box minus the mean of the
+  other cells: how much more the boxes support the correspondence."""
+  rows, cols = heatmap.grid.shape
+  height, width = heatmap.frame.shape[:2]
+  half = localize.CELL_STRIDE / 2
+  xs = (localize.CELL_STRIDE * np.arange(cols) + half) / width
+  ys = (localize.CELL_STRIDE * np.arange(rows) + half) / height
+  covered = np.zeros((rows, cols), bool)
+  for x0, y0, x1, y1 in boxes:
+    covered |= (((ys >= y0) & (ys < y1))[:, None]
+                & ((xs >= x0) & (xs < x1))[None, :])
+  if covered.all() or not covered.any():
+    return 0.0
+  return float(heatmap.grid[covered].mean() - heatmap.grid[~covered].mean())
+
+
+def mismatched_partners(examples: Examples) -> np.ndarray:
+  """For each example, an example of another video, with another label when
+  labelled: the first video after its own, in reading order (cyclically),
+  that qualifies; -1 when none does."""
+  _, first = np.unique(examples.video_ids, return_index=True)
+  first = np.sort(first)  # each video's first example, in reading order
+  position = {examples.video_ids[i]: p for p, i in enumerate(first)}
+  partners = np.full(len(examples), -1, np.int64)
+  for i in range(len(examples)):
+    start = position[examples.video_ids[i]]
+    for step in range(1, len(first)):
+      j = first[(start + step) % len(first)]
+      if examples.labels[i] < 0 or examples.labels[j] != examples.labels[i]:
+        partners[i] = j
+        break
+  return partners
+
+
+def sound_dependence(localizer: localize.Localizer, examples: Examples,
+                     boxes_of: BoxesFn) -> dict[str, Any]:
+  """Whether the heatmap follows the sound rather than what merely stands out.
+
+  For every frame showing a sounding object, the box contrast
+  (`box_contrast`) of the heatmap with its own sound and with the sound of
+  another video (another class when labelled, `mismatched_partners`).
+  A map driven by saliency alone gives both the same contrast.
+
+  Returns:
+    {"own_contrast", "other_contrast" (means), "own_higher" (share of frames
+     where the own sound gives the higher contrast), "num_frames"}.
+  """
+  partners = mismatched_partners(examples)
+  own, other = [], []
+  for i in range(len(examples)):
+    boxes = [list(b) for b in boxes_of(str(examples.video_ids[i]),
+                                       float(examples.frame_times[i]))]
+    if not boxes or partners[i] < 0:
+      continue
+    frame = examples.frame(i)
+    own.append(box_contrast(localizer(frame, examples.waveform(i)), boxes))
+    other.append(box_contrast(
+        localizer(frame, examples.waveform(partners[i])), boxes))
+  if not own:
+    raise ValueError("no example shows a sounding object with a partner of "
+                     "another video")
+  own, other = np.array(own), np.array(other)
+  return {"own_contrast": float(own.mean()),
+          "other_contrast": float(other.mean()),
+          "own_higher": float(np.mean(own > other)),
+          "num_frames": int(own.size)}
+
+
 def localization_pairs(examples: Examples, count: int) -> list[tuple[int, int]]:
   """(example, example of another video) pairs: the first example of each
   of `count` videos, each with the sound of the next video in reading order
@@ -770,6 +840,8 @@ def visualize(avc: keras.Model, config, builder, split: str, output_dir: str,
       localizer, examples, output_dir, options.num_pairs)}
   if boxes_of is not None:
     summary["localization"]["hit_rate"] = localization_hit_rate(
+        localizer, examples, boxes_of)
+    summary["localization"]["sound_dependence"] = sound_dependence(
         localizer, examples, boxes_of)
   if labelled:
     report = selectivity(activations, examples, options.purity_k,

@@ -108,6 +108,9 @@ def test_visualize_writes_every_figure_and_summary(fake, tmp_path):
   hit = summary["localization"]["hit_rate"]
   assert hit["num_frames"] == 8 and hit["random_baseline"] == 0.25
   assert 0.0 <= hit["hit_rate"] <= 1.0
+  dependence = summary["localization"]["sound_dependence"]
+  assert dependence["num_frames"] == 8
+  assert 0.0 <= dependence["own_higher"] <= 1.0
   assert "selectivity" not in summary  # unlabelled
   assert not os.path.exists(os.path.join(out, "selectivity.json"))
   for path in summary["files"]:
@@ -234,6 +237,22 @@ def test_peak_position_is_the_hot_cell_centre():
   assert set(rows // 8) == {2} and set(cols // 8) == {9}
   assert visualize.inside((x, y), [72 / 96, 16 / 64, 80 / 96, 24 / 64])
   assert not visualize.inside((x, y), [0, 0, 72 / 96, 1])
+
+
+def test_box_contrast_and_mismatched_partners():
+  frame = np.zeros((64, 96, 3), np.float32)  # 8 x 12 cells
+  grid = np.full((8, 12), 0.2)
+  grid[2:4, 6:9] = 0.8  # cells whose centres lie in the box below
+  heatmap = localize.Heatmap(frame=frame, grid=grid, pixels=None,
+                             probability=0.5)
+  box = [48 / 96, 16 / 64, 72 / 96, 32 / 64]
+  assert visualize.box_contrast(heatmap, [box]) == pytest.approx(0.6)
+  assert visualize.box_contrast(heatmap, [[0, 0, 1, 1]]) == 0.0
+  examples = _labelled_examples(np.array([0, 0, 1, 2]), frames_per_video=2)
+  np.testing.assert_array_equal(visualize.mismatched_partners(examples),
+                                [4, 4, 4, 4, 6, 6, 0, 0])
+  single = _labelled_examples(np.array([0, 0]), frames_per_video=1)
+  np.testing.assert_array_equal(visualize.mismatched_partners(single), [-1, -1])
 
 
 def test_box_union_fraction_is_the_random_hit_chance():
