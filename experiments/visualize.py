@@ -9,7 +9,8 @@ Reads at most --max_videos videos of the split once; writes the PNGs,
 selectivity.json (labelled datasets: purity of the trained network, of the
 same architecture with random weights, and of shuffled labels) and
 summary.json under --output_dir (see l3_tf/visualize.py). On synthetic_av,
-the localisation hit rate against the ground-truth boxes is added. Prints
+the localisation hit rate and box contrast against the ground-truth boxes
+are added, for the trained and the random weights. Prints
 one VISUALIZE_RESULT JSON line.
 """
 
@@ -98,6 +99,10 @@ def main(argv):
                                         "num_videos", "selectivity",
                                         "seconds")} | {
           "hit_rate": summary["localization"].get("hit_rate"),
+          "sound_dependence": summary["localization"].get(
+              "sound_dependence"),
+          "random_weights_localization": summary["localization"].get(
+              visualize.RANDOM),
           "num_files": len(summary["files"])}))
 
 

@@ -27,8 +27,9 @@ Written under `output_dir`:
                                        purity (`selectivity`), trained vs
                                        random weights vs shuffled labels
   summary.json                         what was shown, with scores, and the
-                                       localisation hit rate when the
-                                       objects' boxes are known
+                                       localisation hit rate and box
+                                       contrast when the objects' boxes are
+                                       known (trained and random weights)
   tensorboard/                         the same PNGs as image summaries
                                        (when asked)
 """
@@ -795,9 +796,10 @@ def visualize(avc: keras.Model, config, builder, split: str, output_dir: str,
     output_dir: where the files go (see the module docstring).
     options: what to read and show.
     random_avc: the same architecture with random weights, for the
-      selectivity comparison (skipped when None).
+      selectivity and localisation comparisons (skipped when None).
     boxes_of: the sounding objects' boxes of a frame, when the dataset has
-      them (synthetic_av): adds the localisation hit rate.
+      them (synthetic_av): adds the localisation hit rate and sound
+      dependence (also of `random_avc`, under localization["random"]).
     description: recorded in summary.json (e.g. the workdir and step).
 
   Returns:
@@ -843,6 +845,14 @@ def visualize(avc: keras.Model, config, builder, split: str, output_dir: str,
         localizer, examples, boxes_of)
     summary["localization"]["sound_dependence"] = sound_dependence(
         localizer, examples, boxes_of)
+    if random_avc is not None:  # what the architecture alone gives
+      random_localizer = localize.Localizer(random_avc, config.model,
+                                            config.image, config.audio)
+      summary["localization"][RANDOM] = {
+          "hit_rate": localization_hit_rate(random_localizer, examples,
+                                            boxes_of),
+          "sound_dependence": sound_dependence(random_localizer, examples,
+                                               boxes_of)}
   if labelled:
     report = selectivity(activations, examples, options.purity_k,
                          options.purity_threshold, options.null_repeats,

@@ -131,6 +131,9 @@ def test_visualize_binary_on_the_trained_model(easy_trained, tmp_path):
   assert summary["split"] == "test" and summary["num_videos"] == 6
   # synthetic_av: the hit rate against its ground-truth boxes is measured.
   assert summary["localization"]["hit_rate"]["num_frames"] == 6
+  random = summary["localization"]["random"]
+  assert random["hit_rate"]["num_frames"] == 6
+  assert random["sound_dependence"]["num_frames"] == 6
   assert len(summary["files"]) == 2 * 2 + 1
   with open(os.path.join(out, "selectivity.json")) as f:
     report = json.load(f)
