@@ -76,6 +76,9 @@ def test_correspondence_map_matches_head_on_pooled_position():
   logits = head([vision_map[:, i, j, :], sound])
   np.testing.assert_allclose(heat[:, i, j], tf.nn.softmax(logits)[:, 1],
                              rtol=1e-5, atol=1e-6)
+  log_odds = localize.correspondence_log_odds(vision_map, sound, head).numpy()
+  np.testing.assert_allclose(log_odds[:, i, j], logits[:, 1] - logits[:, 0],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_localizer_covers_the_whole_frame(tmp_path):
@@ -87,6 +90,9 @@ def test_localizer_covers_the_whole_frame(tmp_path):
   assert result.grid.shape == (32, 42)
   assert result.pixels.shape == (256, 341)
   assert 0 <= result.probability <= 1
+  assert result.log_odds.shape == (32, 42)
+  np.testing.assert_allclose(result.grid, 1 / (1 + np.exp(-result.log_odds)),
+                             rtol=1e-5)
   overlays.save_image_overlay(result.frame, result.pixels,
                               str(tmp_path / "frame.png"), title="t")
   overlays.save_spectrogram_overlay(np.zeros((257, 199)), np.eye(32, 24),

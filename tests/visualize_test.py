@@ -237,6 +237,16 @@ def test_peak_position_is_the_hot_cell_centre():
   assert set(rows // 8) == {2} and set(cols // 8) == {9}
   assert visualize.inside((x, y), [72 / 96, 16 / 64, 80 / 96, 24 / 64])
   assert not visualize.inside((x, y), [0, 0, 72 / 96, 1])
+  # Saturated at P = 1 (an untrained network's map often is): the log-odds
+  # still rank the cells; without them the peak is the first cell.
+  flat = np.ones((8, 12))
+  log_odds = np.zeros((8, 12))
+  log_odds[5, 1] = 30.0
+  saturated = localize.Heatmap(frame=frame, grid=flat, pixels=None,
+                               probability=1.0, log_odds=log_odds)
+  assert localize.peak_position(saturated) == (12 / 96, 44 / 64)
+  saturated.log_odds = None
+  assert localize.peak_position(saturated) == (4 / 96, 4 / 64)
 
 
 def test_box_contrast_and_mismatched_partners():
