@@ -103,8 +103,13 @@ def derive_seed(*parts: int) -> int:
 def read_videos(builder, split: str,
                 input_context: tf.distribute.InputContext | None = None,
                 shuffle_files: bool = False,
-                seed: int | None = None) -> tf.data.Dataset:
+                seed: int | None = None,
+                extra_features: tuple[str, ...] = ()) -> tf.data.Dataset:
   """Videos of a split (frames still JPEG-encoded) for one input pipeline.
+
+  Elements hold video_id, frames, frame_times, audio, num_frames and
+  num_samples, plus the stored features named in `extra_features` (e.g.
+  "label", for readers other than AVC training).
 
   With several input pipelines, each reads its own part: whole files when the
   split has at least as many files as pipelines, otherwise an even split of
@@ -126,7 +131,8 @@ def read_videos(builder, split: str,
       lambda v: {"video_id": v["video_id"], "frames": v["frames"],
                  "frame_times": v["frame_times"], "audio": v["audio"],
                  "num_frames": tf.size(v["frames"], out_type=tf.int64),
-                 "num_samples": tf.size(v["audio"], out_type=tf.int64)},
+                 "num_samples": tf.size(v["audio"], out_type=tf.int64),
+                 **{key: v[key] for key in extra_features}},
       num_parallel_calls=AUTOTUNE)
 
 

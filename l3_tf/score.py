@@ -5,7 +5,9 @@ A `Pair` is what the network sees, decoded from files: an image and the
 recording), at 48 kHz. `load_pair` builds it from an image file and an
 audio file, or from one video; `score_pair` runs the fusion head. Other
 readers of a pair (a localisation heatmap, for example) take the same
-`Pair`, so they see exactly the inputs that were scored.
+`Pair`, so they see exactly the inputs that were scored: `load_localizer` and
+`save_heatmap` draw where in the image the sound comes from
+(`l3_tf.localize`).
 """
 
 from typing import NamedTuple
@@ -14,7 +16,11 @@ import numpy as np
 
 from l3_tf import audio_params as audio_params_lib
 from l3_tf import embed as embed_lib
+from l3_tf import export as export_lib
+from l3_tf import localize
 from l3_tf import media
+from l3_tf import overlays
+from l3_tf import workdir as workdir_lib
 
 # Without --at_seconds, an audio file is scored on its first second.
 DEFAULT_AUDIO_SECONDS = 0.5
@@ -89,3 +95,42 @@ def load_pair(*, image: str | None = None, audio: str | None = None,
 def score_pair(embedder: embed_lib.Embedder, pair: Pair) -> float:
   """P(the image and the sound of `pair` correspond)."""
   return float(embedder.score(pair.image, pair.waveform))
+
+
+def load_localizer(path: str) -> localize.Localizer:
+  """The heatmap maker of a training workdir.
+
+  Heatmaps need the Keras model (the vision trunk runs fully convolutionally
+  over the whole frame); an export's signatures score the central crop only.
+
+  Raises:
+    ValueError: `path` is a SavedModel.
+    FileNotFoundError: `path` is not a training workdir.
+  """
+  if export_lib.is_saved_model(path):
+    raise ValueError(
+        f"{path} is a SavedModel: heatmaps need the training workdir it was "
+        "exported from (the export's signatures score the central crop, not "
+        "every location); pass --model=WORKDIR")
+  config, avc, _ = workdir_lib.restore_avc_model(path)
+  return localize.Localizer(avc, config.model, config.image, config.audio)
+
+
+def save_heatmap(localizer: localize.Localizer, pair: Pair,
+                 path: str) -> dict:
+  """Writes a PNG of where in `pair.image` the sound of `pair` comes from.
+
+  Returns:
+    {"heatmap": path, "peak": [x, y] the centre of the strongest cell as
+    fractions of the image's width and height, "heatmap_probability": the
+    pair's P(corresponds) from the localiser's model}.
+  """
+  heatmap = localizer(pair.image, pair.waveform)
+  overlays.save_image_overlay(
+      heatmap.frame, heatmap.pixels, path,
+      title=f"{pair.image_source}\nsound of {pair.audio_source} at "
+            f"{pair.at_seconds:.2f} s: P(corresponds) "
+            f"{heatmap.probability:.3f}")
+  return {"heatmap": path,
+          "peak": [round(v, 4) for v in localize.peak_position(heatmap)],
+          "heatmap_probability": round(heatmap.probability, 6)}

@@ -25,6 +25,43 @@ def top_k_examples(activations: np.ndarray, k: int) -> np.ndarray:
   return np.argsort(-activations, axis=0, kind="stable")[:k].T
 
 
+def best_per_group(activations: np.ndarray, groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Each group's (e.g. video's) strongest example, per unit.
+
+  Several frames of one video are near-duplicates: ranking them separately
+  would fill a unit's top-k with one video and let a label-blind unit look
+  selective. Ranking groups by their best example avoids both.
+
+  Args:
+    activations: `[num_examples, num_units]`.
+    groups: `[num_examples]` group keys (any hashable values).
+
+  Returns:
+    (`[num_groups, num_units]` each group's max activation, `[num_groups,
+    num_units]` the index of the example reaching it), groups in order of
+    first appearance.
+  """
+  activations = np.asarray(activations)
+  groups = np.asarray(groups)
+  if groups.shape != activations.shape[:1]:
+    raise ValueError(f"groups of shape {groups.shape} for {activations.shape[0]}"
+                     " examples; expected one group per example")
+  _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+  order = np.argsort(first)  # group ids by first appearance
+  rank = np.empty_like(order)
+  rank[order] = np.arange(order.size)
+  group_of = rank[inverse.reshape(-1)]  # [num_examples] in 0..num_groups-1
+  best = np.full((order.size, activations.shape[1]), -np.inf)
+  index = np.zeros((order.size, activations.shape[1]), np.int64)
+  for example in range(activations.shape[0]):  # examples are few (bounded)
+    g = group_of[example]
+    better = activations[example] > best[g]
+    best[g, better] = activations[example, better]
+    index[g, better] = example
+  return best.astype(activations.dtype), index
+
+
 def purity(top_examples: np.ndarray, labels: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
   """(purity `[units]`, majority label `[units]`) of each unit's top-k."""
@@ -34,6 +71,21 @@ def purity(top_examples: np.ndarray, labels: np.ndarray
   counts = np.stack([np.bincount(row, minlength=num_labels)
                      for row in top_labels])  # [units, num_labels]
   return counts.max(axis=1) / top_examples.shape[1], counts.argmax(axis=1)
+
+
+def relative_activations(activations: np.ndarray) -> np.ndarray:
+  """Each example's activations divided by their mean over the units.
+
+  Ranking by magnitude favours inputs that excite every unit (a bright
+  colour, a loud sound): one such class can top the ranking of most units,
+  which then look "selective" for it, trained or not. Relative to the
+  example's mean, a unit ranks first the examples on which it stands out
+  from the other units. Examples whose mean is 0 stay 0.
+  """
+  activations = np.asarray(activations, np.float64)
+  mean = activations.mean(axis=1, keepdims=True)  # [examples, 1]
+  return np.divide(activations, mean, out=np.zeros_like(activations),
+                   where=mean > 0)
 
 
 def dead_units(activations: np.ndarray) -> np.ndarray:

@@ -23,3 +23,11 @@ def tiny_export(tmp_path_factory):
       workdir, str(root / "saved_model"), verify=False)  # export_test checks
   return types.SimpleNamespace(workdir=workdir, config=config, avc=avc,
                                saved_model=saved_model)
+
+
+@pytest.fixture(scope="session")
+def easy_trained(tmp_path_factory):
+  """A 1/16-width L3-Net trained for 200 steps on an easy synthetic_av set
+  through `train.train_and_evaluate` (see `testing.train_easy_synthetic`);
+  about a minute on 2 free cores."""
+  return testing.train_easy_synthetic(str(tmp_path_factory.mktemp("easy")))

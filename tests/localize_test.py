@@ -76,6 +76,9 @@ def test_correspondence_map_matches_head_on_pooled_position():
   logits = head([vision_map[:, i, j, :], sound])
   np.testing.assert_allclose(heat[:, i, j], tf.nn.softmax(logits)[:, 1],
                              rtol=1e-5, atol=1e-6)
+  log_odds = localize.correspondence_log_odds(vision_map, sound, head).numpy()
+  np.testing.assert_allclose(log_odds[:, i, j], logits[:, 1] - logits[:, 0],
+                             rtol=1e-5, atol=1e-5)
 
 
 def test_localizer_covers_the_whole_frame(tmp_path):
@@ -87,6 +90,9 @@ def test_localizer_covers_the_whole_frame(tmp_path):
   assert result.grid.shape == (32, 42)
   assert result.pixels.shape == (256, 341)
   assert 0 <= result.probability <= 1
+  assert result.log_odds.shape == (32, 42)
+  np.testing.assert_allclose(result.grid, 1 / (1 + np.exp(-result.log_odds)),
+                             rtol=1e-5)
   overlays.save_image_overlay(result.frame, result.pixels,
                               str(tmp_path / "frame.png"), title="t")
   overlays.save_spectrogram_overlay(np.zeros((257, 199)), np.eye(32, 24),
@@ -95,3 +101,57 @@ def test_localizer_covers_the_whole_frame(tmp_path):
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
   with pytest.raises(ValueError, match="does not match the frame"):
     overlays.save_image_overlay(result.frame, result.grid, str(tmp_path / "x.png"))
+
+
+def _rendered_hot_centre(fig, ax):
+  """Data coordinates (x, y) of the centroid of the red (hot) pixels that
+  the Agg canvas drew for `ax` (jet's top end over a black background)."""
+  fig.canvas.draw()
+  rgba = np.asarray(fig.canvas.buffer_rgba()).astype(int)  # [H, W, 4]
+  r, g, b = rgba[..., 0], rgba[..., 1], rgba[..., 2]
+  rows, cols = np.nonzero((r > 40) & (r > 2 * g) & (r > 2 * b))
+  assert rows.size > 20, "no hot pixels drawn"
+  height = rgba.shape[0]
+  # Buffer row 0 is the top; display y grows upwards from the bottom.
+  display = np.stack([cols + 0.5, height - rows - 0.5], axis=1).mean(axis=0)
+  return ax.transData.inverted().transform(display)
+
+
+def test_drawn_heat_lands_on_its_cell_of_the_frame_and_spectrogram():
+  """What the figures show, not only the arrays: rendered, the hot cell's
+  colour lies over that cell's pixels of the frame, and over its seconds and
+  Hz on the spectrogram's labelled axes."""
+  from matplotlib import figure
+  from matplotlib.backends import backend_agg
+  # Frame: 8 x 12 cells of 8 px; cell (2, 9) pools rows 16..23, cols 72..79.
+  grid = np.zeros((8, 12))
+  grid[2, 9] = 1.0
+  frame = np.zeros((64, 96, 3))
+  fig = figure.Figure(figsize=(6.4, 4.8), dpi=100)
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  heat = overlays.draw_image_overlay(ax, frame,
+                                     localize.upsample_grid(grid, 64, 96))
+  picture, shown = ax.images
+  assert shown is heat
+  assert picture.get_extent() == shown.get_extent() == [-0.5, 95.5, 63.5,
+                                                        -0.5]
+  x, y = _rendered_hot_centre(fig, ax)
+  assert x == pytest.approx(8 * 9 + 3.5, abs=0.5)
+  assert y == pytest.approx(8 * 2 + 3.5, abs=0.5)
+  # Spectrogram: cell (4, 10) of the 32 x 24 audio grid pools bins 32..39
+  # (centre 35.5 x 93.75 Hz) and frames 80..87 (centre frame 83.5, at
+  # 83.5 x hop + window / 2 seconds).
+  grid = np.zeros((32, 24))
+  grid[4, 10] = 1.0
+  fig = figure.Figure(figsize=(6.4, 4.8), dpi=100)
+  backend_agg.FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
+  overlays.draw_spectrogram_overlay(ax, np.zeros((257, 199)), grid)
+  spectrogram, shown = ax.images
+  assert spectrogram.get_extent() == shown.get_extent() == pytest.approx(
+      list(overlays.spectrogram_extent()))
+  assert ax.get_xlabel() == "time (s)" and ax.get_ylabel() == "frequency (Hz)"
+  seconds, hz = _rendered_hot_centre(fig, ax)
+  assert hz == pytest.approx(35.5 * 93.75, abs=93.75)
+  assert seconds == pytest.approx(83.5 * 0.005 + 0.005, abs=0.005)

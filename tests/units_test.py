@@ -35,3 +35,25 @@ def test_selective_units_beat_the_permutation_null():
   null = units.permutation_null(activations, labels, k=20, threshold=0.8)
   assert null["num_selective"] < 1
   assert null["mean_purity"] < summary["mean_purity"]
+
+
+def test_best_per_group_keeps_each_groups_maximum():
+  activations = np.array([[1.0, 0.0], [3.0, -1.0], [2.0, 5.0], [0.5, 0.5]])
+  groups = np.array(["b", "b", "a", "c"])
+  best, index = units.best_per_group(activations, groups)
+  # Groups in order of first appearance: b, a, c.
+  np.testing.assert_array_equal(best, [[3.0, 0.0], [2.0, 5.0], [0.5, 0.5]])
+  np.testing.assert_array_equal(index, [[1, 0], [2, 2], [3, 3]])
+  with pytest.raises(ValueError, match="one group per example"):
+    units.best_per_group(activations, groups[:3])
+
+
+def test_relative_activations_discount_inputs_that_excite_every_unit():
+  # Example 0 is "loud": every unit fires on it more than on the others;
+  # relative to its mean, unit 1 stands out on example 1 instead.
+  activations = np.array([[10.0, 9.0, 11.0], [1.0, 4.0, 1.0], [0.0, 0.0, 0.0]])
+  assert units.top_k_examples(activations, 1)[1, 0] == 0
+  relative = units.relative_activations(activations)
+  np.testing.assert_allclose(relative[1], [0.5, 2.0, 0.5])
+  np.testing.assert_array_equal(relative[2], 0.0)
+  assert units.top_k_examples(relative, 1)[1, 0] == 1
