@@ -4,6 +4,7 @@ Media files are never committed; tests call these functions to write them
 into temporary folders. Run as a script to look at the files:
 
   python -m data_prep.dummy_media video_folder /tmp/dummy
+  (or esc10, esc50, dcase2013_scenes, kinetics_sounds, flickr_soundnet)
 
 Each video's frame i is a flat grey of level `frame_level(i)` (so a test can
 tell which frame it got back) and its audio is a sine (a different pitch per
@@ -35,8 +36,8 @@ _CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 
 def frame_level(index: int) -> int:
-  """The grey level of frame `index` (distinct for the first 28 frames)."""
-  return 16 + (index * 8) % 224
+  """The grey level of frame `index` (distinct for the first 56 frames)."""
+  return 16 + (index * 4) % 224
 
 
 def tone(seconds: float, sample_rate: int, channels: int = 1,
@@ -59,6 +60,14 @@ def tone(seconds: float, sample_rate: int, channels: int = 1,
 def _codec_options(stream):
   if stream.codec_context.name == "vorbis":  # FFmpeg's own Vorbis encoder
     stream.codec_context.options = {"strict": "experimental"}
+
+
+def _audio_layout(codec: str, channels: int) -> tuple[int, str]:
+  """(channels to write, layout): FFmpeg's Vorbis encoder writes stereo only,
+  so mono Vorbis is written as two identical channels."""
+  if codec == "vorbis" and channels == 1:
+    return 2, "stereo"
+  return channels, _CHANNEL_LAYOUTS[channels]
 
 
 def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int,
@@ -125,7 +134,7 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       if video_codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
     if audio:
-      layout = _CHANNEL_LAYOUTS[channels]
+      written_channels, layout = _audio_layout(audio_codec, channels)
       sound = container.add_stream(audio_codec, rate=sample_rate,
                                    layout=layout)
       _codec_options(sound)
@@ -142,27 +151,32 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       container.mux(stream.encode(None))
     if audio:
       samples = tone(seconds, sample_rate, channels, beep_at=beep_at)
+      samples = np.resize(samples, (written_channels, samples.shape[1]))
       if silent:
         samples[:] = 0
       _encode_audio(container, sound, samples, sample_rate, sample_format,
-                    _CHANNEL_LAYOUTS[channels])
+                    layout)
   return path
 
 
 def write_audio(path: str | os.PathLike, seconds: float = 1.0,
                 sample_rate: int = 44100, channels: int = 1,
-                beep_at: float | None = None) -> str:
+                beep_at: float | None = None,
+                frequencies=(440.0, 660.0, 880.0, 1100.0, 1320.0,
+                             1540.0)) -> str:
   """Writes a tone (see `tone`) as wav / flac / ogg / mp3 / m4a."""
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lstrip(".").lower()
   container_format, codec, sample_format = AUDIO_FORMATS[ext]
   with av.open(path, "w", format=container_format) as container:
-    layout = _CHANNEL_LAYOUTS[channels]
+    written_channels, layout = _audio_layout(codec, channels)
     stream = container.add_stream(codec, rate=sample_rate, layout=layout)
     _codec_options(stream)
-    _encode_audio(container, stream,
-                  tone(seconds, sample_rate, channels, beep_at=beep_at),
-                  sample_rate, sample_format, layout)
+    samples = tone(seconds, sample_rate, channels, frequencies,
+                   beep_at=beep_at)
+    samples = np.resize(samples, (written_channels, samples.shape[1]))
+    _encode_audio(container, stream, samples, sample_rate, sample_format,
+                  layout)
   return path
 
 
@@ -245,13 +259,155 @@ def write_video_folder(root: str | os.PathLike) -> dict:
   return dict(VIDEO_FOLDER_EXPECTED)
 
 
+ESC10_CLASSES = ("001 - Dog bark", "002 - Rain", "003 - Sea waves")
+
+
+def write_esc10(root: str | os.PathLike) -> dict[str, int]:
+  """ESC-10 layout: 3 classes x 5 folds x 2 clips, plus 2 bad files.
+
+  Returns:
+    Examples per split: {"fold1": 6, ..., "fold5": 6}.
+  """
+  root = os.fspath(root)
+  for k, folder in enumerate(ESC10_CLASSES):
+    os.makedirs(os.path.join(root, folder))
+    for fold in range(1, 6):
+      for take in "AB":
+        write_audio(os.path.join(root, folder, f"{fold}-{100 + k}-{take}.ogg"),
+                    seconds=0.5, frequencies=(300.0 * (k + 1),))
+  _write_bytes(os.path.join(root, ESC10_CLASSES[1], "3-999-A.ogg"),
+               b"OggS" + bytes(300))
+  _write_bytes(os.path.join(root, ESC10_CLASSES[2], "notes.txt"), b"x\n")
+  return {f"fold{k}": 6 for k in range(1, 6)}
+
+
+ESC50_CATEGORIES = ("dog", "rooster", "pig")
+
+
+def write_esc50(root: str | os.PathLike) -> dict[str, int]:
+  """ESC-50 layout: 3 targets x 5 folds, a listed-but-missing file and an
+  unlisted one.
+
+  Returns:
+    Examples per split: {"fold1": 3, ..., "fold5": 3}.
+  """
+  root = os.fspath(root)
+  os.makedirs(os.path.join(root, "meta"))
+  os.makedirs(os.path.join(root, "audio"))
+  rows = ["filename,fold,target,category,esc10,src_file,take"]
+  for fold in range(1, 6):
+    for target, category in enumerate(ESC50_CATEGORIES):
+      name = f"{fold}-{1000 + target}-A-{target}.wav"
+      rows.append(f"{name},{fold},{target},{category},False,"
+                  f"{1000 + target},A")
+      write_audio(os.path.join(root, "audio", name), seconds=0.5,
+                  frequencies=(300.0 * (target + 1),))
+  rows.append("2-7777-A-1.wav,2,1,rooster,False,7777,A")  # never written
+  write_audio(os.path.join(root, "audio", "9-unlisted-A-0.wav"), seconds=0.5)
+  with open(os.path.join(root, "meta", "esc50.csv"), "w") as f:
+    f.write("\n".join(rows) + "\n")
+  return {f"fold{k}": 3 for k in range(1, 6)}
+
+
+def write_dcase2013(root: str | os.PathLike) -> dict[str, int]:
+  """DCASE 2013 scenes layout: 3 scenes, 2 train and 1 test clip each.
+
+  Returns:
+    Examples per split: {"train": 6, "test": 3}.
+  """
+  root = os.fspath(root)
+  for folder, numbers in (("scenes_stereo", ("01", "07")),
+                          ("scenes_stereo_testset", ("03",))):
+    os.makedirs(os.path.join(root, folder))
+    for k, scene in enumerate(("bus", "office", "park")):
+      for number in numbers:
+        write_audio(os.path.join(root, folder, f"{scene}{number}.wav"),
+                    seconds=0.5, channels=2,
+                    frequencies=(300.0 * (k + 1), 310.0 * (k + 1)))
+  _write_bytes(os.path.join(root, "scenes_stereo", "readme.txt"), b"x\n")
+  return {"train": 6, "test": 3}
+
+
+KINETICS_CSV = {
+    "train.csv": [
+        ("label", "youtube_id", "time_start", "time_end", "split", "is_cc"),
+        ("playing drums", "drumsAAAAAA", "10", "20", "train", "0"),
+        ("playing drums", "drumsBBBBBB", "0", "10", "train", "0"),
+        ("tap dancing", "tapCCCCCCCC", "5", "15", "train", "0"),
+        ("bowling", "bowlDDDDDDD", "30", "40", "train", "0"),  # no clip
+        ("cooking egg", "eggEEEEEEEE", "0", "10", "train", "0"),  # not listed
+    ],
+    "validate.csv": [
+        ("label", "youtube_id", "time_start", "time_end", "split", "is_cc"),
+        ("playing drums", "drumsFFFFFF", "0", "10", "val", "0"),
+        ("tap dancing", "tapGGGGGGGG", "3", "13", "val", "0"),
+    ],
+    "test.csv": [
+        ("youtube_id", "time_start", "time_end", "label", "split"),
+        ("bowlHHHHHHH", "0", "10", "bowling", "test"),
+    ],
+}
+
+
+def write_kinetics(root: str | os.PathLike) -> dict[str, int]:
+  """Kinetics CSVs and clips: 3 / 2 / 1 Kinetics-Sounds clips, one listed
+  clip missing, one clip of a class outside Kinetics-Sounds.
+
+  Returns:
+    Examples per split: {"train": 3, "validation": 2, "test": 1}.
+  """
+  root = os.fspath(root)
+  os.makedirs(os.path.join(root, "clips", "part1"))
+  for name, rows in KINETICS_CSV.items():
+    with open(os.path.join(root, name), "w") as f:
+      f.write("\n".join(",".join(row) for row in rows) + "\n")
+  for name in ("drumsAAAAAA_000010_000020", "drumsBBBBBB_000000_000010",
+               "tapCCCCCCCC_000005_000015", "eggEEEEEEEE_000000_000010"):
+    write_video(os.path.join(root, "clips", f"{name}.mp4"), seconds=1.2,
+                fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "part1", "drumsFFFFFF_000000_000010.webm"),
+              seconds=1.2, fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "part1", "tapGGGGGGGG_000003_000013.mp4"),
+              seconds=1.2, fps=10, width=64, height=48)
+  write_video(os.path.join(root, "clips", "bowlHHHHHHH.mp4"), seconds=1.2,
+              fps=10, width=64, height=48)
+  return {"train": 3, "validation": 2, "test": 1}
+
+
+FLICKR_VIDEOS = ("2011/03/1001.mp4", "2011/03/1002.mp4", "2011/04/1003.mp4",
+                 "2012/1004.mp4", "2012/1005.webm", "2012/1006.mkv",
+                 "2013/1007.mp4", "2013/1008.mp4", "2013/1009.mp4",
+                 "2013/1010.mp4", "2014/1011.mp4", "2014/1012.mp4")
+
+
+def write_flickr(root: str | os.PathLike) -> dict[str, int]:
+  """A Flickr-like tree of 12 short videos and a stray file.
+
+  Returns:
+    Examples per split (80/10/10 by hash): train 9, validation 1, test 2.
+  """
+  root = os.fspath(root)
+  for name in FLICKR_VIDEOS:
+    os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+    write_video(os.path.join(root, name), seconds=1.1, fps=10, width=64,
+                height=48)
+  _write_bytes(os.path.join(root, "2012", "Thumbs.db"), b"\0" * 16)
+  return {"train": 9, "validation": 1, "test": 2}
+
+
+WRITERS = {"video_folder": write_video_folder, "esc10": write_esc10,
+           "esc50": write_esc50, "dcase2013_scenes": write_dcase2013,
+           "kinetics_sounds": write_kinetics, "flickr_soundnet": write_flickr}
+
+
 def main(argv):
-  if len(argv) != 3 or argv[1] not in ("video_folder",):
+  if len(argv) != 3 or argv[1] not in WRITERS:
     print(__doc__)
+    print(f"datasets: {sorted(WRITERS)}")
     return 2
-  expected = write_video_folder(argv[2])
+  expected = WRITERS[argv[1]](argv[2])
   for path, outcome in sorted(expected.items()):
-    print(f"{path:32s} {outcome or 'built'}")
+    print(f"{path:32s} {outcome if outcome is not None else 'built'}")
   return 0
 
 

@@ -26,7 +26,14 @@ class DataConfig:
     train_split: split the AVC task is trained on.
     eval_split: split used for the periodic and final AVC evaluation.
     shuffle_videos: shuffle buffer, in videos, before pairs are drawn.
-    eval_num_pairs: size of the fixed, balanced evaluation set.
+    group_videos: videos drawn together (>= 3); a negative pairs a frame with
+      the audio of another video of its group (see `l3_tf.pairs`).
+    pairs_per_video: positives (and as many negatives) drawn from each video
+      each time it is read; 1 draws every pair from a fresh video visit,
+      larger values read less data per pair.
+    eval_num_pairs: size of the fixed, balanced evaluation set (even).
+    eval_seed: seed of the evaluation set (same set for the same seed).
+    eval_batch_size: pairs per evaluation batch (does not change results).
   """
 
   dataset: str = "flickr_soundnet"
@@ -34,7 +41,11 @@ class DataConfig:
   train_split: str = "train"
   eval_split: str = "validation"
   shuffle_videos: int = 1024
+  group_videos: int = 8
+  pairs_per_video: int = 1
   eval_num_pairs: int = 10000
+  eval_seed: int = 0
+  eval_batch_size: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,26 +53,43 @@ class TrainConfig:
   """Optimisation and bookkeeping of AVC training.
 
   Attributes:
-    batch_size_per_replica: pairs per replica per step (16 in the paper).
-    learning_rate: Adam learning rate (1e-4 in the paper).
+    batch_size_per_replica: pairs per replica per step (16 in the paper);
+      even, so that every batch holds as many positives as negatives.
+    global_batch_size: if > 0, the batch of one step over all replicas,
+      which must divide evenly among them (then batch_size_per_replica is
+      ignored); 0 means batch_size_per_replica x replicas.
+    learning_rate: Adam learning rate (1e-4 in the paper; the weight decay
+      is `model.weight_decay`).
     num_steps: total optimisation steps.
     audio_gain_max: audio augmentation, gain uniform in 1 +- this (0.1).
     mixed_precision: bfloat16 compute with float32 variables.
     checkpoint_every_steps: checkpoint period (and always on exit).
+    keep_checkpoints: how many recent checkpoints to keep.
     log_every_steps: scalar summary period.
+    summary_images_every_steps: period of the input-pair image summaries
+      (0: never).
+    summary_images: pairs shown per image summary.
     eval_every_steps: in-training evaluation period (0: only at the end).
     seed: seed of initialisation and of the data pipeline.
+    devices: devices to mirror over on one machine ("/gpu:0,/gpu:1");
+      empty: all visible GPUs, or the default device when there are none.
+      Ignored when TF_CONFIG asks for several workers.
   """
 
   batch_size_per_replica: int = 16
+  global_batch_size: int = 0
   learning_rate: float = 1e-4
   num_steps: int = 240000
   audio_gain_max: float = 0.1
   mixed_precision: bool = False
   checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 3
   log_every_steps: int = 100
+  summary_images_every_steps: int = 1000
+  summary_images: int = 4
   eval_every_steps: int = 0
   seed: int = 0
+  devices: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +143,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return from_dict(hint, value, where)
   if origin is tuple:
     if isinstance(value, str):
-      value = json.loads(value if value.startswith("[") else f"[{value}]")
+      if value.startswith("["):
+        value = json.loads(value)
+      elif args and args[0] is str:  # a comma list: "/gpu:0,/gpu:1"
+        value = [v.strip() for v in value.split(",") if v.strip()]
+      else:
+        value = json.loads(f"[{value}]")
     if args and args[-1] is Ellipsis:
       return tuple(_coerce(v, args[0], where) for v in value)
     if len(value) != len(args):

@@ -35,8 +35,15 @@ AUDIO_SCALE = 32768.0  # int16 -> float32 in [-1, 1)
 SKIP_FRAME_DECODING = {"frames": tfds.decode.SkipDecoding()}
 
 
-def video_features(label_names: list[str] | None = None) -> tfds.features.FeaturesDict:
-  """The FeaturesDict of a video dataset (with `label` iff label_names)."""
+def video_features(label_names: list[str] | None = None,
+                   labelled: bool = False) -> tfds.features.FeaturesDict:
+  """The FeaturesDict of a video dataset.
+
+  Args:
+    label_names: class names; gives the dataset a `label` feature.
+    labelled: give it a `label` whose names the builder sets once it has
+      listed its files (e.g. sub-folder names), when label_names is None.
+  """
   features = {
       "video_id": tfds.features.Text(),
       "source_path": tfds.features.Text(),
@@ -49,6 +56,8 @@ def video_features(label_names: list[str] | None = None) -> tfds.features.Featur
   }
   if label_names is not None:
     features["label"] = tfds.features.ClassLabel(names=label_names)
+  elif labelled:
+    features["label"] = tfds.features.ClassLabel()
   return tfds.features.FeaturesDict(features)
 
 

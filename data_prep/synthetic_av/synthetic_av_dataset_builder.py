@@ -129,11 +129,10 @@ class Builder(video_builder.VideoBuilder):
         truth_path.read_text())
     items = {split: [] for split in config.num_videos()}
     for video_id, video in sorted(truth["videos"].items()):
-      items[video["split"]].append(video_builder.VideoItem(
-          video_id=video_id, path=str(videos_dir / video["path"]),
+      items[video["split"]].append(video_builder.MediaItem(
+          key=video_id, path=str(videos_dir / video["path"]),
           source_path=video["path"], label=video["label"]))
-    return {split: self._generate_examples(split_items, split)
-            for split, split_items in items.items()}
+    return self._media_splits(items)
 
 
 def ground_truth(builder: tfds.core.DatasetBuilder) -> dict:

@@ -1,0 +1,32 @@
+"""What the audio dataset builders (esc50, esc10, dcase2013_scenes) share.
+
+Each clip is decoded whole with `l3_tf.media.load_audio` (any format, mono,
+48 kHz) into the stored form of `l3_tf.audio_example`. Policy: every
+decodable clip is kept, short or silent ones too (a labelled clip is a valid
+example, and the official fold sizes must stay intact); a file that cannot
+be decoded or holds no audio is skipped with its reason (skip report, as for
+videos).
+"""
+
+from data_prep import media_builder
+from l3_tf import audio_example
+from l3_tf import media
+
+
+class AudioDecoder:
+  """MediaItem -> the stored audio example (picklable, for Beam workers)."""
+
+  def __call__(self, item: media_builder.MediaItem) -> dict:
+    waveform = media.load_audio(item.path, audio_example.SAMPLE_RATE_HZ)
+    if waveform.shape[0] == 0:
+      raise media.MediaError(item.path, "no audio samples")
+    extra = item.extra or {}
+    return audio_example.make_example(waveform, item.key, item.source_path,
+                                      item.label, fold=extra.get("fold"))
+
+
+class AudioBuilder(media_builder.MediaBuilder, skip_registration=True):
+  """Base of the audio builders."""
+
+  def _decoder(self) -> AudioDecoder:
+    return AudioDecoder()

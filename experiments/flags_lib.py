@@ -1,0 +1,17 @@
+"""The flags shared by the training and evaluation binaries (binaries only)."""
+
+from absl import flags
+
+from experiments import configs
+from l3_tf import config as config_lib
+
+CONFIG = flags.DEFINE_string(
+    "config", "paper", f"experiment config, one of {list(configs.NAMES)}")
+SET = flags.DEFINE_multi_string(
+    "set", [], "override one config field, e.g. --set train.num_steps=100 "
+    "--set data.data_dir=/data (repeatable)")
+
+
+def resolved_config():
+  """The named config with every --set applied (ValueError on a bad one)."""
+  return config_lib.apply_overrides(configs.get_config(CONFIG.value), SET.value)

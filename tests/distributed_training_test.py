@@ -1,0 +1,185 @@
+"""Training in fresh processes: 2 logical CPUs, 2 workers, kill and resume.
+
+Each test runs real binaries or scripts in subprocesses (TensorFlow's devices
+and cluster must be set before it starts), on the fake videos with a
+1/32-width network.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fake_videos
+from l3_tf import testing
+from l3_tf import workdir as workdir_lib
+
+REPO = str(testing.REPO_ROOT)
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _env(**extra):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join([REPO, env.get("PYTHONPATH", "")])
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  env.pop("TF_CONFIG", None)
+  env.update(extra)
+  return env
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("fake_videos"))
+  fake_videos.build(path)
+  return path
+
+
+def _train_command(workdir, data_dir, *overrides):
+  sets = [f"data.dataset={fake_videos.NAME}", f"data.data_dir={data_dir}",
+          "model.width_multiplier=0.03125", "data.group_videos=4",
+          "data.shuffle_videos=8", "data.eval_num_pairs=16",
+          "data.eval_batch_size=8", *overrides]
+  return ([sys.executable, "-m", "experiments.train_avc", "--config=test",
+           f"--workdir={workdir}"] + [f"--set={s}" for s in sets])
+
+
+def _result(stdout: str) -> dict:
+  lines = [l for l in stdout.splitlines() if l.startswith("TRAIN_RESULT ")]
+  assert lines, stdout[-3000:]
+  return json.loads(lines[-1][len("TRAIN_RESULT "):])
+
+
+def test_mirrored_two_cpus_equals_one_device():
+  """One step on 2 replicas x 4 pairs = one step on 1 device x 8 pairs."""
+  done = subprocess.run(
+      [sys.executable, os.path.join(TESTS, "mirrored_equivalence.py")],
+      env=_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  results = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
+  assert [r["optimizer"] for r in results] == ["sgd", "adam"]
+  for r in results:
+    assert r["replicas"] == 2 and r["steps"] == [1, 1]
+    assert r["max_weight_change"] > 1e-4  # the step did something
+    assert r["max_weight_difference"] <= 1e-5 * r["max_weight_change"] + 1e-7, r
+    assert abs(r["loss_single"] - r["loss_mirrored"]) < 1e-5
+    assert abs(r["regularization_single"] - r["regularization_mirrored"]) < 1e-5
+
+
+def test_binary_names_bad_configuration(tmp_path, data_dir):
+  unknown = subprocess.run(
+      [sys.executable, "-m", "experiments.train_avc", "--config=papr",
+       f"--workdir={tmp_path}"], env=_env(), capture_output=True, text=True,
+      timeout=120)
+  assert unknown.returncode != 0
+  assert "unknown config 'papr'" in unknown.stderr
+  missing = subprocess.run(
+      _train_command(tmp_path, data_dir, "data.dataset=not_built_videos"),
+      env=_env(), capture_output=True, text=True, timeout=120)
+  assert missing.returncode != 0
+  assert "'not_built_videos' is not prepared" in missing.stderr
+  assert not os.path.exists(workdir_lib.config_path(str(tmp_path)))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_workers_train_to_the_end(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  cluster = {"worker": [f"localhost:{_free_port()}",
+                        f"localhost:{_free_port()}"]}
+  processes = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster,
+                            "task": {"type": "worker", "index": index}})
+    processes.append(subprocess.Popen(
+        _train_command(workdir, data_dir, "train.num_steps=3"),
+        env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True))
+  outputs = []
+  try:
+    for process in processes:
+      outputs.append(process.communicate(timeout=400))
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+  for process, (stdout, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr[-3000:]
+    assert "MultiWorkerMirroredStrategy" in stderr
+  results = [_result(stdout) for stdout, _ in outputs]
+  for result in results:
+    assert result["step"] == 3
+  # Synchronous: both workers saw the same all-reduced loss.
+  assert (results[0]["last_train_metrics"]["loss"]
+          == results[1]["last_train_metrics"]["loss"])
+  assert results[0]["eval"]["num_pairs"] == 16 and results[1]["eval"] is None
+  assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-3")
+  # 2 workers x 1 replica x 4 pairs.
+  assert "2 replica(s) x 4 = 8 pairs per step" in outputs[0][1]
+
+
+def _wait_for_checkpoint(workdir, process, deadline_seconds=300):
+  deadline = time.time() + deadline_seconds
+  while time.time() < deadline:
+    latest = workdir_lib.latest_checkpoint(workdir)
+    if latest is not None:
+      return latest
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    time.sleep(0.05)
+  raise AssertionError("no checkpoint appeared")
+
+
+def _step_of(checkpoint: str) -> int:
+  return int(checkpoint.rsplit("-", 1)[1])
+
+
+@pytest.mark.slow
+def test_sigterm_and_sigkill_then_resume(tmp_path, data_dir):
+  workdir = str(tmp_path / "run")
+  command = _train_command(workdir, data_dir, "train.num_steps=60",
+                           "train.checkpoint_every_steps=5",
+                           "train.log_every_steps=5")
+  # 1. SIGTERM after the first checkpoint: a checkpoint of the step reached,
+  # exit status 143.
+  process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  _wait_for_checkpoint(workdir, process)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 143, stderr[-3000:]
+  assert "interrupted by SIGTERM" in stderr
+  stopped_at = _step_of(workdir_lib.latest_checkpoint(workdir))
+  assert 5 <= stopped_at < 60
+  assert f"interrupted by SIGTERM at step {stopped_at}" in stderr
+
+  # 2. SIGKILL (no chance to save) once a newer periodic checkpoint exists.
+  process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while _step_of(workdir_lib.latest_checkpoint(workdir)) == stopped_at:
+    assert process.poll() is None and time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  _, stderr = process.communicate(timeout=60)
+  assert process.returncode == -signal.SIGKILL
+  assert f"resumed from {workdir_lib.checkpoint_dir(workdir)}/ckpt-{stopped_at}" in stderr
+  killed_at = _step_of(workdir_lib.latest_checkpoint(workdir))
+  assert stopped_at < killed_at < 60
+
+  # 3. The same command again: resumes from that step and finishes.
+  done = subprocess.run(command, env=_env(), capture_output=True, text=True,
+                        timeout=400)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = _result(done.stdout)
+  assert result["start_step"] == killed_at and result["step"] == 60
+  with open(os.path.join(workdir, "eval_test.json")) as f:
+    assert json.load(f)["step"] == 60

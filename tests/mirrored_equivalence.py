@@ -1,0 +1,102 @@
+"""One training step on 1 device vs. MirroredStrategy over 2 logical CPUs.
+
+Run in a fresh process (logical devices must be set before TensorFlow starts):
+
+  python tests/mirrored_equivalence.py
+
+Builds a BN-free 1/32-width AVC network, takes one step of
+`l3_tf.train.make_train_step` with the same global batch of 8 pairs on one
+device and on 2 replicas x 4 pairs, and prints one JSON line per optimizer
+(SGD: sensitive to how the loss is scaled; Adam: the one training uses)
+with the largest weight difference, the largest weight change and both
+losses.
+"""
+
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l3_tf import distribute
+from l3_tf import model as model_lib
+from l3_tf import train
+
+
+def build(strategy, config, weights, optimizer_name):
+  with strategy.scope():
+    model = model_lib.avc_network(config)
+    model.set_weights(weights)
+    optimizer = (keras.optimizers.SGD(0.5) if optimizer_name == "sgd"
+                 else keras.optimizers.Adam(1e-3))
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64)
+  return model, optimizer, step
+
+
+def compare(optimizer_name: str, mirrored):
+  # A large weight decay makes its share per replica visible in the result.
+  config = model_lib.ModelConfig(width_multiplier=1 / 32, use_batch_norm=False,
+                                 weight_decay=1e-2)
+  keras.utils.set_random_seed(0)
+  initial = model_lib.avc_network(config).get_weights()
+  rng = np.random.default_rng(0)
+  batch = 8
+  features = {
+      "image": rng.uniform(-1, 1, (batch, 224, 224, 3)).astype(np.float32),
+      "spectrogram": rng.normal(0, 1, (batch, 257, 199, 1)).astype(np.float32),
+  }
+  labels = (np.arange(batch) % 2).astype(np.int32)
+
+  single = tf.distribute.get_strategy()
+  model, optimizer, step = build(single, config, initial, optimizer_name)
+  metrics_single = train.make_train_step(
+      model, optimizer, single, batch, step)(features, labels)
+  single_weights = model.get_weights()
+
+  model_m, optimizer_m, step_m = build(mirrored, config, initial,
+                                       optimizer_name)
+
+  def dataset_fn(context):
+    per_replica = context.get_per_replica_batch_size(batch)
+    halves = [({k: v[i * per_replica:(i + 1) * per_replica]
+                for k, v in features.items()},
+               labels[i * per_replica:(i + 1) * per_replica])
+              for i in range(2)]
+    # Consecutive elements go to consecutive replicas.
+    return tf.data.Dataset.from_tensor_slices(
+        tf.nest.map_structure(lambda *x: np.stack(x), *halves))
+
+  distributed = iter(mirrored.distribute_datasets_from_function(dataset_fn))
+  features_m, labels_m = next(distributed)
+  per_replica_labels = [t.numpy().tolist() for t in
+                        mirrored.experimental_local_results(labels_m)]
+  metrics_m = train.make_train_step(model_m, optimizer_m, mirrored, batch,
+                                    step_m)(features_m, labels_m)
+  mirrored_weights = model_m.get_weights()
+  print(json.dumps({
+      "optimizer": optimizer_name,
+      "replicas": mirrored.num_replicas_in_sync,
+      "per_replica_labels": per_replica_labels,
+      "max_weight_difference": max(float(np.abs(a - b).max()) for a, b in
+                                   zip(single_weights, mirrored_weights)),
+      "max_weight_change": max(float(np.abs(a - b).max()) for a, b in
+                               zip(single_weights, initial)),
+      "loss_single": float(metrics_single["loss"]),
+      "loss_mirrored": float(metrics_m["loss"]),
+      "regularization_single": float(metrics_single["regularization"]),
+      "regularization_mirrored": float(metrics_m["regularization"]),
+      "steps": [int(step.numpy()), int(step_m.numpy())],
+  }))
+
+
+def main():
+  distribute.split_cpu(2)
+  mirrored = distribute.make_strategy(("/cpu:0", "/cpu:1"))
+  assert isinstance(mirrored, tf.distribute.MirroredStrategy), mirrored
+  for optimizer_name in ("sgd", "adam"):
+    compare(optimizer_name, mirrored)
+
+
+if __name__ == "__main__":
+  main()
