@@ -27,7 +27,8 @@ setuptools.setup(
         "scikit-learn>=1.3",
         "scipy>=1.10",
         "absl-py>=1.0",
-        "av>=12",
+        # >= 14: VideoFrame.rotation (phone videos are stored rotated).
+        "av>=14",
         "matplotlib>=3.7",
         "tqdm>=4",
         # TFDS 4.9 evaluates importlib_resources.abc.Traversable for any
@@ -38,7 +39,11 @@ setuptools.setup(
     ],
     extras_require={
         # dill: tfds.testing (DatasetBuilderTestCase) imports it.
-        "test": ["pytest>=7", "pytest-xdist>=3", "dill>=0.3"],
+        # apache-beam: the DirectRunner test of the builders runs in
+        # `make test`; 2.77 installs with protobuf < 5 and numpy < 2.
+        "test": ["pytest>=7", "pytest-xdist>=3", "dill>=0.3",
+                 "apache-beam>=2.50"],
+        # Building datasets on a Beam runner (Dataflow, Spark, Flink).
         "beam": ["apache-beam>=2.50"],
     },
     entry_points={

@@ -96,7 +96,9 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
                 frame_times: list[float] | None = None,
                 silent: bool = False, beep_at: float | None = None,
                 flash_at: float | None = None,
-                container_format: str | None = None) -> str:
+                container_format: str | None = None,
+                keyframe_interval: int | None = None,
+                b_frames: int = 0) -> str:
   """Writes a small video whose frames and sound tests can recognise.
 
   Args:
@@ -111,6 +113,9 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
     beep_at: silent but for a 0.1 s beep starting at this time.
     flash_at: frames at or after this time (until +0.1 s) are white.
     container_format: FFmpeg muxer (default: from the extension).
+    keyframe_interval: frames between keyframes (default: the codec's).
+    b_frames: H.264 only: B-frames between references (non-reference, in a
+      fixed pattern), so that decoders reorder and may drop frames.
 
   Returns:
     The path written.
@@ -133,6 +138,12 @@ def write_video(path: str | os.PathLike, seconds: float = 2.0,
       stream.codec_context.time_base = time_base
       if video_codec == "libx264":
         stream.options = {"preset": "ultrafast", "crf": "18", "bf": "0"}
+        if b_frames:
+          stream.options = {
+              "preset": "superfast", "crf": "18",
+              "x264-params": f"bframes={b_frames}:b-adapt=0:b-pyramid=none"}
+      if keyframe_interval:
+        stream.codec_context.gop_size = keyframe_interval
     if audio:
       written_channels, layout = _audio_layout(audio_codec, channels)
       sound = container.add_stream(audio_codec, rate=sample_rate,
@@ -208,6 +219,8 @@ VIDEO_FOLDER_EXPECTED = {
     "drums/flac_audio.mkv": None,
     "drums/long_12s.mp4": None,
     "root_level.mp4": None,
+    # A streamable container cut short: its decodable first ~1.5 s are built.
+    "drums/interrupted.webm": None,
     "dogs/no_audio.mp4": "no audio stream",
     "dogs/audio_only.mp4": "no video stream",
     "dogs/empty.mp4": "empty file",
@@ -252,6 +265,9 @@ def write_video_folder(root: str | os.PathLike) -> dict:
   truncate(write_video(p("drums/full.mp4"), seconds=2.0),
            p("drums/truncated.mp4"), 0.5)
   os.remove(p("drums/full.mp4"))
+  truncate(write_video(p("drums/full.webm"), seconds=3.0),
+           p("drums/interrupted.webm"), 0.6)
+  os.remove(p("drums/full.webm"))
   write_video(p("drums/short.mp4"), seconds=0.8)
   write_video(p("drums/silent.mp4"), seconds=1.5, silent=True)
   _write_bytes(p("dogs/README.txt"), b"not a video\n")

@@ -226,11 +226,14 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       shard.unlink()
     report = data_path / SKIP_REPORT
     report.write_text(format_skip_report(skips))
+    # TFDS prepares in `incomplete.<random>_<version>/`, renamed to
+    # `<version>/` once complete: name the final place.
+    final = data_path.parent / str(self.version) / SKIP_REPORT
     if skips:
       logging.warning("%s: %d file(s) skipped, reasons in %s", self.name,
-                      len(skips), report)
+                      len(skips), final)
     else:
-      logging.info("%s: no file skipped (%s)", self.name, report)
+      logging.info("%s: no file skipped (%s)", self.name, final)
 
   def _generate_examples(self, items: Sequence[MediaItem], split: str):
     """Examples of one split (a generator, or a Beam PTransform)."""

@@ -19,8 +19,12 @@ rejected with a `MediaError` whose reason goes to the skip report:
     (the 6-channel bigbuckbunny clip peaks at -26 dBFS) and videos silent in
     some 1-second windows are kept.
 
-Portrait, odd-sized and variable-frame-rate videos, multi-channel and any
-sample rate are built, not skipped (`l3_tf.media` handles them).
+Portrait (also phone videos stored rotated), odd-sized and variable-frame-
+rate videos, multi-channel audio and any sample rate are built, not skipped
+(`l3_tf.media` handles them). A file cut short is built from what decodes
+when its container allows it (webm, mkv, avi: the common part of audio and
+video, then the rules above); an mp4 whose index (moov) is missing cannot
+be opened and is skipped as "not a readable media file".
 """
 
 import dataclasses

@@ -40,8 +40,7 @@ def audio_features(label_names: list[str] | None = None,
   features = {
       "clip_id": tfds.features.Text(),
       "source_path": tfds.features.Text(),
-      "audio": tfds.features.Audio(shape=(None,), dtype=np.int16,
-                                   sample_rate=SAMPLE_RATE_HZ),
+      "audio": video_example.audio_feature(),
       "duration_seconds": tfds.features.Scalar(dtype=np.float32),
       "label": tfds.features.ClassLabel(names=label_names),
   }

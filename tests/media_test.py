@@ -32,6 +32,15 @@ def _frame_index(level):
   return int(round((level - 16) / 4))
 
 
+def test_defaults_agree_with_the_stored_contract():
+  from l3_tf import video_example  # pylint: disable=g-import-not-at-top
+  assert media.SAMPLE_RATE_HZ == video_example.SAMPLE_RATE_HZ == 48000
+  assert media.DEFAULT_FRAMES_PER_SECOND == (
+      video_example.DEFAULT_FRAMES_PER_SECOND)
+  assert media.DEFAULT_MAX_SECONDS == video_example.DEFAULT_MAX_SECONDS
+  assert media.SHORT_SIDE == video_example.SHORT_SIDE
+
+
 # ------------------------------------------------------------------ resample
 
 
@@ -164,6 +173,37 @@ def test_decode_other_containers(tmp_path, ext):
     assert [_frame_index(_level(j)) for j in decoded.frames] == expected
 
 
+def test_skipping_unneeded_frames_changes_nothing_stored(tmp_path,
+                                                        monkeypatch):
+  # H.264 with 3 non-reference B-frames between references, 30 fps: most
+  # B-frames are never displayed at a 4 fps sample time and are dropped.
+  import av  # pylint: disable=g-import-not-at-top
+  path = dummy_media.write_video(tmp_path / "b.mp4", seconds=1.8, fps=30,
+                                 width=64, height=48, b_frames=3)
+  with av.open(path) as container:
+    types = [str(f.pict_type)[-1] for f in container.decode(video=0)]
+  assert types.count("3") > 20  # B-frames (PictureType 3)
+  decoded = {"exact": 0, "fast": 0}
+  original = media._frame_time  # pylint: disable=protected-access
+
+  def counting(name):
+    def frame_time(*args):
+      decoded[name] += 1
+      return original(*args)
+    return frame_time
+
+  monkeypatch.setattr(media, "_frame_time", counting("exact"))
+  exact = media.decode_video(path, media.DecodeOptions(
+      skip_unneeded_frames=False))
+  monkeypatch.setattr(media, "_frame_time", counting("fast"))
+  fast = media.decode_video(path)
+  assert decoded["fast"] < 0.7 * decoded["exact"]  # frames were dropped
+  np.testing.assert_array_equal(exact.frame_times, fast.frame_times)
+  assert exact.frames == fast.frames
+  expected = [math.floor(30 * k / 4) for k in range(8)]
+  assert [_frame_index(_level(j)) for j in fast.frames] == expected
+
+
 def test_portrait_odd_size_and_variable_frame_rate(tmp_path):
   portrait = media.decode_video(dummy_media.write_video(
       tmp_path / "p.mp4", seconds=1.0, width=90, height=160))
@@ -191,6 +231,44 @@ def test_frames_at_returns_the_displayed_frame(tmp_path):
   assert resized.shape == (1, 256, 341, 3)
   with pytest.raises(ValueError, match="empty"):
     media.frames_at(path, [])
+
+
+def test_frames_at_late_times_seeks_to_the_right_frames(tmp_path):
+  path = dummy_media.write_video(tmp_path / "v.mp4", seconds=10.0, fps=10,
+                                 width=32, height=24, keyframe_interval=15)
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(path) as container:
+    keyframes = [p.pts for p in container.demux(video=0) if p.is_keyframe]
+  assert len(keyframes) > 5  # so that the seek lands mid-file
+  times = [7.35, 9.0, 8.0, 9.99, 6.1]
+  frames = media.frames_at(path, times)
+  expected = [73, 90, 80, 99, 61]
+  assert [_frame_index(_level(f)) for f in frames] == [i % 56
+                                                       for i in expected]
+
+
+def test_display_rotation_is_applied(tmp_path):
+  import av  # pylint: disable=g-import-not-at-top
+  import fractions  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "rotated.mp4")
+  with av.open(path, "w") as container:
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+    if not hasattr(stream, "set_display_rotation"):
+      pytest.fail("PyAV cannot write a display rotation: needs PyAV >= 14")
+    # Counter-clockwise 90: a phone's portrait video stored landscape.
+    stream.set_display_rotation(90)
+    for i in range(5):
+      image = np.zeros([96, 160, 3], np.uint8)
+      image[:, :80] = 255  # left half white
+      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+      frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+  image = media.frames_at(path, [0.0])[0]
+  assert image.shape == (160, 96, 3)  # displayed upright: portrait
+  # Rotated 90 degrees counter-clockwise, the left half is now at the bottom.
+  assert image[-60:].mean() > 240 and image[:60].mean() < 15
 
 
 def test_audio_and_frames_share_one_timeline(tmp_path):

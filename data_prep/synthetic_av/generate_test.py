@@ -50,6 +50,8 @@ def test_render_is_a_pure_function_of_seed_split_index():
   assert t1 == t2
   f3, _, _ = generate.render_video(3, "test", 5, params)
   assert not np.array_equal(f1, f3)
+  _, a4, _ = generate.render_video(4, "train", 5, params)
+  assert not np.array_equal(a1, a4)
 
 
 def _band_energy(audio, pitch_hz, hop=240, window=2048):

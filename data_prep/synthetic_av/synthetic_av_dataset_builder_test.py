@@ -35,7 +35,6 @@ def test_same_seed_identical_examples_and_ground_truth(tmp_path):
                 seconds_per_video=2.0, num_classes=3, num_workers=1)
   first = synthetic_av.build(tmp_path / "a", "tiny", **kwargs)
   second = synthetic_av.build(tmp_path / "b", "tiny", **kwargs)
-  other_seed = synthetic_av.build(tmp_path / "c", "tiny", seed=1, **kwargs)
   for split, count in (("train", 2), ("validation", 1), ("test", 1)):
     a, b = _examples(first, split), _examples(second, split)
     assert len(a) == len(b) == count
@@ -47,9 +46,7 @@ def test_same_seed_identical_examples_and_ground_truth(tmp_path):
       assert list(x["frames"]) == list(y["frames"])  # JPEG bytes
   assert (synthetic_av.ground_truth(first)["videos"] ==
           synthetic_av.ground_truth(second)["videos"])
-  a = _examples(first, "train")[0]["audio"]
-  c = _examples(other_seed, "train")[0]["audio"]
-  assert a.shape != c.shape or not np.array_equal(a, c)
+  # (Another seed renders other videos: generate_test.)
 
 
 def test_build_stores_contract_and_ground_truth(tmp_path):

@@ -5,9 +5,10 @@ each kind the issue lists: several containers and codecs, portrait, odd-sized,
 variable frame rate, 6-channel audio, a 12 s video (cut to 10 s), a video at
 the root (label -1), and bad input: no audio stream, no video stream, a
 zero-length file, random bytes, a truncated mp4, 0.8 s, silent audio, and
-non-video files. Splits by hash (80/10/10): the 10 usable videos fall 8 / 2 /
-0, and the test split's two files (audio_only.mp4, empty.mp4) are both
-unusable, so that split is left out, not fatal.
+non-video files; a webm cut short is built from its decodable part. Splits by
+hash (80/10/10): the 11 usable videos fall 9 / 2 / 0, and the test split's two
+files (audio_only.mp4, empty.mp4) are both unusable, so that split is left
+out, not fatal.
 """
 
 import numpy as np
@@ -25,7 +26,7 @@ _USABLE = sorted(p for p, why in dummy_media.VIDEO_FOLDER_EXPECTED.items()
 
 class VideoFolderTest(builder_testing.GeneratedDummyDataTestCase):
   DATASET_CLASS = video_folder_dataset_builder.Builder
-  SPLITS = {"train": 8, "validation": 2}
+  SPLITS = {"train": 9, "validation": 2}
   write_dummy_data = staticmethod(dummy_media.write_video_folder)
 
 
@@ -33,7 +34,7 @@ def test_expected_split_counts_follow_from_the_hash():
   counts = {"train": 0, "validation": 0, "test": 0}
   for path in _USABLE:
     counts[video_builder.split_by_hash(path, (0.8, 0.1, 0.1))] += 1
-  assert counts == {"train": 8, "validation": 2, "test": 0}
+  assert counts == {"train": 9, "validation": 2, "test": 0}
   test_files = [p for p in dummy_media.VIDEO_FOLDER_EXPECTED
                 if video_builder.split_by_hash(p, (0.8, 0.1, 0.1)) == "test"]
   assert all(dummy_media.VIDEO_FOLDER_EXPECTED[p] for p in test_files)
@@ -99,6 +100,8 @@ def test_examples_follow_the_stored_contract(built):
         assert times.shape[0] == 40
       if path == "dogs/portrait.mp4":
         assert ex["frames"].shape[1:3] == (455, 256)
+      if path == "drums/interrupted.webm":  # 3 s written, 60% of the bytes
+        assert 1.0 <= duration < 2.5
 
 
 def test_manual_dir_without_videos_lists_the_expected_paths(tmp_path):
