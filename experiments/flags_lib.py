@@ -12,6 +12,11 @@ SET = flags.DEFINE_multi_string(
     "--set data.data_dir=/data (repeatable)")
 
 
-def resolved_config():
-  """The named config with every --set applied (ValueError on a bad one)."""
-  return config_lib.apply_overrides(configs.get_config(CONFIG.value), SET.value)
+def resolved_config(defaults: tuple[str, ...] = ()):
+  """The named config with `defaults`, then every --set, applied.
+
+  Raises:
+    ValueError: an unknown config name or a bad override (named).
+  """
+  config = configs.get_config(CONFIG.value)
+  return config_lib.apply_overrides(config, [*defaults, *SET.value])

@@ -29,6 +29,7 @@ the metadata.
 """
 
 import hashlib
+import os
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -60,10 +61,17 @@ def load_builder(dataset: str, data_dir: str | None):
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except Exception as e:  # DatasetNotFoundError and friends
+    hint = "build it first (see README: `tfds build ... --data_dir=...`)"
+    folder = os.path.join(data_dir or tfds.core.constants.DATA_DIR, dataset)
+    if "/" not in dataset and os.path.isdir(folder):
+      prepared = sorted(name for name in os.listdir(folder)
+                        if os.path.isdir(os.path.join(folder, name))
+                        and not name.startswith("."))
+      hint = (f"it has builder configs {prepared}: name one, e.g. "
+              f"'{dataset}/{prepared[0]}'") if prepared else hint
     raise DatasetError(
-        f"dataset {dataset!r} is not prepared in data_dir={data_dir!r}; build "
-        f"it first (see README: `tfds build ... --data_dir=...`) "
-        f"[{type(e).__name__}]") from None
+        f"dataset {dataset!r} is not prepared in data_dir={data_dir!r}; "
+        f"{hint} [{type(e).__name__}]") from None
   if not builder.info.splits:
     raise DatasetError(
         f"dataset {dataset!r} in data_dir={data_dir!r} has no prepared split; "

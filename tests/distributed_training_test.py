@@ -41,9 +41,7 @@ def data_dir(tmp_path_factory):
 
 def _train_command(workdir, data_dir, *overrides):
   sets = [f"data.dataset={fake_videos.NAME}", f"data.data_dir={data_dir}",
-          "model.width_multiplier=0.03125", "data.group_videos=4",
-          "data.shuffle_videos=8", "data.eval_num_pairs=16",
-          "data.eval_batch_size=8", *overrides]
+          "train.summary_images_every_steps=0", *overrides]
   return ([sys.executable, "-m", "experiments.train_avc", "--config=test",
            f"--workdir={workdir}"] + [f"--set={s}" for s in sets])
 

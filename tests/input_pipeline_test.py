@@ -14,14 +14,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import fake_videos
+import pair_checks
 from experiments import configs
 from l3_tf import audio_frontend
 from l3_tf import image_ops
 from l3_tf import input_pipeline
 from l3_tf import video_example
-
-CLIP = 48000
-
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
@@ -29,59 +27,7 @@ def config(tmp_path_factory):
   name = fake_videos.build(data_dir)
   base = configs.get_config("test")
   return dataclasses.replace(base, data=dataclasses.replace(
-      base.data, dataset=name, data_dir=data_dir, group_videos=4,
-      shuffle_videos=8, eval_num_pairs=24, eval_batch_size=8))
-
-
-def _collect(dataset, num_batches):
-  batches = []
-  for features, labels, metadata in dataset.take(num_batches):
-    batches.append((
-        {k: v.numpy() for k, v in features.items()}, labels.numpy(),
-        {k: v.numpy() for k, v in metadata.items()}))
-  return batches
-
-
-def check_pair_properties(batches, audio_seconds: dict | None = None,
-                          max_gain_delta: float = 0.1):
-  """The sampler's contract on decoded batches; returns the pair count.
-
-  Args:
-    batches: (features, labels, metadata) numpy batches with metadata.
-    audio_seconds: optional {video_id: stored audio length in samples} to
-      check `audio_num_samples` against.
-    max_gain_delta: the configured gain range.
-  """
-  count = 0
-  for features, labels, meta in batches:
-    size = len(labels)
-    assert features["image"].shape == (size, 224, 224, 3)
-    assert features["spectrogram"].shape == (size, 257, 199, 1)
-    assert features["image"].min() >= -1.0 and features["image"].max() <= 1.0
-    assert np.isfinite(features["spectrogram"]).all()
-    # Exactly balanced in every batch.
-    assert (labels == 1).sum() == (labels == 0).sum() == size // 2
-    start = meta["audio_start_sample"].astype(np.float64)
-    frame_samples = meta["frame_time"].astype(np.float64) * 48000
-    num_samples = meta["audio_num_samples"]
-    assert np.all(start >= 0) and np.all(start + CLIP <= num_samples)
-    positive = labels == 1
-    # Positives: same video, frame time inside the 1-second window.
-    assert np.all(meta["frame_video_id"][positive]
-                  == meta["audio_video_id"][positive])
-    assert np.all(start[positive] <= frame_samples[positive])
-    assert np.all(frame_samples[positive] <= start[positive] + CLIP)
-    # Negatives: never the same video.
-    assert np.all(meta["frame_video_id"][~positive]
-                  != meta["audio_video_id"][~positive])
-    # One gain per clip, within the range, never past full scale.
-    assert np.all(np.abs(meta["gain"] - 1.0) <= max_gain_delta + 1e-6)
-    assert np.all(meta["peak_after_gain"] <= 1.0 + 1e-6)
-    if audio_seconds is not None:
-      for vid, n in zip(meta["audio_video_id"], num_samples):
-        assert audio_seconds[vid.decode()] == n
-    count += size
-  return count
+      base.data, dataset=name, data_dir=data_dir, eval_num_pairs=24))
 
 
 def test_train_pairs_obey_the_contract(config):
@@ -89,8 +35,8 @@ def test_train_pairs_obey_the_contract(config):
   lengths = {k: len(v["audio"]) for k, v in stored.items()}
   dataset = input_pipeline.train_dataset(config, 8, seed=3, with_metadata=True)
   # 12 batches of 8 pairs = 48 video visits = 6 epochs of the 8 usable videos.
-  batches = _collect(dataset, 12)
-  assert check_pair_properties(batches, lengths) == 96
+  batches = pair_checks.collect(dataset, 12)
+  assert pair_checks.check_pair_properties(batches, lengths) == 96
   frame_ids = {v.decode() for _, _, m in batches for v in m["frame_video_id"]}
   audio_ids = {v.decode() for _, _, m in batches for v in m["audio_video_id"]}
   usable = set(stored) - set(fake_videos.UNUSABLE_TRAIN_IDS)
@@ -109,11 +55,11 @@ def test_model_inputs_are_the_named_frame_and_window(config):
   the central crop of the named frame."""
   stored = fake_videos.stored("train")
   dataset = input_pipeline.train_dataset(config, 8, seed=5, with_metadata=True)
-  features, labels, meta = _collect(dataset, 1)[0]
+  features, labels, meta = pair_checks.collect(dataset, 1)[0]
   for p in range(4):
     audio = stored[meta["audio_video_id"][p].decode()]["audio"]
     start = meta["audio_start_sample"][p]
-    window = audio[start:start + CLIP].astype(np.float32) / video_example.AUDIO_SCALE
+    window = audio[start:start + pair_checks.CLIP].astype(np.float32) / video_example.AUDIO_SCALE
     expected = audio_frontend.log_spectrogram(
         tf.constant(window * meta["gain"][p])[tf.newaxis])[0]
     np.testing.assert_allclose(features["spectrogram"][p], expected.numpy(),
@@ -124,7 +70,7 @@ def test_model_inputs_are_the_named_frame_and_window(config):
       builder.as_dataset(split="test"))}
   evaluation = input_pipeline.eval_dataset(config, "test", num_pairs=8,
                                            with_metadata=True)
-  features, labels, meta = _collect(evaluation, 1)[0]
+  features, labels, meta = pair_checks.collect(evaluation, 1)[0]
   for p in range(8):
     video = decoded[meta["frame_video_id"][p].decode()]
     frame = video["frames"][meta["frame_index"][p]]
@@ -135,8 +81,8 @@ def test_model_inputs_are_the_named_frame_and_window(config):
 
 
 def test_eval_set_is_fixed_balanced_and_seeded(config):
-  first = _collect(input_pipeline.eval_dataset(config, "test", with_metadata=True), 10)
-  second = _collect(input_pipeline.eval_dataset(config, "test", with_metadata=True), 10)
+  first = pair_checks.collect(input_pipeline.eval_dataset(config, "test", with_metadata=True), 10)
+  second = pair_checks.collect(input_pipeline.eval_dataset(config, "test", with_metadata=True), 10)
   assert sum(len(l) for _, l, _ in first) == config.data.eval_num_pairs
   labels = np.concatenate([l for _, l, _ in first])
   assert (labels == 1).sum() == (labels == 0).sum()
@@ -146,10 +92,10 @@ def test_eval_set_is_fixed_balanced_and_seeded(config):
     np.testing.assert_array_equal(f1["spectrogram"], f2["spectrogram"])
     for key in m1:
       np.testing.assert_array_equal(m1[key], m2[key])
-  check_pair_properties(first, max_gain_delta=0.0)
+  pair_checks.check_pair_properties(first, max_gain_delta=0.0)
   reseeded = dataclasses.replace(config, data=dataclasses.replace(
       config.data, eval_seed=1))
-  other = _collect(input_pipeline.eval_dataset(reseeded, "test", with_metadata=True), 10)
+  other = pair_checks.collect(input_pipeline.eval_dataset(reseeded, "test", with_metadata=True), 10)
   starts = lambda batches: np.concatenate(
       [m["audio_start_sample"] for _, _, m in batches])
   assert not np.array_equal(starts(first), starts(other))
@@ -160,7 +106,7 @@ def test_train_seed_decides_the_pairs(config):
     dataset = input_pipeline.train_dataset(config, 8, seed=seed,
                                            with_metadata=True)
     return np.concatenate([m["audio_start_sample"]
-                           for _, _, m in _collect(dataset, 3)])
+                           for _, _, m in pair_checks.collect(dataset, 3)])
   np.testing.assert_array_equal(starts(7), starts(7))
   assert not np.array_equal(starts(7), starts(8))
 
@@ -174,8 +120,8 @@ def test_two_input_pipelines_read_disjoint_videos(config):
                                          num_replicas_in_sync=2)
     dataset = input_pipeline.train_dataset(config, 4, context, seed=1,
                                            with_metadata=True)
-    batches = _collect(dataset, 8)
-    check_pair_properties(batches)
+    batches = pair_checks.collect(dataset, 8)
+    pair_checks.check_pair_properties(batches)
     seen.append({v for _, _, m in batches for v in m["frame_video_id"]})
   assert seen[0] and seen[1] and not seen[0] & seen[1]
 
@@ -184,9 +130,9 @@ def test_group_of_three_over_a_two_video_split(config):
   """Tiny splits and epoch boundaries: negatives still never share a video."""
   small = dataclasses.replace(config, data=dataclasses.replace(
       config.data, group_videos=3, train_split="test[:2]"))
-  batches = _collect(input_pipeline.train_dataset(small, 6, seed=2,
+  batches = pair_checks.collect(input_pipeline.train_dataset(small, 6, seed=2,
                                                   with_metadata=True), 10)
-  check_pair_properties(batches)
+  pair_checks.check_pair_properties(batches)
   ids = {v for _, _, m in batches for v in m["audio_video_id"]}
   assert len(ids) == 2
 

@@ -21,16 +21,8 @@ def config(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("fake_videos"))
   name = fake_videos.build(data_dir)
   base = configs.get_config("test")
-  return dataclasses.replace(
-      base,
-      model=dataclasses.replace(base.model, width_multiplier=1 / 32),
-      data=dataclasses.replace(base.data, dataset=name, data_dir=data_dir,
-                               group_videos=4, shuffle_videos=8,
-                               eval_num_pairs=16, eval_batch_size=8),
-      train=dataclasses.replace(base.train, num_steps=2,
-                                checkpoint_every_steps=1, log_every_steps=1,
-                                summary_images_every_steps=1,
-                                summary_images=2))
+  return dataclasses.replace(base, data=dataclasses.replace(
+      base.data, dataset=name, data_dir=data_dir))
 
 
 def _tags(directory):

@@ -1,12 +1,27 @@
 """CPU demo: the synthetic audio-visual dataset and a NARROWED network.
 
 Derived from `paper`; every change is listed here so that reported figures
-say what they were measured on.
+say what they were measured on:
+
+  model   width x 1/8 (block widths 8, 16, 32, 64 instead of 64 ... 512;
+          full input sizes), BN momentum 0.9 (evaluation uses the moving
+          statistics, which lag a short run at 0.99)
+  data    generated videos (`DATASET` below), evaluated on its test split
+  train   batch 32, Adam lr 1e-3 (paper: 16 per replica, 1e-4), 300 steps
+          (held-out accuracy: 0.76 at step 100, 0.84 at 150, 0.85 at 300)
 """
 
 import dataclasses
 
 from experiments.configs import paper
+
+# `data_prep.synthetic_av.build(data_dir, config="default", **DATASET)`:
+# 4 classes, one object per video, always visible, sound 5-15 dB over the
+# background noise. (The 8-class default of the generator is harder than a
+# 2-core CPU can learn within the demo's time.)
+DATASET = dict(num_train=128, num_validation=16, num_test=32,
+               seconds_per_video=4.0, num_classes=4, objects_per_video=(1, 1),
+               gap_probability=0.0, snr_db_range=(5.0, 15.0))
 
 
 def get_config():
@@ -20,7 +35,8 @@ def get_config():
                                eval_split="test", shuffle_videos=256,
                                eval_num_pairs=512),
       train=dataclasses.replace(config.train, batch_size_per_replica=32,
-                                learning_rate=1e-3, num_steps=400,
+                                learning_rate=1e-3, num_steps=300,
                                 checkpoint_every_steps=100,
-                                log_every_steps=20),
+                                log_every_steps=20,
+                                summary_images_every_steps=100),
   )

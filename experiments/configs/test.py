@@ -1,4 +1,7 @@
-"""Tiny config for tests: a 1/16-width network, a few steps."""
+"""Tiny config for tests: a 1/32-width network, tiny batches, a few steps.
+
+Tests point `data.dataset` / `data.data_dir` at a small generated dataset.
+"""
 
 import dataclasses
 
@@ -10,10 +13,12 @@ def get_config():
   return dataclasses.replace(
       config,
       name="test",
-      model=dataclasses.replace(config.model, width_multiplier=1 / 16),
-      data=dataclasses.replace(config.data, shuffle_videos=16,
-                               eval_num_pairs=32),
+      model=dataclasses.replace(config.model, width_multiplier=1 / 32),
+      data=dataclasses.replace(config.data, shuffle_videos=8, group_videos=4,
+                               eval_num_pairs=16, eval_batch_size=8),
       train=dataclasses.replace(config.train, batch_size_per_replica=4,
                                 num_steps=2, checkpoint_every_steps=1,
-                                log_every_steps=1),
+                                log_every_steps=1,
+                                summary_images_every_steps=1,
+                                summary_images=2),
   )

@@ -1,0 +1,187 @@
+"""Input-pipeline throughput per core, and bf16 vs fp32 training-step speed.
+
+  python benchmarks/input_pipeline.py [--seconds=20] [--data_dir=runs/bench]
+
+1. Builds `video_folder` over the real clips of ../shared/data/av_clips (all
+   into one split; reused when already built), or the synthetic set when the
+   clips are absent (said in the output).
+2. Runs the full training pipeline of the `paper` config (TFRecords ->
+   sample pairs -> decode one JPEG per pair -> crop / flip / jitter -> gain
+   -> log-spectrogram -> batches of 16) in a child process pinned to 1 core,
+   then to 2 cores, and prints pairs/s and pairs/s per core.
+3. Times one training step of the full network (batch 16, the real
+   `l3_tf.train.make_train_step`) in float32 and in mixed_bfloat16, each in
+   its own process, and prints the speed ratio.
+
+Every figure comes with the machine's load average at the time: other
+processes on the same cores lower it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+_SECONDS = flags.DEFINE_float("seconds", 20.0, "timed seconds per measurement")
+_DATA_DIR = flags.DEFINE_string("data_dir", "runs/bench_data",
+                                "where the benchmark dataset is built")
+_STEPS = flags.DEFINE_integer("steps", 3, "timed training steps per dtype")
+_SKIP_MODEL = flags.DEFINE_bool("skip_model", False, "skip the bf16/fp32 step")
+_ROLE = flags.DEFINE_enum("role", "main", ["main", "pipeline", "step"],
+                          "internal: what a child process measures")
+_DATASET = flags.DEFINE_string("dataset", None, "internal: dataset name")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "internal: step dtype")
+
+
+def build_dataset(data_dir: str) -> tuple[str, str]:
+  """(TFDS name, description) of the benchmark videos, built if needed."""
+  import tensorflow_datasets as tfds
+  from l3_tf import testing
+
+  clips = testing.SHARED_DATA / "av_clips"
+  if clips.is_dir():
+    from data_prep import video_builder
+    from data_prep.video_folder import video_folder_dataset_builder
+    builder = video_folder_dataset_builder.Builder(
+        data_dir=data_dir, num_workers=2, config=video_builder.VideoConfig(
+            name="all_train", split_fractions=(1.0, 0.0, 0.0)))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(clips)))
+    return ("video_folder/all_train",
+            f"{builder.info.splits['train'].num_examples} real clips of "
+            f"{clips} (first 10 s, 4 fps frames)")
+  from data_prep import synthetic_av
+  builder = synthetic_av.build(data_dir, config="tiny")
+  return ("synthetic_av/tiny", f"SYNTHETIC (real clips absent at {clips}): "
+          f"{builder.info.splits['train'].num_examples} generated videos")
+
+
+def _config(dataset: str, data_dir: str):
+  from experiments import configs
+  from l3_tf import config as config_lib
+  return config_lib.apply_overrides(configs.get_config("paper"), [
+      f"data.dataset={dataset}", f"data.data_dir={data_dir}",
+      "data.shuffle_videos=64"])
+
+
+def measure_pipeline(dataset: str, data_dir: str, seconds: float) -> dict:
+  """Pairs/s of the training pipeline on the cores this process may use."""
+  import tensorflow as tf
+  from l3_tf import input_pipeline
+
+  cores = len(os.sched_getaffinity(0))
+  config = _config(dataset, data_dir)
+  batch = config.train.batch_size_per_replica
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = cores
+  dataset_ = input_pipeline.train_dataset(config, batch, seed=0).with_options(
+      options)
+  iterator = iter(dataset_)
+  for _ in range(10):  # warm-up: shuffle buffer, autotuning
+    next(iterator)
+  load = os.getloadavg()[0]
+  start, pairs = time.perf_counter(), 0
+  while time.perf_counter() - start < seconds:
+    features, _ = next(iterator)
+    pairs += int(features["image"].shape[0])
+  elapsed = time.perf_counter() - start
+  return {"cores": cores, "pairs_per_second": pairs / elapsed,
+          "pairs_per_second_per_core": pairs / elapsed / cores,
+          "load_average_before": load, "load_average_after": os.getloadavg()[0]}
+
+
+def measure_step(dtype: str, steps: int) -> dict:
+  """Median seconds of one full-model training step at batch 16."""
+  import keras
+  import numpy as np
+  import tensorflow as tf
+  from l3_tf import model as model_lib
+  from l3_tf import train
+
+  keras.mixed_precision.set_global_policy(dtype)
+  strategy = tf.distribute.get_strategy()
+  model = model_lib.avc_network(model_lib.ModelConfig())
+  optimizer = keras.optimizers.Adam(1e-4)
+  optimizer.build(model.trainable_variables)
+  step = tf.Variable(0, dtype=tf.int64)
+  train_step = train.make_train_step(model, optimizer, strategy, 16, step)
+  features = {"image": tf.random.uniform([16, 224, 224, 3], -1, 1),
+              "spectrogram": tf.random.normal([16, 257, 199, 1])}
+  labels = tf.constant(np.arange(16) % 2, tf.int32)
+  for _ in range(2):
+    train_step(features, labels)["loss"].numpy()
+  load = os.getloadavg()[0]
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    train_step(features, labels)["loss"].numpy()
+    times.append(time.perf_counter() - start)
+  return {"dtype": dtype, "seconds_per_step": float(np.median(times)),
+          "load_average_before": load, "load_average_after": os.getloadavg()[0]}
+
+
+def _child(args: list[str], cores: set[int] | None = None) -> dict:
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env["PYTHONPATH"] = os.pathsep.join(
+      [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+       env.get("PYTHONPATH", "")])
+  done = subprocess.run(
+      [sys.executable, os.path.abspath(__file__)] + args, env=env,
+      capture_output=True, text=True,
+      preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if cores else None)
+  lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
+  if done.returncode or not lines:
+    raise RuntimeError(f"benchmark child {args} failed:\n{done.stderr[-3000:]}")
+  return json.loads(lines[-1])
+
+
+def main(argv):
+  del argv
+  data_dir = os.path.abspath(_DATA_DIR.value)
+  if _ROLE.value == "pipeline":
+    print(json.dumps(measure_pipeline(_DATASET.value, data_dir,
+                                      _SECONDS.value)))
+    return
+  if _ROLE.value == "step":
+    print(json.dumps(measure_step(_DTYPE.value, _STEPS.value)))
+    return
+
+  dataset, description = build_dataset(data_dir)
+  print(f"data: {description}")
+  available = sorted(os.sched_getaffinity(0))
+  summary = {"data": description}
+  for count in (1, 2):
+    if count > len(available):
+      continue
+    result = _child(["--role=pipeline", f"--dataset={dataset}",
+                     f"--data_dir={data_dir}", f"--seconds={_SECONDS.value}"],
+                    set(available[:count]))
+    print(json.dumps(result))
+    summary[f"pairs_per_second_{count}_core"] = round(
+        result["pairs_per_second"], 1)
+    summary[f"pairs_per_second_per_core_{count}_core"] = round(
+        result["pairs_per_second_per_core"], 1)
+    summary[f"load_average_{count}_core"] = round(
+        result["load_average_before"], 2)
+  if not _SKIP_MODEL.value:
+    steps = {}
+    for dtype in ("float32", "mixed_bfloat16"):
+      steps[dtype] = _child(["--role=step", f"--dtype={dtype}",
+                             f"--steps={_STEPS.value}"])
+      print(json.dumps(steps[dtype]))
+    summary["full_model_step_seconds_fp32"] = round(
+        steps["float32"]["seconds_per_step"], 2)
+    summary["full_model_step_seconds_bf16"] = round(
+        steps["mixed_bfloat16"]["seconds_per_step"], 2)
+    summary["bf16_speedup_over_fp32"] = round(
+        steps["float32"]["seconds_per_step"]
+        / steps["mixed_bfloat16"]["seconds_per_step"], 2)
+  print("BENCHMARK " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)
