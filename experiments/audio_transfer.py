@@ -99,7 +99,7 @@ def main(argv):
                                cache, max_clips_per_split=_MAX_CLIPS.value)
   command = records.command("experiments.audio_transfer")
   results["command"] = command
-  results["environment"] = env
+  results["environment"] = records.note_end(env)
   results["timing"]["run_seconds"] = time.perf_counter() - started
   paths = transfer.write_results(
       results, _OUTPUT_DIR.value,

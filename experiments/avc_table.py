@@ -57,7 +57,8 @@ def main(argv):
       columns.append(col)
       if _RECORD_DIR.value:
         for method, record in avc_table.make_records(
-            col, command, env, col["details"]["seconds"]).items():
+            col, command, records.note_end(dict(env)),
+            col["details"]["seconds"]).items():
           name = avc_table.column_name(
               f"avc_{col['dataset']}_{method}".lower().replace(" ", "_"))
           records.write_record(record, os.path.join(_RECORD_DIR.value,

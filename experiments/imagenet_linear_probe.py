@@ -76,7 +76,8 @@ def main(argv):
             else workdir_lib.latest_step(_WEIGHTS.value))
     records.write_record(linear_probe.make_record(
         results, config, step, name,
-        records.command("experiments.imagenet_linear_probe"), env,
+        records.command("experiments.imagenet_linear_probe"),
+        records.note_end(env),
         time.perf_counter() - started), _RECORD.value)
     print(f"wrote the record {_RECORD.value}")
 

@@ -51,19 +51,29 @@ def environment() -> dict[str, Any]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   gpus = tf.config.list_physical_devices("GPU")
-  try:
-    load = [round(x, 2) for x in os.getloadavg()]
-  except OSError:
-    load = None
   return {
       "hardware": (f"{_cpu_model()}, {os.cpu_count()} CPU cores, "
                    f"{len(gpus)} GPU(s)"),
-      "load_average_1_5_15_min_at_start": load,
+      "load_average_1_5_15_min_at_start": _load_average(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "python": platform.python_version(),
       "tensorflow": tf.__version__,
   }
+
+
+def _load_average() -> list[float] | None:
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except OSError:
+    return None
+
+
+def note_end(env: dict[str, Any]) -> dict[str, Any]:
+  """Adds the load average at the end of the run to `env` (and returns it):
+  other processes on the machine slow a run down."""
+  env["load_average_1_5_15_min_at_end"] = _load_average()
+  return env
 
 
 def command(module: str, argv: list[str] | None = None) -> str:

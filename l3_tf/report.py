@@ -79,9 +79,10 @@ def format_value(record: dict[str, Any]) -> str:
 def format_scale(record: dict[str, Any]) -> str:
   scale, env = record["scale"], record.get("environment", {})
   where = env.get("hardware", "?")
-  load = env.get("load_average_1_5_15_min_at_start")
-  if load:
-    where += f", load {load[0]:g}"
+  start = env.get("load_average_1_5_15_min_at_start")
+  end = env.get("load_average_1_5_15_min_at_end")
+  if start:
+    where += f", load {start[0]:g}" + (f" -> {end[0]:g}" if end else "")
   when = str(env.get("date", "?"))[:10]
   minutes = record.get("run_seconds")
   took = f", {minutes / 60:.1f} min" if minutes else ""

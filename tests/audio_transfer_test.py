@@ -191,7 +191,7 @@ def test_binary_end_to_end_with_record(sound_set, tmp_path):
   results = json.loads((out / "results.json").read_text())
   assert len(results["fold_accuracies"]) == 5
   assert results["features"]["num_clips"] == 30
-  assert results["network"]["widths"] == [4, 8, 16, 32]  # the test config
+  assert results["network"]["widths"] == [2, 4, 8, 16]  # the test config
   assert results["timing"]["run_seconds"] > 0
   assert "experiments.audio_transfer" in results["command"]
   assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
@@ -199,5 +199,5 @@ def test_binary_end_to_end_with_record(sound_set, tmp_path):
   assert record["method"] == "Ours random"
   assert record["value"] == results["mean_accuracy"]
   assert "subset (first 6 clips per split)" in record["scale"]["data"]
-  assert record["scale"]["network"].startswith("narrowed x0.0625")
+  assert record["scale"]["network"].startswith("narrowed x0.03125")
   assert record["scale"]["training"].startswith("untrained")

@@ -10,6 +10,7 @@ from l3_tf import report
 
 ENV = {"hardware": "Test CPU, 2 CPU cores, 0 GPU(s)",
        "load_average_1_5_15_min_at_start": [1.5, 1.0, 0.5],
+       "load_average_1_5_15_min_at_end": [2.25, 1.0, 0.5],
        "date": "2026-01-02T03:04:05+00:00"}
 
 
@@ -57,7 +58,7 @@ def test_table_sets_every_paper_figure_beside_ours(results_dir):
   assert esc50_random[3] == "60.0% ± 6.3 (5 folds)"
   assert esc50_random[4] == "62.5% (recalled)"
   assert "data: esc50 full" in esc50_random[5]
-  assert "Test CPU, 2 CPU cores" in esc50_random[5] and "load 1.5" in esc50_random[5]
+  assert "Test CPU, 2 CPU cores" in esc50_random[5] and "load 1.5 -> 2.25" in esc50_random[5]
   assert "2026-01-02" in esc50_random[5] and "10.0 min" in esc50_random[5]
   assert esc50_random[6] == "`results/esc50_random.json`"
   assert by_key[("ESC-50", "L3-Net")][3] == "not measured"
