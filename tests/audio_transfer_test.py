@@ -201,3 +201,22 @@ def test_binary_end_to_end_with_record(sound_set, tmp_path):
   assert "subset (first 6 clips per split)" in record["scale"]["data"]
   assert record["scale"]["network"].startswith("narrowed x0.03125")
   assert record["scale"]["training"].startswith("untrained")
+
+
+@pytest.mark.parametrize("name, write, rounds, test_clips", [
+    ("dcase2013_scenes", "write_dcase2013", [[2]], [3]),
+    ("esc50", "write_esc50", [[1], [2], [3], [4], [5]], [3, 3, 3, 3, 3]),
+])
+def test_official_protocol_of_each_dataset(tmp_path, random_weights, name,
+                                           write, rounds, test_clips):
+  from data_prep import dummy_media
+  getattr(dummy_media, write)(str(tmp_path / "manual"))
+  builder = audio_transfer.prepare_dataset(name, str(tmp_path / "tfds"),
+                                           str(tmp_path / "manual"))
+  results = audio_transfer.run(random_weights, builder,
+                               audio_transfer.DATASETS[name], 1.0,
+                               transfer.SvmSettings(c_grid=(1.0,)))
+  assert [r["test_folds"] for r in results["rounds"]] == rounds
+  assert [r["num_test_clips"] for r in results["rounds"]] == test_clips
+  # 0.5 s clips: one zero-padded 1-second window each.
+  assert results["features"]["num_subclips"] == results["features"]["num_clips"]
