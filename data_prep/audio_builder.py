@@ -12,6 +12,9 @@ from data_prep import media_builder
 from l3_tf import audio_example
 from l3_tf import media
 
+ESC_CITATION = ("K. J. Piczak. ESC: Dataset for Environmental Sound "
+                "Classification. ACM Multimedia 2015.")
+
 
 class AudioDecoder:
   """MediaItem -> the stored audio example (picklable, for Beam workers)."""

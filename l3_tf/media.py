@@ -25,6 +25,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import av
+import av.video.reformatter
 import numpy as np
 from PIL import Image
 from scipy import signal
@@ -268,20 +269,17 @@ def resample(waveform: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
   return out[..., :n_out].astype(np.float32, copy=False)
 
 
-def _audio_frame_mono(frame: av.AudioFrame) -> np.ndarray:
-  """One decoded audio frame -> float32 [samples], channels averaged."""
+def _audio_frame_channels(frame: av.AudioFrame) -> np.ndarray:
+  """One decoded audio frame -> float32 [channels, samples] in [-1, 1]."""
   data = frame.to_ndarray()
   name = frame.format.name
-  channels = frame.layout.nb_channels
   if not frame.format.is_planar:  # interleaved: [1, samples * channels]
-    data = data.reshape(-1, channels).T
+    data = data.reshape(-1, frame.layout.nb_channels).T
   if name in _INT_SCALE:
-    data = data.astype(np.float32) / _INT_SCALE[name]
-  elif name in ("u8", "u8p"):
-    data = (data.astype(np.float32) - 128.0) / 128.0
-  else:  # flt, fltp, dbl, dblp
-    data = data.astype(np.float32, copy=False)
-  return data.mean(axis=0) if channels > 1 else data[0]
+    return data.astype(np.float32) / _INT_SCALE[name]
+  if name in ("u8", "u8p"):
+    return (data.astype(np.float32) - 128.0) / 128.0
+  return data.astype(np.float32, copy=False)  # flt, fltp, dbl, dblp
 
 
 class _AudioAccumulator:
@@ -313,9 +311,9 @@ class _AudioAccumulator:
     elif frame.sample_rate != self.rate:
       raise MediaError(self.path, f"audio sample rate changes mid-stream "
                        f"({self.rate} -> {frame.sample_rate} Hz)")
-    chunk = _audio_frame_mono(frame)
+    chunk = _audio_frame_channels(frame)  # [channels, samples]
     self.chunks.append(chunk)
-    self.num_samples += chunk.shape[0]
+    self.num_samples += chunk.shape[1]
 
   @property
   def end_seconds(self) -> float:
@@ -328,7 +326,11 @@ class _AudioAccumulator:
     """float32 [n] at rate_out with sample 0 at time 0."""
     if self.rate is None:
       return np.zeros([0], np.float32)
-    audio = resample(np.concatenate(self.chunks), self.rate, rate_out)
+    if len({chunk.shape[0] for chunk in self.chunks}) == 1:
+      mono = np.concatenate(self.chunks, axis=1).mean(axis=0)
+    else:  # the channel layout changes mid-stream
+      mono = np.concatenate([chunk.mean(axis=0) for chunk in self.chunks])
+    audio = resample(mono, self.rate, rate_out)
     offset = int(round(self.first_time * rate_out))
     if offset > 0:  # audio starts late: silence before it
       audio = np.concatenate([np.zeros([offset], np.float32), audio])
@@ -405,8 +407,8 @@ def load_audio(path: str | os.PathLike,
 def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
   """(new_height, new_width) with min == short_side, aspect kept.
 
-  Rounds the long side like `l3_tf.image_ops.short_side_size`; both sides of
-  the result are even-agnostic (odd sizes are fine for JPEG).
+  Rounds the long side like `l3_tf.image_ops.short_side_size` (odd sizes
+  are fine: JPEG and swscale take any size).
   """
   scale = short_side / min(height, width)
   return (max(short_side, int(round(height * scale))),
@@ -419,22 +421,43 @@ def _rotation_steps(frame: av.VideoFrame) -> int:
   return int(round(rotation / 90.0)) % 4
 
 
-def _to_rgb(frame: av.VideoFrame, short_side: int | None) -> np.ndarray:
-  """A decoded frame -> uint8 [h, w, 3] upright, short side resized."""
-  height, width = frame.height, frame.width
-  steps = _rotation_steps(frame)
-  if short_side is not None:
-    # The rotation swaps the axes, the resize does not care which is which.
-    new_height, new_width = resized_size(height, width, short_side)
-    interpolation = "AREA" if min(height, width) > short_side else "BICUBIC"
-    frame = frame.reformat(width=new_width, height=new_height,
-                           format="rgb24", interpolation=interpolation)
-  # to_ndarray is a view with padded rows; one contiguous copy here makes
-  # everything downstream (PIL, np.stack) an order of magnitude faster.
-  image = frame.to_ndarray(format="rgb24")
-  if steps:
-    image = np.rot90(image, k=steps)
-  return np.ascontiguousarray(image)  # [h, w, 3]
+class _RgbConverter:
+  """Decoded frames -> uint8 [h, w, 3] upright, short side resized.
+
+  Scales in the frame's own pixel format first (AREA when shrinking), then
+  converts the small frame to RGB: 2.5-3x faster than one swscale call doing
+  both (which filters full-resolution chroma into RGB), for a mean
+  difference of about 1 grey level at colour edges (chroma stays 4:2:0 until
+  the conversion, as the JPEG stores it anyway). One converter per decode
+  call: the swscale contexts it caches are not thread-safe.
+  """
+
+  def __init__(self, short_side: int | None):
+    self.short_side = short_side
+    self.scaler = av.video.reformatter.VideoReformatter()
+    self.to_rgb = av.video.reformatter.VideoReformatter()
+
+  def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+    steps = _rotation_steps(frame)
+    if self.short_side is not None:
+      # The rotation swaps the axes; the resize does not care which is which.
+      height, width = resized_size(frame.height, frame.width, self.short_side)
+      shrink = min(frame.height, frame.width) > self.short_side
+      try:
+        frame = self.scaler.reformat(
+            frame, width=width, height=height, format=frame.format.name,
+            interpolation="AREA" if shrink else "BICUBIC")
+      except (ValueError, av.FFmpegError):  # a format swscale cannot write
+        frame = self.scaler.reformat(
+            frame, width=width, height=height, format="rgb24",
+            interpolation="AREA" if shrink else "BICUBIC")
+    frame = self.to_rgb.reformat(frame, format="rgb24")
+    # to_ndarray is a view with padded rows; one contiguous copy here makes
+    # everything downstream (PIL, np.stack) an order of magnitude faster.
+    image = frame.to_ndarray(format="rgb24")
+    if steps:
+      image = np.rot90(image, k=steps)
+    return np.ascontiguousarray(image)  # [h, w, 3]
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -447,7 +470,7 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 def _frame_end(frame: av.VideoFrame, time: float, stream) -> float:
   """The time at which `frame` stops being displayed."""
   if frame.duration and frame.time_base is not None:
-    return time + float(frame.duration * frame.time_base)
+    return time + frame.duration * float(frame.time_base)
   rate = stream.average_rate or stream.guessed_rate
   return time + (1.0 / float(rate) if rate else 0.0)
 
@@ -474,14 +497,15 @@ class _NeededFrames:
     self.rate = frames_per_second
     nominal = video.average_rate or video.guessed_rate
     self.margin = 2.0 / float(nominal) if nominal else math.inf
+    self.time_base = float(video.time_base) if video.time_base else None
     self.skipping = False
 
   def __call__(self, packet):
     if packet.stream.index != self.video.index:
       return
     needed = True
-    if packet.pts is not None and packet.time_base:
-      time = float(packet.pts * packet.time_base) - self.origin
+    if packet.pts is not None and self.time_base:
+      time = packet.pts * self.time_base - self.origin
       next_sample = math.ceil(time * self.rate - 1e-6) / self.rate
       needed = next_sample - time < self.margin
     if needed == self.skipping:  # only touch the decoder on a change
@@ -597,9 +621,11 @@ def decode_video(path: str | os.PathLike,
     last_time = None
     done = {video.index: False, audio.index: False}
 
+    to_rgb = _RgbConverter(options.short_side)
+
     def keep(selected):
       for time, frame in selected:
-        image = _to_rgb(frame, options.short_side)  # [h, w, 3]
+        image = to_rgb(frame)  # [h, w, 3]
         kept.append((time, encode_jpeg(image, options.jpeg_quality),
                      image.shape[:2]))
 
@@ -669,10 +695,11 @@ def _select_frames(path, container, video, origin: float,
   selected = []
   previous = None  # (frame, rgb or None)
   last_time = None
+  to_rgb = _RgbConverter(short_side)
 
   def rgb_of(entry):
     if entry[1] is None:
-      entry[1] = _to_rgb(entry[0], short_side)
+      entry[1] = to_rgb(entry[0])
     return entry[1]
 
   for frame in _decode_packets(path, container, [video]):

@@ -366,7 +366,13 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
     try:
       while step < train_cfg.num_steps and stop.reason is None:
         started = time.perf_counter()
-        features, labels = next(iterator)
+        try:
+          features, labels = next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+          raise input_pipeline.DatasetError(
+              f"split {config.data.train_split!r} of {config.data.dataset!r} "
+              "gave no pairs: none of its videos (in this worker's shard) "
+              "has >= 1 s of audio around a frame") from None
         metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started

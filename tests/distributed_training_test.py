@@ -69,12 +69,7 @@ def test_mirrored_two_cpus_equals_one_device():
 
 
 def test_binary_names_bad_configuration(tmp_path, data_dir):
-  unknown = subprocess.run(
-      [sys.executable, "-m", "experiments.train_avc", "--config=papr",
-       f"--workdir={tmp_path}"], env=_env(), capture_output=True, text=True,
-      timeout=120)
-  assert unknown.returncode != 0
-  assert "unknown config 'papr'" in unknown.stderr
+  """Fails before any work; the library tests cover the other problems."""
   missing = subprocess.run(
       _train_command(tmp_path, data_dir, "data.dataset=not_built_videos"),
       env=_env(), capture_output=True, text=True, timeout=120)

@@ -2,8 +2,10 @@
 
 import dataclasses
 import glob
+import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -42,24 +44,26 @@ def test_end_to_end_then_resume(config, tmp_path):
   assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-2")
   restored_config, model, step = workdir_lib.restore_avc_model(workdir)
   assert step == 2 and restored_config == config
-  results = evaluate.evaluate_workdir(workdir, "test")
-  assert results["num_pairs"] == 16 and results["step"] == 2
-  assert results["num_positives"] == 8
+  # Training ended with the evaluation of experiments.eval_avc.
+  with open(evaluate.eval_path(workdir, "test")) as f:
+    results = json.load(f)
+  assert results == result["eval"]
+  assert results["num_pairs"] == 16 and results["num_positives"] == 8
+  assert results["step"] == 2 and results["checkpoint"].endswith("ckpt-2")
   assert 0.0 <= results["accuracy"] <= 1.0
-  # The evaluation run inside training wrote the same numbers.
-  assert result["eval"]["accuracy"] == results["accuracy"]
-  assert os.path.exists(evaluate.eval_path(workdir, "test"))
   tags = _tags(os.path.join(workdir, "train"))
   assert {"loss", "accuracy", "learning_rate", "pairs_per_second",
           "regularization", "pairs/label_1_corresponds",
           "pairs/label_0_not"} <= tags
   assert {"accuracy", "loss"} <= _tags(os.path.join(workdir, "eval"))
 
-  # Resume: the same workdir with a longer schedule.
+  # Resume: the same workdir with a longer schedule, now in mixed precision
+  # (float32 variables: the same checkpoint serves both).
   longer = dataclasses.replace(config, train=dataclasses.replace(
-      config.train, num_steps=3))
+      config.train, num_steps=3, mixed_precision=True))
   result = train.train_and_evaluate(longer, workdir)
   assert result["start_step"] == 2 and result["step"] == 3
+  assert keras.mixed_precision.global_policy().name == "float32"  # restored
   reader2 = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints",
                                                   "ckpt-2"))
   reader3 = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints",

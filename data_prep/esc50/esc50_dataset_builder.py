@@ -82,8 +82,7 @@ the manual dir, so that it holds
         description=_DESCRIPTION,
         features=audio_example.audio_features(with_fold=True),
         homepage="https://github.com/karoldvl/ESC-50",
-        citation="K. J. Piczak. ESC: Dataset for Environmental Sound "
-                 "Classification. ACM Multimedia 2015.",
+        citation=audio_builder.ESC_CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -64,7 +64,7 @@ def test_build_stores_contract_and_ground_truth(tmp_path):
     assert ex["duration_seconds"] == pytest.approx(2.0)
     assert ex["audio"].dtype == np.int16
     assert ex["audio"].shape == (2 * 48000,)
-    # 4 fps from a 12 fps source: exactly k / 4.
+    # 4 fps from an 8 fps source: exactly k / 4.
     np.testing.assert_allclose(ex["frame_times"], np.arange(8) / 4.0,
                                atol=1e-6)
   names = builder.info.features["label"].names

@@ -19,8 +19,8 @@ from experiments.configs import paper
 # 4 classes, one object per video, always visible, sound 5-15 dB over the
 # background noise. (The 8-class default of the generator is harder than a
 # 2-core CPU can learn within the demo's time.)
-DATASET = dict(num_train=128, num_validation=16, num_test=32,
-               seconds_per_video=4.0, num_classes=4, objects_per_video=(1, 1),
+DATASET = dict(num_train=128, num_validation=8, num_test=32,
+               seconds_per_video=3.0, num_classes=4, objects_per_video=(1, 1),
                gap_probability=0.0, snr_db_range=(5.0, 15.0))
 
 
