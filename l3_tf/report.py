@@ -3,7 +3,8 @@
 `render_table(records)` lists every figure of the paper's §5 tables (ours
 beside it when measured, "not measured" otherwise), then every measured
 figure the paper has no counterpart for (ESC-10, the synthetic set, a small
-image folder), each with the scale it was measured at. `update_text`
+image folder) beside the figure of the nearest dataset the paper uses, each
+with the scale it was measured at. `update_text`
 replaces only the part of a document between `BEGIN` and `END`.
 """
 
@@ -53,11 +54,31 @@ PAPER_FIGURES = (
 )
 # Rows the paper reports for other systems: nothing of ours to measure.
 NOT_OURS = ("SoundNet (previous best)", "human")
+# For a dataset the paper does not use, the paper's dataset whose figure (same
+# experiment and method) stands beside ours as the nearest reference.
+NEAREST_PAPER_DATASET = {"avc": "kinetics_sounds",
+                         "sound_classification": "esc50",
+                         "linear_probe": "imagenet2012"}
 
 
 def _key(experiment: str, dataset: str, method: str) -> tuple[str, str, str]:
   # A builder config ("synthetic_av/default") names the same dataset.
   return experiment, dataset.split("/")[0], method
+
+
+def paper_figure(paper: dict[tuple[str, str, str], str],
+                 key: tuple[str, str, str]) -> str:
+  """The paper's figure for `key`; for a dataset the paper does not use,
+  "not in the paper" and the figure of its nearest paper dataset
+  (`NEAREST_PAPER_DATASET`), e.g. "not in the paper (ESC-50: 79.3%)"."""
+  if key in paper:
+    return paper[key]
+  experiment, _, method = key
+  nearest = NEAREST_PAPER_DATASET.get(experiment)
+  figure = paper.get((experiment, nearest, method))
+  if figure is None:
+    return "not in the paper"
+  return f"not in the paper ({DATASET_NAMES[nearest]}: {figure})"
 
 
 def format_value(record: dict[str, Any]) -> str:
@@ -118,7 +139,7 @@ def table_rows(records: list[dict[str, Any]]) -> list[dict[str, str]]:
     common = {"experiment": EXPERIMENT_NAMES.get(experiment, experiment),
               "dataset": DATASET_NAMES.get(dataset, dataset),
               "method": method,
-              "paper": paper.get(key, "not in the paper")}
+              "paper": paper_figure(paper, key)}
     if key not in measured:
       ours = "(not ours)" if method in NOT_OURS else "not measured"
       rows.append(dict(common, ours=ours, scale="", source=""))

@@ -63,7 +63,14 @@ def test_table_sets_every_paper_figure_beside_ours(results_dir):
   assert esc50_random[6] == "`results/esc50_random.json`"
   assert by_key[("ESC-50", "L3-Net")][3] == "not measured"
   assert by_key[("ESC-50", "human")][3] == "(not ours)"
-  assert by_key[("ESC-10", "L3-Net")][4] == "not in the paper"
+  # Datasets the paper does not use: the nearest paper figure beside ours.
+  assert by_key[("ESC-10", "L3-Net")][4] == "not in the paper (ESC-50: 79.3%)"
+  assert by_key[("synthetic_av", "L3-Net")][4] == (
+      "not in the paper (Kinetics-Sounds: 74%)")
+  assert by_key[("synthetic_av_frames", "L3-Net")][4] == (
+      "not in the paper (ImageNet: 32.3% top-1)")
+  assert report.paper_figure({}, ("avc", "synthetic_av", "L3-Net")) == (
+      "not in the paper")
   assert by_key[("synthetic_av", "L3-Net")][3] == "81.2%"
   assert by_key[("synthetic_av_frames", "L3-Net")][3] == "top-1 50.0%, top-5 90.0%"
   # Paper order: AVC rows first, then sound classification, then the probe.
