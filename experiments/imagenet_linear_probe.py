@@ -10,6 +10,8 @@ and ILSVRC2012_img_val.tar in <data_dir>/downloads/manual/ first.
 """
 
 import json
+import os
+import time
 
 from absl import app
 from absl import flags
@@ -17,6 +19,7 @@ from absl import flags
 from experiments import configs
 from l3_tf import linear_probe
 from l3_tf import model as model_lib
+from l3_tf import records
 from l3_tf import workdir as workdir_lib
 
 _WEIGHTS = flags.DEFINE_string("weights", "random",
@@ -36,11 +39,18 @@ _LR = flags.DEFINE_float("learning_rate", 0.1, "SGD learning rate (cosine)")
 _MAX_TRAIN = flags.DEFINE_integer("max_train_examples", None, "subset size")
 _MAX_EVAL = flags.DEFINE_integer("max_eval_examples", None, "subset size")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "where results.json goes")
+_RECORD = flags.DEFINE_string("record", None,
+                              "also write a report record to this JSON path")
+_RECORD_DATASET = flags.DEFINE_string(
+    "record_dataset", None, "dataset name in the record (default: --dataset, "
+    "or the image folder's name)")
 flags.mark_flag_as_required("output_dir")
 
 
 def main(argv):
   del argv
+  env = records.environment() if _RECORD.value else None
+  started = time.perf_counter()
   config, avc, description = workdir_lib.load_network(
       _WEIGHTS.value, configs.get_config(_RANDOM_CONFIG.value))
   vision, _, _ = model_lib.towers_of(avc)
@@ -58,6 +68,18 @@ def main(argv):
   print(json.dumps({k: results[k] for k in ("top1", "top5", "num_train_examples",
                                             "num_eval_examples", "weights")}))
   print(f"wrote {path}")
+  if _RECORD.value:
+    name = _RECORD_DATASET.value or (
+        os.path.basename(os.path.normpath(_IMAGE_FOLDER.value))
+        if _DATASET.value == "folder" else _DATASET.value)
+    step = (None if _WEIGHTS.value == "random"
+            else workdir_lib.latest_step(_WEIGHTS.value))
+    records.write_record(linear_probe.make_record(
+        results, config, step, name,
+        records.command("experiments.imagenet_linear_probe"),
+        records.note_end(env),
+        time.perf_counter() - started), _RECORD.value)
+    print(f"wrote the record {_RECORD.value}")
 
 
 if __name__ == "__main__":

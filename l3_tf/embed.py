@@ -233,12 +233,27 @@ class Embedder:
                  path)
     if tf.io.gfile.exists(workdir_lib.config_path(path)):
       config, avc, _ = workdir_lib.restore_avc_model(path)
-      module = export_lib.L3Serving(avc, config, compute_dtype)
-      return cls(module, config.audio, config.image, module.embedding_sizes(),
-                 path)
+      return cls.from_model(avc, config, path, compute_dtype)
     raise FileNotFoundError(
         f"{path!r} is neither an l3_tf SavedModel (no saved_model.pb) nor a "
         f"training workdir (no {workdir_lib.CONFIG_FILENAME})")
+
+  @classmethod
+  def from_model(cls, avc, config, source: str,
+                 compute_dtype: str = "float32") -> "Embedder":
+    """From an in-memory float32 `avc_network` (e.g. randomly initialised).
+
+    The same serving code as a workdir or an export (`export.L3Serving`).
+
+    Args:
+      avc: the AVC network.
+      config: the `Config` it was built with (front ends, widths).
+      source: a description of the weights, kept as `source`.
+      compute_dtype: "float32" or "bfloat16" (see `export.L3Serving`).
+    """
+    module = export_lib.L3Serving(avc, config, compute_dtype)
+    return cls(module, config.audio, config.image, module.embedding_sizes(),
+               source)
 
   # -- arrays ---------------------------------------------------------------
 

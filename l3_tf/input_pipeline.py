@@ -15,6 +15,12 @@ Evaluation: the same without file shuffling, video shuffling or augmentation
 (central crop, gain 1), from a fixed seed, cut to exactly `num_pairs`: the
 same balanced set every time for a given dataset, split, seed and size.
 
+Labelled mode (`labelled=True`, the supervised baselines of PAPER.md §5):
+the same reading and drawing, but only the positive pairs are kept (a frame
+and a 1-second window around it, of one video) and each carries its video's
+class label instead of the correspondence label; videos without a label
+(-1) are left out.
+
 Each element is `(features, label)` with features `{"image": [b, 224, 224, 3],
 "spectrogram": [b, 257, 199, 1]}` and int32 labels `[b]`;
 `with_metadata=True` appends a dict of per-pair metadata (video ids, frame
@@ -100,11 +106,26 @@ def derive_seed(*parts: int) -> int:
   return int.from_bytes(digest[:8], "little") >> 1
 
 
+def check_labelled(builder) -> int:
+  """Number of classes of a labelled video dataset.
+
+  Raises:
+    DatasetError: the dataset has no `label` feature (e.g. flickr_soundnet).
+  """
+  if "label" not in builder.info.features.keys():
+    raise DatasetError(
+        f"dataset {builder.name!r} has no labels: the supervised baselines "
+        "need a labelled video dataset (kinetics_sounds, synthetic_av, "
+        "video_folder with class sub-folders)")
+  return builder.info.features["label"].num_classes
+
+
 def read_videos(builder, split: str,
                 input_context: tf.distribute.InputContext | None = None,
                 shuffle_files: bool = False,
                 seed: int | None = None,
-                extra_features: tuple[str, ...] = ()) -> tf.data.Dataset:
+                extra_features: tuple[str, ...] = (),
+                with_label: bool = False) -> tf.data.Dataset:
   """Videos of a split (frames still JPEG-encoded) for one input pipeline.
 
   Elements hold video_id, frames, frame_times, audio, num_frames and
@@ -113,7 +134,8 @@ def read_videos(builder, split: str,
 
   With several input pipelines, each reads its own part: whole files when the
   split has at least as many files as pipelines, otherwise an even split of
-  the examples (tiny datasets).
+  the examples (tiny datasets). `with_label` keeps the class label as int32
+  and drops unlabelled (-1) videos (the supervised baselines).
   """
   read_kwargs = {}
   if input_context is not None and input_context.num_input_pipelines > 1:
@@ -127,13 +149,21 @@ def read_videos(builder, split: str,
   videos = builder.as_dataset(split=split, shuffle_files=shuffle_files,
                               read_config=read_config,
                               decoders=video_example.SKIP_FRAME_DECODING)
-  return videos.map(
-      lambda v: {"video_id": v["video_id"], "frames": v["frames"],
-                 "frame_times": v["frame_times"], "audio": v["audio"],
-                 "num_frames": tf.size(v["frames"], out_type=tf.int64),
-                 "num_samples": tf.size(v["audio"], out_type=tf.int64),
-                 **{key: v[key] for key in extra_features}},
-      num_parallel_calls=AUTOTUNE)
+
+  def select(v):
+    video = {"video_id": v["video_id"], "frames": v["frames"],
+             "frame_times": v["frame_times"], "audio": v["audio"],
+             "num_frames": tf.size(v["frames"], out_type=tf.int64),
+             "num_samples": tf.size(v["audio"], out_type=tf.int64),
+             **{key: v[key] for key in extra_features}}
+    if with_label:
+      video["label"] = tf.cast(v["label"], tf.int32)
+    return video
+
+  videos = videos.map(select, num_parallel_calls=AUTOTUNE)
+  if with_label:
+    videos = videos.filter(lambda v: v["label"] >= 0)
+  return videos
 
 
 def can_form_pairs(video, audio_params) -> tf.Tensor:
@@ -150,8 +180,13 @@ def can_form_pairs(video, audio_params) -> tf.Tensor:
 
 
 def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
-                      training: bool) -> tf.data.Dataset:
-  """Unbatched pairs (the dicts of `pairs.draw_pairs`) from a video stream."""
+                      training: bool, labelled: bool = False
+                      ) -> tf.data.Dataset:
+  """Unbatched pairs (the dicts of `pairs.draw_pairs`) from a video stream.
+
+  With `labelled` (videos read `with_label`), only the positives are kept
+  and their "label" is the class label of their video.
+  """
   group_size = config.data.group_videos
   # Padded, not ragged: ragged_batch of multi-megabyte videos is ~20x
   # slower. Padding costs little (videos are mostly of similar length).
@@ -163,10 +198,18 @@ def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
   @tf.autograph.experimental.do_not_convert
   def draw(index, group):
     group_seed = tf.random.experimental.stateless_fold_in(base_seed, index)
-    return pairs_lib.draw_pairs(
+    pairs = pairs_lib.draw_pairs(
         group["video_id"], group["frames"], group["frame_times"],
         group["num_frames"], group["audio"], group["num_samples"], group_seed,
         config.data.pairs_per_video, config.audio)
+    if labelled:
+      # Video i owns rows [2k*i, 2k*(i+1)) (see `pairs.draw_pairs`).
+      class_label = tf.repeat(group["label"],
+                              2 * config.data.pairs_per_video)  # [P]
+      positive = tf.equal(pairs["label"], pairs_lib.POSITIVE)  # [P]
+      pairs = {key: tf.boolean_mask(value, positive)
+               for key, value in dict(pairs, label=class_label).items()}
+    return pairs
 
   del training  # sampling is the same; augmentation differs (`make_example`)
   return groups.enumerate().map(draw, num_parallel_calls=AUTOTUNE).unbatch()
@@ -223,7 +266,7 @@ def _finish(examples: tf.data.Dataset, config, batch_size: int, training: bool,
 def train_dataset(config, batch_size: int,
                   input_context: tf.distribute.InputContext | None = None,
                   seed: int = 0, with_metadata: bool = False,
-                  builder=None) -> tf.data.Dataset:
+                  builder=None, labelled: bool = False) -> tf.data.Dataset:
   """The endless, shuffled, augmented training stream of one input pipeline.
 
   Args:
@@ -234,21 +277,26 @@ def train_dataset(config, batch_size: int,
       and the step the run resumed from, so a resumed run draws new pairs).
     with_metadata: append the per-pair metadata dict to each element.
     builder: the TFDS builder (default: `load_builder` from the config).
+    labelled: frames and windows with their video's class label (module
+      docstring); any batch size.
   """
-  if batch_size % 2:
+  if batch_size % 2 and not labelled:
     raise ValueError(f"batch_size={batch_size} must be even so that each "
                      "batch holds as many positives as negatives")
   builder = builder or load_builder(config.data.dataset, config.data.data_dir)
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   seed = derive_seed(seed, pipeline_id)
+  if labelled:
+    check_labelled(builder)
   videos = read_videos(builder, config.data.train_split, input_context,
-                       shuffle_files=True, seed=seed)
+                       shuffle_files=True, seed=seed, with_label=labelled)
   videos = videos.filter(lambda v: can_form_pairs(v, config.audio))
   # Shuffle inside each epoch, then repeat: a video appears once per epoch,
   # so a group of >= 3 consecutive videos always holds >= 2 distinct ones.
   videos = videos.shuffle(config.data.shuffle_videos, seed=seed,
                           reshuffle_each_iteration=True).repeat()
-  pairs = pairs_from_videos(videos, config, seed, training=True)
+  pairs = pairs_from_videos(videos, config, seed, training=True,
+                            labelled=labelled)
   examples = pairs.map(
       tf.autograph.experimental.do_not_convert(
           lambda p: make_example(p, config, training=True)),
@@ -259,23 +307,27 @@ def train_dataset(config, batch_size: int,
 
 def eval_dataset(config, split: str | None = None, num_pairs: int | None = None,
                  batch_size: int | None = None, with_metadata: bool = False,
-                 builder=None) -> tf.data.Dataset:
+                 builder=None, labelled: bool = False) -> tf.data.Dataset:
   """The fixed, balanced, unaugmented evaluation set of a split.
 
   Videos are read in their stored order and cycled; pairs are drawn from
   `config.data.eval_seed` and cut to exactly `num_pairs` (even), half
-  positive. Same dataset, split, seed and size: same pairs.
+  positive. Same dataset, split, seed and size: same pairs. With
+  `labelled`, `num_pairs` class-labelled examples (any number) instead.
   """
   split = split or config.data.eval_split
   num_pairs = num_pairs or config.data.eval_num_pairs
-  if num_pairs % 2:
+  if num_pairs % 2 and not labelled:
     raise ValueError(f"eval num_pairs={num_pairs} must be even (balanced set)")
   builder = builder or load_builder(config.data.dataset, config.data.data_dir)
   check_split(builder, split)
-  videos = read_videos(builder, split, shuffle_files=False)
+  if labelled:
+    check_labelled(builder)
+  videos = read_videos(builder, split, shuffle_files=False,
+                       with_label=labelled)
   videos = videos.filter(lambda v: can_form_pairs(v, config.audio)).repeat()
   pairs = pairs_from_videos(videos, config, config.data.eval_seed,
-                            training=False).take(num_pairs)
+                            training=False, labelled=labelled).take(num_pairs)
   examples = pairs.map(
       tf.autograph.experimental.do_not_convert(
           lambda p: make_example(p, config, training=False)),

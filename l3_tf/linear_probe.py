@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from l3_tf import image_ops
+from l3_tf import records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,3 +177,36 @@ def write_results(results: dict[str, Any], output_dir: str) -> str:
   with open(path, "w") as f:
     json.dump(results, f, indent=2, sort_keys=True)
   return path
+
+
+def make_record(results: dict[str, Any], config, training_step: int | None,
+                dataset_name: str, command_line: str,
+                env: dict[str, Any] | None = None,
+                run_seconds: float | None = None) -> dict[str, Any]:
+  """The report record (`l3_tf.records`) of a probe run.
+
+  Args:
+    results: what `run` returned.
+    config: the `Config` of the probed network (its widths and training).
+    training_step: its training step (None: random weights).
+    dataset_name: "imagenet2012", or a name for an image folder.
+  """
+  settings = results["settings"]
+  subset = settings["max_train_examples"] or settings["max_eval_examples"]
+  return records.make_record(
+      experiment="linear_probe", dataset=dataset_name,
+      method="L3-Net" if training_step is not None else "Ours random",
+      metric="top1", value=results["top1"],
+      scale={
+          "data": (f"{dataset_name} {'subset' if subset else 'full'}: "
+                   f"{results['num_train_examples']} training images "
+                   f"({settings['train_split']}), "
+                   f"{results['num_eval_examples']} evaluated "
+                   f"({settings['eval_split']}), {results['num_classes']} "
+                   f"classes; {settings['epochs']} epochs"),
+          "network": records.network_scale(config.model),
+          "training": records.training_scale(config, training_step),
+      },
+      details={k: results[k] for k in ("top5", "top5_k", "num_classes",
+                                       "feature_dim", "final_train_loss")},
+      command_line=command_line, run_seconds=run_seconds, env=env)

@@ -217,7 +217,8 @@ def make_train_step(model: keras.Model, optimizer, strategy,
 class _Trainer:
   """The model, optimizer, checkpoint and step function of one run."""
 
-  def __init__(self, config, strategy, plan: Plan, workdir: str):
+  def __init__(self, config, strategy, plan: Plan, workdir: str,
+               prepare_model=None):
     self.config = config
     self.strategy = strategy
     self.plan = plan
@@ -226,6 +227,8 @@ class _Trainer:
       keras.utils.set_random_seed(config.train.seed)
       self.model = model_lib.avc_network(config.model, config.image,
                                          config.audio)
+      if prepare_model is not None:  # before restoring: a resume wins
+        prepare_model(self.model)
       self.optimizer = keras.optimizers.Adam(config.train.learning_rate)
       # Built now: restoring into an unbuilt Keras 3 optimizer silently
       # drops its slot variables.
@@ -276,13 +279,18 @@ def _summary_writer(path: str, chief: bool):
 
 
 def train_and_evaluate(config, workdir: str,
-                       strategy: tf.distribute.Strategy | None = None) -> dict:
+                       strategy: tf.distribute.Strategy | None = None,
+                       prepare_model=None) -> dict:
   """Trains the AVC network to `config.train.num_steps`, then evaluates it.
 
   Args:
     config: an `l3_tf.config.Config`.
     workdir: where config.json, checkpoints/, summaries and eval JSON go.
     strategy: default the current (default: one device) strategy.
+    prepare_model: optional `f(avc_network)` called once the model is built
+      (under the strategy's scope, before the optimizer is built and any
+      checkpoint restored), e.g. to load trunks and freeze them
+      (`l3_tf.baselines`, supervised pretraining).
 
   Returns:
     {"step", "start_step", "wall_seconds" (of the training loop),
@@ -306,7 +314,7 @@ def train_and_evaluate(config, workdir: str,
       "mixed_bfloat16" if config.train.mixed_precision else "float32")
   trainer = None
   try:
-    trainer = _Trainer(config, strategy, plan, workdir)
+    trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
     result = _run(config, workdir, strategy, plan, trainer)
   finally:
     if trainer is not None:

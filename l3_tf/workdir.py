@@ -54,6 +54,16 @@ def latest_checkpoint(workdir: str) -> str | None:
   return tf.train.latest_checkpoint(checkpoint_dir(workdir))
 
 
+def latest_step(workdir: str) -> int | None:
+  """The training step of the latest checkpoint (None without one), read
+  without building the model."""
+  checkpoint = latest_checkpoint(workdir)
+  if checkpoint is None:
+    return None
+  return int(tf.train.load_variable(checkpoint,
+                                    "step/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
 def restore_avc_model(workdir: str, checkpoint: str | None = None
                       ) -> tuple[config_lib.Config, keras.Model, int]:
   """Rebuilds the AVC network of a workdir and loads its weights.

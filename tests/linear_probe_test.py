@@ -78,8 +78,16 @@ def test_binary_on_an_image_folder(tmp_path):
       [sys.executable, "-m", "experiments.imagenet_linear_probe",
        "--weights=random", "--random_config=test", "--dataset=folder",
        f"--image_folder={tmp_path / 'images'}", "--eval_split=test",
-       "--epochs=1", "--batch_size=6", f"--output_dir={tmp_path / 'out'}"],
+       "--epochs=1", "--batch_size=6", f"--output_dir={tmp_path / 'out'}",
+       f"--record={tmp_path / 'results' / 'probe.json'}"],
       capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert (tmp_path / "out" / "results.json").exists()
   assert '"num_train_examples": 12' in out.stdout
+  from l3_tf import records
+  record, = records.read_records(str(tmp_path / "results"))
+  assert (record["experiment"], record["dataset"], record["method"]) == (
+      "linear_probe", "images", "Ours random")
+  assert record["metric"] == "top1" and 0 <= record["value"] <= 1
+  assert record["scale"]["data"].startswith("images full: 12 training images")
+  assert record["scale"]["training"].startswith("untrained")

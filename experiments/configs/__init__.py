@@ -1,6 +1,8 @@
 """Configs as code: each module exposes `get_config()`.
 
-`paper` is the paper's setting; `demo` and `test` derive from it.
+`paper` is the paper's setting; `demo` and `test` derive from it. The
+supervised baselines' schedules (`l3_tf.baselines.BaselinesConfig`) live in
+`baselines_<name>.py`, derived the same way.
 """
 
 import importlib
@@ -13,3 +15,12 @@ def get_config(name: str):
   if name not in NAMES:
     raise ValueError(f"unknown config {name!r}; choose one of {list(NAMES)}")
   return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def get_baselines_config(name: str):
+  """The `BaselinesConfig` of experiments/configs/baselines_<name>.py."""
+  if name not in NAMES:
+    raise ValueError(f"unknown baselines config {name!r}; choose one of "
+                     f"{list(NAMES)}")
+  return importlib.import_module(
+      f"experiments.configs.baselines_{name}").get_config()
