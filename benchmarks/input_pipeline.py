@@ -39,18 +39,11 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", "internal: step dtype")
 
 def build_dataset(data_dir: str) -> tuple[str, str]:
   """(TFDS name, description) of the benchmark videos, built if needed."""
-  import tensorflow_datasets as tfds
   from l3_tf import testing
 
   clips = testing.SHARED_DATA / "av_clips"
   if clips.is_dir():
-    from data_prep import video_builder
-    from data_prep.video_folder import video_folder_dataset_builder
-    builder = video_folder_dataset_builder.Builder(
-        data_dir=data_dir, num_workers=2, config=video_builder.VideoConfig(
-            name="all_train", split_fractions=(1.0, 0.0, 0.0)))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(clips)))
+    builder = testing.build_video_folder(data_dir, clips)
     return ("video_folder/all_train",
             f"{builder.info.splits['train'].num_examples} real clips of "
             f"{clips} (first 10 s, 4 fps frames)")

@@ -124,18 +124,16 @@ def read_videos(builder, split: str,
                 input_context: tf.distribute.InputContext | None = None,
                 shuffle_files: bool = False,
                 seed: int | None = None,
-                extra_features: tuple[str, ...] = (),
-                with_label: bool = False) -> tf.data.Dataset:
+                extra_features: tuple[str, ...] = ()) -> tf.data.Dataset:
   """Videos of a split (frames still JPEG-encoded) for one input pipeline.
 
   Elements hold video_id, frames, frame_times, audio, num_frames and
   num_samples, plus the stored features named in `extra_features` (e.g.
-  "label", for readers other than AVC training).
+  "label": int64, -1 for an unlabelled video).
 
   With several input pipelines, each reads its own part: whole files when the
   split has at least as many files as pipelines, otherwise an even split of
-  the examples (tiny datasets). `with_label` keeps the class label as int32
-  and drops unlabelled (-1) videos (the supervised baselines).
+  the examples (tiny datasets).
   """
   read_kwargs = {}
   if input_context is not None and input_context.num_input_pipelines > 1:
@@ -151,19 +149,13 @@ def read_videos(builder, split: str,
                               decoders=video_example.SKIP_FRAME_DECODING)
 
   def select(v):
-    video = {"video_id": v["video_id"], "frames": v["frames"],
-             "frame_times": v["frame_times"], "audio": v["audio"],
-             "num_frames": tf.size(v["frames"], out_type=tf.int64),
-             "num_samples": tf.size(v["audio"], out_type=tf.int64),
-             **{key: v[key] for key in extra_features}}
-    if with_label:
-      video["label"] = tf.cast(v["label"], tf.int32)
-    return video
+    return {"video_id": v["video_id"], "frames": v["frames"],
+            "frame_times": v["frame_times"], "audio": v["audio"],
+            "num_frames": tf.size(v["frames"], out_type=tf.int64),
+            "num_samples": tf.size(v["audio"], out_type=tf.int64),
+            **{key: v[key] for key in extra_features}}
 
-  videos = videos.map(select, num_parallel_calls=AUTOTUNE)
-  if with_label:
-    videos = videos.filter(lambda v: v["label"] >= 0)
-  return videos
+  return videos.map(select, num_parallel_calls=AUTOTUNE)
 
 
 def can_form_pairs(video, audio_params) -> tf.Tensor:
@@ -179,17 +171,39 @@ def can_form_pairs(video, audio_params) -> tf.Tensor:
   return tf.reduce_any(eligible) & same_count
 
 
+def _usable_videos(builder, split: str, config, labelled: bool = False,
+                   **read_args) -> tf.data.Dataset:
+  """`read_videos`, keeping the videos that can form pairs.
+
+  With `labelled`, the videos carry their "label" and the unlabelled (-1)
+  ones are left out (the supervised baselines).
+
+  Raises:
+    DatasetError: `labelled` and the dataset has no labels.
+  """
+  if labelled:
+    check_labelled(builder)
+  videos = read_videos(builder, split,
+                       extra_features=("label",) if labelled else (),
+                       **read_args)
+  if labelled:
+    videos = videos.filter(lambda v: v["label"] >= 0)
+  return videos.filter(lambda v: can_form_pairs(v, config.audio))
+
+
 def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
                       training: bool, labelled: bool = False
                       ) -> tf.data.Dataset:
   """Unbatched pairs (the dicts of `pairs.draw_pairs`) from a video stream.
 
-  With `labelled` (videos read `with_label`), only the positives are kept
-  and their "label" is the class label of their video.
+  With `labelled` (videos of `_usable_videos(labelled=True)`), only the
+  positives are kept and their "label" is the int32 class label of their
+  video.
   """
   group_size = config.data.group_videos
-  # Padded, not ragged: ragged_batch of multi-megabyte videos is ~20x
-  # slower. Padding costs little (videos are mostly of similar length).
+  # Padded, not ragged: a ragged_batch of multi-megabyte videos took 42 ms
+  # per group, a padded one ~5 ms (commit e5e42d5). Padding costs little
+  # (videos are mostly of similar length).
   groups = videos.padded_batch(group_size, drop_remainder=True)
   base_seed = tf.constant([seed, _GROUP_SALT], tf.int64)
 
@@ -204,7 +218,7 @@ def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
         config.data.pairs_per_video, config.audio)
     if labelled:
       # Video i owns rows [2k*i, 2k*(i+1)) (see `pairs.draw_pairs`).
-      class_label = tf.repeat(group["label"],
+      class_label = tf.repeat(tf.cast(group["label"], tf.int32),
                               2 * config.data.pairs_per_video)  # [P]
       positive = tf.equal(pairs["label"], pairs_lib.POSITIVE)  # [P]
       pairs = {key: tf.boolean_mask(value, positive)
@@ -219,8 +233,8 @@ def make_example(pair, config, training: bool):
   """One drawn pair -> (features, label, metadata): decode and augment.
 
   Features are {"image": [224, 224, 3], "waveform": [48000]};
-  `add_spectrogram` turns batched waveforms into spectrograms (a batched
-  STFT is ~30% cheaper per pair than one per pair).
+  `add_spectrogram` turns batched waveforms into spectrograms (one STFT per
+  batch rather than one per pair).
   """
   image_seed, gain_seed = tf.unstack(
       tf.random.experimental.stateless_split(pair["seed"], 2))
@@ -286,11 +300,9 @@ def train_dataset(config, batch_size: int,
   builder = builder or load_builder(config.data.dataset, config.data.data_dir)
   pipeline_id = input_context.input_pipeline_id if input_context else 0
   seed = derive_seed(seed, pipeline_id)
-  if labelled:
-    check_labelled(builder)
-  videos = read_videos(builder, config.data.train_split, input_context,
-                       shuffle_files=True, seed=seed, with_label=labelled)
-  videos = videos.filter(lambda v: can_form_pairs(v, config.audio))
+  videos = _usable_videos(builder, config.data.train_split, config, labelled,
+                          input_context=input_context, shuffle_files=True,
+                          seed=seed)
   # Shuffle inside each epoch, then repeat: a video appears once per epoch,
   # so a group of >= 3 consecutive videos always holds >= 2 distinct ones.
   videos = videos.shuffle(config.data.shuffle_videos, seed=seed,
@@ -321,11 +333,8 @@ def eval_dataset(config, split: str | None = None, num_pairs: int | None = None,
     raise ValueError(f"eval num_pairs={num_pairs} must be even (balanced set)")
   builder = builder or load_builder(config.data.dataset, config.data.data_dir)
   check_split(builder, split)
-  if labelled:
-    check_labelled(builder)
-  videos = read_videos(builder, split, shuffle_files=False,
-                       with_label=labelled)
-  videos = videos.filter(lambda v: can_form_pairs(v, config.audio)).repeat()
+  videos = _usable_videos(builder, split, config, labelled,
+                          shuffle_files=False).repeat()
   pairs = pairs_from_videos(videos, config, config.data.eval_seed,
                             training=False, labelled=labelled).take(num_pairs)
   examples = pairs.map(

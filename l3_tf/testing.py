@@ -19,6 +19,25 @@ def shared_data(name: str) -> pathlib.Path:
   return path
 
 
+def build_video_folder(data_dir: str, videos, name: str = "all_train"):
+  """`video_folder` over the videos under `videos`, all in its train split.
+
+  Returns:
+    The prepared builder (TFDS name `video_folder/<name>`).
+  """
+  import tensorflow_datasets as tfds
+
+  from data_prep import video_builder
+  from data_prep.video_folder import video_folder_dataset_builder
+
+  builder = video_folder_dataset_builder.Builder(
+      data_dir=str(data_dir), num_workers=2, config=video_builder.VideoConfig(
+          name=name, split_fractions=(1.0, 0.0, 0.0)))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(videos)))
+  return builder
+
+
 def tiny_config(width_multiplier: float = 1 / 32):
   """The `test` experiment config narrowed to `width_multiplier`."""
   import dataclasses

@@ -1,13 +1,32 @@
-"""Fixtures shared by the tests of export, embedding and scoring."""
+"""Fixtures shared by the tests: the fake videos, tiny trained models."""
 
+import dataclasses
 import types
 
 import pytest
 
+import fake_videos
+from experiments import configs
 from l3_tf import export as export_lib
 from l3_tf import testing
 
 TINY_WIDTH = 1 / 32
+
+
+@pytest.fixture(scope="session")
+def fake_videos_dir(tmp_path_factory):
+  """The data_dir of the fake video dataset (`fake_videos`), built once."""
+  data_dir = str(tmp_path_factory.mktemp("fake_videos"))
+  fake_videos.build(data_dir)
+  return data_dir
+
+
+@pytest.fixture(scope="session")
+def fake_config(fake_videos_dir):
+  """The "test" config reading the fake videos."""
+  base = configs.get_config("test")
+  return dataclasses.replace(base, data=dataclasses.replace(
+      base.data, dataset=fake_videos.NAME, data_dir=fake_videos_dir))
 
 
 @pytest.fixture(scope="session")

@@ -32,13 +32,6 @@ def _env(**extra):
   return env
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("fake_videos"))
-  fake_videos.build(path)
-  return path
-
-
 def _train_command(workdir, data_dir, *overrides):
   sets = [f"data.dataset={fake_videos.NAME}", f"data.data_dir={data_dir}",
           "train.summary_images_every_steps=0", *overrides]
@@ -68,10 +61,11 @@ def test_mirrored_two_cpus_equals_one_device():
     assert abs(r["regularization_single"] - r["regularization_mirrored"]) < 1e-5
 
 
-def test_binary_names_bad_configuration(tmp_path, data_dir):
+def test_binary_names_bad_configuration(tmp_path, fake_videos_dir):
   """Fails before any work; the library tests cover the other problems."""
   missing = subprocess.run(
-      _train_command(tmp_path, data_dir, "data.dataset=not_built_videos"),
+      _train_command(tmp_path, fake_videos_dir,
+                     "data.dataset=not_built_videos"),
       env=_env(), capture_output=True, text=True, timeout=120)
   assert missing.returncode != 0
   assert "'not_built_videos' is not prepared" in missing.stderr
@@ -85,7 +79,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_workers_train_to_the_end(tmp_path, data_dir):
+def test_two_workers_train_to_the_end(tmp_path, fake_videos_dir):
   workdir = str(tmp_path / "run")
   cluster = {"worker": [f"localhost:{_free_port()}",
                         f"localhost:{_free_port()}"]}
@@ -94,7 +88,7 @@ def test_two_workers_train_to_the_end(tmp_path, data_dir):
     tf_config = json.dumps({"cluster": cluster,
                             "task": {"type": "worker", "index": index}})
     processes.append(subprocess.Popen(
-        _train_command(workdir, data_dir, "train.num_steps=3"),
+        _train_command(workdir, fake_videos_dir, "train.num_steps=3"),
         env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))
   outputs = []
@@ -136,9 +130,9 @@ def _step_of(checkpoint: str) -> int:
 
 
 @pytest.mark.slow
-def test_sigterm_and_sigkill_then_resume(tmp_path, data_dir):
+def test_sigterm_and_sigkill_then_resume(tmp_path, fake_videos_dir):
   workdir = str(tmp_path / "run")
-  command = _train_command(workdir, data_dir, "train.num_steps=60",
+  command = _train_command(workdir, fake_videos_dir, "train.num_steps=60",
                            "train.checkpoint_every_steps=5",
                            "train.log_every_steps=5")
   # 1. SIGTERM after the first checkpoint: a checkpoint of the step reached,

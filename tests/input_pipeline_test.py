@@ -15,19 +15,15 @@ import tensorflow_datasets as tfds
 
 import fake_videos
 import pair_checks
-from experiments import configs
 from l3_tf import audio_frontend
 from l3_tf import image_ops
 from l3_tf import input_pipeline
 from l3_tf import video_example
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("fake_videos"))
-  name = fake_videos.build(data_dir)
-  base = configs.get_config("test")
-  return dataclasses.replace(base, data=dataclasses.replace(
-      base.data, dataset=name, data_dir=data_dir, eval_num_pairs=24))
+def config(fake_config):
+  return dataclasses.replace(fake_config, data=dataclasses.replace(
+      fake_config.data, eval_num_pairs=24))
 
 
 def test_train_pairs_obey_the_contract(config):

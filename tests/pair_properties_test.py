@@ -57,15 +57,9 @@ def test_synthetic_av_pairs(tmp_path_factory):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_real_clip_pairs(tmp_path_factory):
-  from data_prep import video_builder
-  from data_prep.video_folder import video_folder_dataset_builder
   clips = testing.shared_data("av_clips")
   data_dir = str(tmp_path_factory.mktemp("av_clips"))
-  builder = video_folder_dataset_builder.Builder(
-      data_dir=data_dir, num_workers=2, config=video_builder.VideoConfig(
-          name="all_train", split_fractions=(1.0, 0.0, 0.0)))
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(clips)))
+  builder = testing.build_video_folder(data_dir, clips)
   config = _config(builder.info.full_name.rsplit("/", 1)[0], data_dir, "train")
   # 19 of the 20 clips are built (bento.mp4 has < 1 s of audio); 12 batches
   # of 4 videos go 2.5 times through them, across epoch boundaries.

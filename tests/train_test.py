@@ -10,21 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import fake_videos
-from experiments import configs
 from l3_tf import evaluate
 from l3_tf import input_pipeline
 from l3_tf import train
 from l3_tf import workdir as workdir_lib
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory):
-  data_dir = str(tmp_path_factory.mktemp("fake_videos"))
-  name = fake_videos.build(data_dir)
-  base = configs.get_config("test")
-  return dataclasses.replace(base, data=dataclasses.replace(
-      base.data, dataset=name, data_dir=data_dir))
 
 
 def _tags(directory):
@@ -35,15 +24,15 @@ def _tags(directory):
   return tags
 
 
-def test_end_to_end_then_resume(config, tmp_path):
+def test_end_to_end_then_resume(fake_config, tmp_path):
   """Two steps from scratch, then a third after restoring everything."""
   workdir = str(tmp_path / "run")
-  result = train.train_and_evaluate(config, workdir)
+  result = train.train_and_evaluate(fake_config, workdir)
   assert result["step"] == 2 and result["start_step"] == 0
-  assert workdir_lib.read_config(workdir) == config
+  assert workdir_lib.read_config(workdir) == fake_config
   assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-2")
   restored_config, model, step = workdir_lib.restore_avc_model(workdir)
-  assert step == 2 and restored_config == config
+  assert step == 2 and restored_config == fake_config
   # Training ended with the evaluation of experiments.eval_avc.
   with open(evaluate.eval_path(workdir, "test")) as f:
     results = json.load(f)
@@ -59,8 +48,8 @@ def test_end_to_end_then_resume(config, tmp_path):
 
   # Resume: the same workdir with a longer schedule, now in mixed precision
   # (float32 variables: the same checkpoint serves both).
-  longer = dataclasses.replace(config, train=dataclasses.replace(
-      config.train, num_steps=3, mixed_precision=True))
+  longer = dataclasses.replace(fake_config, train=dataclasses.replace(
+      fake_config.train, num_steps=3, mixed_precision=True))
   result = train.train_and_evaluate(longer, workdir)
   assert result["start_step"] == 2 and result["step"] == 3
   assert keras.mixed_precision.global_policy().name == "float32"  # restored
@@ -114,18 +103,20 @@ def test_pair_images_by_label():
     ({"data.dataset": "no_such_videos"}, 1, "'no_such_videos' is not prepared"),
     ({"data.train_split": "nope"}, 1, "no split 'nope'"),
 ])
-def test_bad_configuration_is_named(config, overrides, num_replicas, message):
+def test_bad_configuration_is_named(fake_config, overrides, num_replicas,
+                                    message):
   from l3_tf import config as config_lib
   bad = config_lib.apply_overrides(
-      config, [f"{k}={v}" for k, v in overrides.items()])
+      fake_config, [f"{k}={v}" for k, v in overrides.items()])
   with pytest.raises(ValueError, match=message):
     train.check_config(bad, num_replicas)
 
 
-def test_good_configuration_plan(config):
+def test_good_configuration_plan(fake_config):
   plan = train.check_config(dataclasses.replace(
-      config, train=dataclasses.replace(config.train, global_batch_size=8)), 2)
+      fake_config, train=dataclasses.replace(fake_config.train,
+                                             global_batch_size=8)), 2)
   assert (plan.batch_size_per_replica, plan.global_batch_size) == (4, 8)
   assert plan.train_videos == 10 and plan.eval_videos == 4
   with pytest.raises(input_pipeline.DatasetError, match="negatives need"):
-    train.check_config(config, 1, num_workers=6)
+    train.check_config(fake_config, 1, num_workers=6)
