@@ -530,7 +530,9 @@ def train_supervised_pretraining(classifiers_workdir: str, workdir: str,
                                  ) -> dict[str, Any]:
   """Trains the fusion head on frozen supervised trunks; `workdir` becomes
   an ordinary training workdir (evaluate it like L3-Net's)."""
-  config, baselines, _, _ = restore_classifiers(classifiers_workdir)
+  # The configs only: `frozen_trunks_from` restores the classifiers.
+  config = workdir_lib.read_config(classifiers_workdir)
+  baselines = read_baselines_config(classifiers_workdir)
   return train_lib.train_and_evaluate(
       supervised_pretraining_config(config, baselines), workdir, strategy,
       prepare_model=frozen_trunks_from(classifiers_workdir))
