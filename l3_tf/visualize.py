@@ -613,19 +613,17 @@ def sound_dependence(localizer: localize.Localizer, examples: Examples,
 
 def localization_pairs(examples: Examples, count: int) -> list[tuple[int, int]]:
   """(example, example of another video) pairs: the first example of each
-  of `count` videos, each with the sound of the next video in reading order
-  that has a different label (a different video when unlabelled)."""
+  of `count` videos, each with the sound of its `mismatched_partners`
+  partner (the next video in reading order with a different label), or of
+  the next video when no video has another label."""
   _, first = np.unique(examples.video_ids, return_index=True)
   first = np.sort(first)  # each video's first example, in reading order
-  chosen = []
-  for position, i in enumerate(first[:count]):
-    others = [int(j) for j in np.roll(first, -position)[1:]]
-    if not others:
-      break
-    different = [j for j in others if examples.labels[i] < 0
-                 or examples.labels[j] != examples.labels[i]]
-    chosen.append((int(i), (different or others)[0]))
-  return chosen
+  if len(first) < 2:
+    return []
+  partners = mismatched_partners(examples)
+  return [(int(i), int(partners[i] if partners[i] >= 0
+                       else first[(position + 1) % len(first)]))
+          for position, i in enumerate(first[:count])]
 
 
 def localization_figures(localizer: localize.Localizer, examples: Examples,
