@@ -490,6 +490,16 @@ def inside(point: tuple[float, float], box: Sequence[float]) -> bool:
   return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
+def _in_boxes(xs: np.ndarray, ys: np.ndarray,
+              boxes: Sequence[Sequence[float]]) -> np.ndarray:
+  """`[len(ys), len(xs)]` whether each point (x, y) lies in a box (`inside`)."""
+  covered = np.zeros((len(ys), len(xs)), bool)
+  for x0, y0, x1, y1 in boxes:
+    covered |= (((ys >= y0) & (ys < y1))[:, None]
+                & ((xs >= x0) & (xs < x1))[None, :])
+  return covered
+
+
 def box_union_fraction(boxes: Sequence[Sequence[float]],
                        resolution: int = 512) -> float:
   """Share of the frame covered by the union of boxes (fractions), i.e. the
@@ -497,12 +507,7 @@ def box_union_fraction(boxes: Sequence[Sequence[float]],
   if not boxes:
     return 0.0
   centres = (np.arange(resolution) + 0.5) / resolution
-  covered = np.zeros((resolution, resolution), bool)
-  for x0, y0, x1, y1 in boxes:
-    rows = (centres >= y0) & (centres < y1)
-    cols = (centres >= x0) & (centres < x1)
-    covered |= rows[:, None] & cols[None, :]
-  return float(covered.mean())
+  return float(_in_boxes(centres, centres, boxes).mean())
 
 
 def localization_hit_rate(localizer: localize.Localizer, examples: Examples,
@@ -550,10 +555,7 @@ def box_contrast(heatmap: localize.Heatmap,
   half = localize.CELL_STRIDE / 2
   xs = (localize.CELL_STRIDE * np.arange(cols) + half) / width
   ys = (localize.CELL_STRIDE * np.arange(rows) + half) / height
-  covered = np.zeros((rows, cols), bool)
-  for x0, y0, x1, y1 in boxes:
-    covered |= (((ys >= y0) & (ys < y1))[:, None]
-                & ((xs >= x0) & (xs < x1))[None, :])
+  covered = _in_boxes(xs, ys, boxes)  # [rows, cols]
   if covered.all() or not covered.any():
     return 0.0
   return float(heatmap.grid[covered].mean() - heatmap.grid[~covered].mean())
