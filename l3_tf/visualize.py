@@ -162,10 +162,9 @@ def _frames_of(video, frames_per_video: int, params, labelled: bool):
   """The examples of one video: evenly spread eligible frames, each with the
   sound window centred on it (clamped to the windows that contain it)."""
   clip = params.clip_samples
-  real = tf.range(tf.size(video["frame_times"], out_type=tf.int64)) < (
-      video["num_frames"])
+  # Videos passed `input_pipeline.can_form_pairs`: one time per frame.
   eligible = pairs_lib.eligible_frames(video["frame_times"],
-                                      video["num_samples"], params) & real
+                                      video["num_samples"], params)
   candidates = tf.where(eligible)[:, 0]  # [e]
   count = tf.size(candidates, out_type=tf.int64)
   take = tf.minimum(count, frames_per_video)
