@@ -678,12 +678,6 @@ def localization_figures(localizer: localize.Localizer, examples: Examples,
 def _selectivity_of(per_video: np.ndarray, labels: np.ndarray, k: int,
                     threshold: float, null_repeats: int, seed: int) -> dict:
   summary = units_lib.selectivity_summary(per_video, labels, k, threshold)
-  # Many selective units of one class say less than a few units of each
-  # class: count the classes too.
-  selective = (~units_lib.dead_units(per_video)) & (
-      np.asarray(summary["purity"]) >= threshold)
-  summary["num_selective_labels"] = len(set(
-      np.asarray(summary["majority_label"])[selective].tolist()))
   summary["null"] = units_lib.permutation_null(per_video, labels, k, threshold,
                                                null_repeats, seed)
   return summary
