@@ -156,11 +156,14 @@ def trunks_of(classifiers: keras.Model) -> tuple[keras.Model, keras.Model]:
 
 
 def correspondence_score(classifiers: keras.Model, features) -> tf.Tensor:
-  """[b] <softmax(vision logits), softmax(audio logits)>, in [0, 1]."""
+  """[b] <softmax(vision logits), softmax(audio logits)>, in [0, 1].
+
+  Keras ops: also builds the symbolic graph of `direct_combination_network`.
+  """
   logits = classifiers(features, training=False)
-  vision = tf.nn.softmax(tf.cast(logits["vision"], tf.float32))  # [b, K]
-  audio = tf.nn.softmax(tf.cast(logits["audio"], tf.float32))  # [b, K]
-  return tf.reduce_sum(vision * audio, axis=1)  # [b]
+  vision = keras.ops.softmax(keras.ops.cast(logits["vision"], "float32"))
+  audio = keras.ops.softmax(keras.ops.cast(logits["audio"], "float32"))
+  return keras.ops.sum(vision * audio, axis=1)  # [b]
 
 
 def direct_combination_network(classifiers: keras.Model,
@@ -177,10 +180,8 @@ def direct_combination_network(classifiers: keras.Model,
   spectrogram = keras.Input(classifiers.input["spectrogram"].shape[1:],
                             name="spectrogram")
   inputs = {"image": image, "spectrogram": spectrogram}
-  logits = classifiers(inputs, training=False)
-  vision = keras.ops.softmax(keras.ops.cast(logits["vision"], "float32"))
-  audio = keras.ops.softmax(keras.ops.cast(logits["audio"], "float32"))
-  score = keras.ops.sum(vision * audio, axis=1, keepdims=True)  # [b, 1]
+  score = keras.ops.expand_dims(correspondence_score(classifiers, inputs),
+                                1)  # [b, 1]
   tiny = 1e-30  # log(0) guard; scores and thresholds are >= 0
   logit_yes = keras.ops.log(score + tiny)
   logit_no = keras.ops.full_like(logit_yes, float(np.log(threshold + tiny)))
@@ -530,7 +531,9 @@ def train_supervised_pretraining(classifiers_workdir: str, workdir: str,
                                  ) -> dict[str, Any]:
   """Trains the fusion head on frozen supervised trunks; `workdir` becomes
   an ordinary training workdir (evaluate it like L3-Net's)."""
-  config, baselines, _, _ = restore_classifiers(classifiers_workdir)
+  # The configs only: `frozen_trunks_from` restores the classifiers.
+  config = workdir_lib.read_config(classifiers_workdir)
+  baselines = read_baselines_config(classifiers_workdir)
   return train_lib.train_and_evaluate(
       supervised_pretraining_config(config, baselines), workdir, strategy,
       prepare_model=frozen_trunks_from(classifiers_workdir))

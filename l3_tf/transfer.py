@@ -11,9 +11,11 @@ SVMs never see anything else), and `predict_clip_scores` only applies a fitted
 classifier. `cross_validate` is the only place that slices folds.
 
 The SVMs are exact hinge-loss linear SVMs solved by libsvm on a precomputed
-Gram matrix (X X^T): with fewer sub-clips than feature dimensions this is ~10x
-faster than liblinear, the Gram matrix is computed once per outer fold and
-sliced for every inner-CV fit, and the bias is not penalised. The dual
+Gram matrix (X X^T): with fewer sub-clips than feature dimensions this is
+several times faster than liblinear (10 one-vs-all fits on 3000 x 6144
+class-structured random features, 2 loaded cores: 4.7-5.0 s against 14-20 s
+for `LinearSVC`), the Gram matrix is computed once per outer fold and sliced
+for every inner-CV fit, and the bias is not penalised. The dual
 solution collapses to weights W = sum_i alpha_i y_i x_i, so prediction is one
 matrix product.
 """

@@ -99,17 +99,21 @@ def selectivity_summary(activations: np.ndarray, labels: np.ndarray, k: int,
 
   Returns:
     num_units, num_dead (constant units, counted as not selective),
-    num_selective (purity >= threshold among live units), mean_purity (live
-    units), and the per-unit purities and majority labels.
+    num_selective (purity >= threshold among live units),
+    num_selective_labels (distinct majority labels of the selective units:
+    many selective units of one class say less than a few of each class),
+    mean_purity (live units), and the per-unit purities and majority labels.
   """
   activations = np.asarray(activations)
   dead = dead_units(activations)
   unit_purity, majority = purity(top_k_examples(activations, k), labels)
   live = ~dead
+  selective = live & (unit_purity >= threshold)
   return {
       "num_units": int(activations.shape[1]),
       "num_dead": int(dead.sum()),
-      "num_selective": int(np.sum(live & (unit_purity >= threshold))),
+      "num_selective": int(selective.sum()),
+      "num_selective_labels": len(set(majority[selective].tolist())),
       "mean_purity": float(unit_purity[live].mean()) if live.any() else 0.0,
       "k": k,
       "threshold": threshold,

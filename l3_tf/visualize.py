@@ -162,10 +162,9 @@ def _frames_of(video, frames_per_video: int, params, labelled: bool):
   """The examples of one video: evenly spread eligible frames, each with the
   sound window centred on it (clamped to the windows that contain it)."""
   clip = params.clip_samples
-  real = tf.range(tf.size(video["frame_times"], out_type=tf.int64)) < (
-      video["num_frames"])
+  # Videos passed `input_pipeline.can_form_pairs`: one time per frame.
   eligible = pairs_lib.eligible_frames(video["frame_times"],
-                                      video["num_samples"], params) & real
+                                      video["num_samples"], params)
   candidates = tf.where(eligible)[:, 0]  # [e]
   count = tf.size(candidates, out_type=tf.int64)
   take = tf.minimum(count, frames_per_video)
@@ -490,6 +489,16 @@ def inside(point: tuple[float, float], box: Sequence[float]) -> bool:
   return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
+def _in_boxes(xs: np.ndarray, ys: np.ndarray,
+              boxes: Sequence[Sequence[float]]) -> np.ndarray:
+  """`[len(ys), len(xs)]` whether each point (x, y) lies in a box (`inside`)."""
+  covered = np.zeros((len(ys), len(xs)), bool)
+  for x0, y0, x1, y1 in boxes:
+    covered |= (((ys >= y0) & (ys < y1))[:, None]
+                & ((xs >= x0) & (xs < x1))[None, :])
+  return covered
+
+
 def box_union_fraction(boxes: Sequence[Sequence[float]],
                        resolution: int = 512) -> float:
   """Share of the frame covered by the union of boxes (fractions), i.e. the
@@ -497,12 +506,7 @@ def box_union_fraction(boxes: Sequence[Sequence[float]],
   if not boxes:
     return 0.0
   centres = (np.arange(resolution) + 0.5) / resolution
-  covered = np.zeros((resolution, resolution), bool)
-  for x0, y0, x1, y1 in boxes:
-    rows = (centres >= y0) & (centres < y1)
-    cols = (centres >= x0) & (centres < x1)
-    covered |= rows[:, None] & cols[None, :]
-  return float(covered.mean())
+  return float(_in_boxes(centres, centres, boxes).mean())
 
 
 def localization_hit_rate(localizer: localize.Localizer, examples: Examples,
@@ -550,10 +554,7 @@ def box_contrast(heatmap: localize.Heatmap,
   half = localize.CELL_STRIDE / 2
   xs = (localize.CELL_STRIDE * np.arange(cols) + half) / width
   ys = (localize.CELL_STRIDE * np.arange(rows) + half) / height
-  covered = np.zeros((rows, cols), bool)
-  for x0, y0, x1, y1 in boxes:
-    covered |= (((ys >= y0) & (ys < y1))[:, None]
-                & ((xs >= x0) & (xs < x1))[None, :])
+  covered = _in_boxes(xs, ys, boxes)  # [rows, cols]
   if covered.all() or not covered.any():
     return 0.0
   return float(heatmap.grid[covered].mean() - heatmap.grid[~covered].mean())
@@ -613,19 +614,17 @@ def sound_dependence(localizer: localize.Localizer, examples: Examples,
 
 def localization_pairs(examples: Examples, count: int) -> list[tuple[int, int]]:
   """(example, example of another video) pairs: the first example of each
-  of `count` videos, each with the sound of the next video in reading order
-  that has a different label (a different video when unlabelled)."""
+  of `count` videos, each with the sound of its `mismatched_partners`
+  partner (the next video in reading order with a different label), or of
+  the next video when no video has another label."""
   _, first = np.unique(examples.video_ids, return_index=True)
   first = np.sort(first)  # each video's first example, in reading order
-  chosen = []
-  for position, i in enumerate(first[:count]):
-    others = [int(j) for j in np.roll(first, -position)[1:]]
-    if not others:
-      break
-    different = [j for j in others if examples.labels[i] < 0
-                 or examples.labels[j] != examples.labels[i]]
-    chosen.append((int(i), (different or others)[0]))
-  return chosen
+  if len(first) < 2:
+    return []
+  partners = mismatched_partners(examples)
+  return [(int(i), int(partners[i] if partners[i] >= 0
+                       else first[(position + 1) % len(first)]))
+          for position, i in enumerate(first[:count])]
 
 
 def localization_figures(localizer: localize.Localizer, examples: Examples,
@@ -679,12 +678,6 @@ def localization_figures(localizer: localize.Localizer, examples: Examples,
 def _selectivity_of(per_video: np.ndarray, labels: np.ndarray, k: int,
                     threshold: float, null_repeats: int, seed: int) -> dict:
   summary = units_lib.selectivity_summary(per_video, labels, k, threshold)
-  # Many selective units of one class say less than a few units of each
-  # class: count the classes too.
-  selective = (~units_lib.dead_units(per_video)) & (
-      np.asarray(summary["purity"]) >= threshold)
-  summary["num_selective_labels"] = len(set(
-      np.asarray(summary["majority_label"])[selective].tolist()))
   summary["null"] = units_lib.permutation_null(per_video, labels, k, threshold,
                                                null_repeats, seed)
   return summary

@@ -32,6 +32,11 @@ def test_selective_units_beat_the_permutation_null():
   summary = units.selectivity_summary(activations, labels, k=20, threshold=0.8)
   assert summary["num_units"] == 9 and summary["num_dead"] == 1
   assert summary["num_selective"] == 4
+  assert summary["num_selective_labels"] == 4  # one detector per label
+  twice = units.selectivity_summary(  # two detectors of label 0
+      np.concatenate([activations, selective[:, :1]], axis=1), labels, k=20,
+      threshold=0.8)
+  assert twice["num_selective"] == 5 and twice["num_selective_labels"] == 4
   null = units.permutation_null(activations, labels, k=20, threshold=0.8)
   assert null["num_selective"] < 1
   assert null["mean_purity"] < summary["mean_purity"]
