@@ -337,12 +337,10 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
       keras.utils.set_random_seed(cfg.seed)
       model, optimizer, step = _classifier_objects(config, baselines,
                                                    num_classes)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                     step=step)
-    manager = tf.train.CheckpointManager(
-        checkpoint, workdir_lib.checkpoint_dir(workdir), max_to_keep=2)
-    if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+    checkpoints = train_lib.WorkerCheckpoints(
+        tf.train.Checkpoint(model=model, optimizer=optimizer, step=step),
+        workdir, strategy, max_to_keep=2)
+    checkpoints.restore()
     start_step = int(step.numpy())
     seed = train_lib.pipeline_seed(cfg.seed, start_step)
 
@@ -376,11 +374,12 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
             logging.info("classifiers step %d: %s", current,
                          {k: round(v, 4) for k, v in last_metrics.items()})
           if current % cfg.checkpoint_every_steps == 0:
-            manager.save(checkpoint_number=current)
+            checkpoints.save(current)
       finally:
         if int(step.numpy()) > start_step:
-          manager.save(checkpoint_number=int(step.numpy()))
+          checkpoints.save(int(step.numpy()))
         writer.flush()
+        checkpoints.close()
     wall_seconds = time.perf_counter() - started
   finally:
     keras.mixed_precision.set_global_policy(previous_policy)

@@ -214,6 +214,46 @@ def make_train_step(model: keras.Model, optimizer, strategy,
   return train_step
 
 
+class WorkerCheckpoints:
+  """Saves and resumes a run's `tf.train.Checkpoint` under any strategy.
+
+  Every worker saves (the multi-worker contract: saving is collective); only
+  the chief's copy lands in `<workdir>/checkpoints`, the other workers write
+  to a scratch folder that `close` removes. Resuming reads the workdir's
+  latest checkpoint on every worker.
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, workdir: str,
+               strategy: tf.distribute.Strategy, max_to_keep: int):
+    self.checkpoint = checkpoint
+    self.workdir = workdir
+    self._scratch = None
+    directory = workdir_lib.checkpoint_dir(workdir)
+    if not distribute.is_chief(strategy):
+      self._scratch = tempfile.mkdtemp(
+          prefix=f"l3_ckpt_{distribute.worker_name(strategy)}_")
+      directory = self._scratch
+    self._manager = tf.train.CheckpointManager(checkpoint, directory,
+                                               max_to_keep=max_to_keep)
+
+  def latest(self) -> str | None:
+    return workdir_lib.latest_checkpoint(self.workdir)
+
+  def restore(self) -> str | None:
+    """Restores the latest checkpoint of the workdir; returns it (or None)."""
+    latest = self.latest()
+    if latest is not None:
+      self.checkpoint.restore(latest).assert_consumed()
+    return latest
+
+  def save(self, step: int) -> str | None:
+    return self._manager.save(checkpoint_number=step)
+
+  def close(self):
+    if self._scratch:
+      shutil.rmtree(self._scratch, ignore_errors=True)
+
+
 class _Trainer:
   """The model, optimizer, checkpoint and step function of one run."""
 
@@ -239,35 +279,23 @@ class _Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
         data_seed=self.data_seed)
-    # Every worker saves (the multi-worker contract); only the chief's copy
-    # lands in the workdir.
-    self._scratch = None
-    directory = workdir_lib.checkpoint_dir(workdir)
-    if not self.chief:
-      self._scratch = tempfile.mkdtemp(
-          prefix=f"l3_ckpt_{distribute.worker_name(strategy)}_")
-      directory = self._scratch
-    self.manager = tf.train.CheckpointManager(
-        self.checkpoint, directory, max_to_keep=config.train.keep_checkpoints)
-    self.workdir = workdir
+    self.checkpoints = WorkerCheckpoints(
+        self.checkpoint, workdir, strategy, config.train.keep_checkpoints)
     self.train_step = make_train_step(self.model, self.optimizer, strategy,
                                       plan.global_batch_size, self.step)
 
   def restore(self) -> int:
     """Restores the workdir's latest checkpoint, if any; returns the step."""
-    latest = workdir_lib.latest_checkpoint(self.workdir)
-    if latest is not None:
-      self.checkpoint.restore(latest).assert_consumed()
-      logging.info("resumed from %s (step %d)", latest, int(self.step.numpy()))
+    if self.checkpoints.restore() is not None:
+      logging.info("resumed from %s (step %d)",
+                   self.checkpoints.latest(), int(self.step.numpy()))
     return int(self.step.numpy())
 
   def save(self) -> str | None:
-    step = int(self.step.numpy())
-    return self.manager.save(checkpoint_number=step)
+    return self.checkpoints.save(int(self.step.numpy()))
 
   def close(self):
-    if self._scratch:
-      shutil.rmtree(self._scratch, ignore_errors=True)
+    self.checkpoints.close()
 
   def learning_rate(self) -> float:
     return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
