@@ -51,12 +51,6 @@ def subset(items: list[media_builder.MediaItem],
 class Builder(video_builder.VideoBuilder):
   """Unlabelled Flickr videos; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put the Flickr-SoundNet videos (any folder tree, any video container) in the
 manual dir:

@@ -32,12 +32,6 @@ reason in skipped_files.tsv next to the prepared dataset.
 class Builder(video_builder.VideoBuilder):
   """Videos from a folder tree; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put your videos in the manual dir (--manual_dir), optionally one sub-folder
 per class:
