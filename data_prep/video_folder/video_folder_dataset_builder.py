@@ -13,10 +13,8 @@ by a stable hash of the relative path (80/10/10 by default).
   #                          "frames_per_second": 2}'
 """
 
-from etils import epath
 import tensorflow_datasets as tfds
 
-from data_prep import media_builder
 from data_prep import video_builder
 from l3_tf import video_example
 
@@ -50,15 +48,8 @@ extensions are listed in skipped_files.tsv, not decoded.
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = epath.Path(dl_manager.manual_dir)
-    items, skips = video_builder.folder_items(
-        root, self.builder_config.split_fractions, labelled=True)
-    if not any(items.values()):
-      raise media_builder.missing_paths_error(
-          self.name, root, ["<class>/<video>.mp4 (any video file)"],
-          self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    for skip in skips:
-      self.record_skip(*skip)
+    items = self._manual_folder_items(dl_manager.manual_dir,
+                                      labelled=True)
     labels = sorted({item.label for split in items.values() for item in split
                      if item.label != -1})
     self.info.features["label"].names = labels
