@@ -248,12 +248,15 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     else:
       logging.info("%s: no file skipped (%s)", self.name, final)
 
-  def _generate_examples(self, items: Sequence[MediaItem], split: str):
-    """Examples of one split (a generator, or a Beam PTransform)."""
-    items = list(items)
-    if self._use_beam:
-      return self._beam_examples(items, split)
-    return self._local_examples(items, split)
+  def _generate_examples(self, **kwargs):
+    """Not used: `_media_splits` makes each split's examples.
+
+    (TFDS declares it abstract.) It would bypass the handling of splits none
+    of whose files can be used, so it is not a second way in.
+    """
+    raise NotImplementedError(
+        f"{self.name}: return self._media_splits({{split: items}}) from "
+        "_split_generators")
 
   def _media_splits(self, items_by_split: dict[str, Sequence[MediaItem]]):
     """`_split_generators`'s result for these items.
