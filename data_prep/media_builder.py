@@ -348,12 +348,8 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return _Generate()
 
 
-AUDIO_EXTENSIONS = (".wav", ".ogg", ".oga", ".flac", ".mp3", ".m4a", ".aac",
-                    ".opus", ".aif", ".aiff")
-
-
 def is_audio_path(path: epath.PathLike) -> bool:
-  return epath.Path(path).suffix.lower() in AUDIO_EXTENSIONS
+  return epath.Path(path).suffix.lower() in media.AUDIO_EXTENSIONS
 
 
 def fold_splits(num_folds: int = 5) -> dict[str, list[MediaItem]]:

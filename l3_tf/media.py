@@ -41,6 +41,14 @@ DEFAULT_MAX_SECONDS = 10.0
 SHORT_SIDE = 256
 JPEG_QUALITY = 90
 
+# File extensions taken for media when listing folders (dataset builders,
+# embedding tools); FFmpeg reads them all. Anything else is a side file.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv",
+                    ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
+                    ".ogv", ".vob", ".mxf", ".asf", ".divx")
+AUDIO_EXTENSIONS = (".wav", ".ogg", ".oga", ".flac", ".mp3", ".m4a", ".aac",
+                    ".opus", ".aif", ".aiff", ".au", ".wma")
+
 # Decoded audio frames arrive in whatever sample format the codec uses.
 _INT_SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2147483648.0,
               "s32p": 2147483648.0, "s64": 9223372036854775808.0,
