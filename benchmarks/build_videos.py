@@ -6,6 +6,8 @@ is skipped as too short; its 1.1 s are not counted):
   decode   the per-video work of every video builder (`VideoDecoder`: PyAV
            demux + decode, 4 fps frame selection, resize to short side 256,
            JPEG, 48 kHz mono audio, int16, policy checks), one thread;
+  exact    the same without `DecodeOptions.skip_unneeded_frames` (every
+           frame decoded): what dropping unneeded frames saves;
   serialize  the same plus TFDS example serialization (what a Beam worker
            does per video);
   build    `video_folder` end to end (`download_and_prepare`: listing,
@@ -23,6 +25,7 @@ core. Target: >= 20x real time per core.
       [--num_workers=1] [--clips_dir=../shared/data/av_clips]
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -88,9 +91,12 @@ def main(argv):
   items = items["train"]
   decoder = video_builder.VideoDecoder(config.decode_options(),
                                        config.policy())
+  exact_decoder = video_builder.VideoDecoder(
+      dataclasses.replace(config.decode_options(),
+                          skip_unneeded_frames=False), config.policy())
   features = video_example.video_features()
 
-  def decode_all(serialize):
+  def decode_all(serialize, decoder=decoder):
     seconds = 0.0
     for item in items:
       example, _ = media_builder.decode_or_reason(decoder, item)
@@ -103,8 +109,10 @@ def main(argv):
 
   decode_all(False)  # warm-up: imports, codec tables, file cache
   lines = []
-  for name, serialize in (("decode", False), ("serialize", True)):
-    runs = [_timed(lambda s=serialize: decode_all(s))
+  for name, serialize, used in (("decode", False, decoder),
+                                ("exact", False, exact_decoder),
+                                ("serialize", True, decoder)):
+    runs = [_timed(lambda s=serialize, d=used: decode_all(s, d))
             for _ in range(_REPEATS.value)]
     seconds, wall, cpu = min(runs, key=lambda r: r[1])
     lines.append(_report(name, seconds, wall, cpu, 1.0))

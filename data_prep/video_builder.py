@@ -91,6 +91,25 @@ class VideoBuilder(media_builder.MediaBuilder, skip_registration=True):
     return VideoDecoder(self.builder_config.decode_options(),
                         self.builder_config.policy())
 
+  def _manual_folder_items(self, manual_dir: epath.PathLike,
+                           labelled: bool) -> dict[str, list[MediaItem]]:
+    """`folder_items` of the manual dir, its non-video files recorded as skips.
+
+    Raises:
+      FileNotFoundError: the manual dir holds no video file.
+    """
+    root = epath.Path(manual_dir)
+    items, skips = folder_items(root, self.builder_config.split_fractions,
+                                labelled)
+    if not any(items.values()):
+      raise media_builder.missing_paths_error(
+          self.name, root,
+          [f"{'<class>' if labelled else '<any>'}/<video>.mp4 "
+           "(any video file)"], self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    for skip in skips:
+      self.record_skip(*skip)
+    return items
+
 
 def folder_items(root: epath.Path, split_fractions: Sequence[float],
                  labelled: bool) -> tuple[dict[str, list[MediaItem]],

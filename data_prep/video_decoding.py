@@ -35,9 +35,7 @@ from l3_tf import media
 
 # Extensions tried as videos; other files in a video folder are recorded in
 # the skip report as "not a video file" (never silently ignored).
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv",
-                    ".wmv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp",
-                    ".ogv", ".vob", ".mxf", ".asf", ".divx")
+VIDEO_EXTENSIONS = media.VIDEO_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,11 +40,12 @@ def audio_feature() -> tfds.features.Tensor:
   """int16 [num_samples] mono PCM at 48 kHz, serialized as raw bytes.
 
   Not `tfds.features.Audio`: it stores int16 samples as an int64 varint list
-  (about 6 bytes per sample; 150 ms to serialize and 20 ms to parse 10 s of
-  audio), and its `encoding=BYTES` option fails to serialize in TFDS 4.9.
-  A BYTES-encoded Tensor takes 2 bytes per sample, serializes 10 s in 2 ms
-  and parses in 2.5 ms (tf.io.decode_raw, in-graph); the decoded tensor is
-  the same int16 [num_samples].
+  (6 bytes per sample), and its `encoding=BYTES` option fails to serialize
+  in TFDS 4.9. A BYTES-encoded Tensor takes 2 bytes per sample and is parsed
+  in-graph with tf.io.decode_raw; the decoded tensor is the same int16
+  [num_samples]. Measured on 10 s of audio (one core, best of 5 runs;
+  parsing = `deserialize_example` in a tf.data map): serialize 68 ms ->
+  0.8 ms, parse 4.9 ms -> 0.45 ms.
   """
   return tfds.features.Tensor(
       shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES,

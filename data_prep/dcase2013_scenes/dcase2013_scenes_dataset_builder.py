@@ -40,12 +40,6 @@ the public development set (train, 100 x 30 s) and the private evaluation set
 class Builder(audio_builder.AudioBuilder):
   """DCASE 2013 scenes, official train/test sets; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release: 48 kHz mono int16, train/test.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Extract scenes_stereo.zip (development set) and scenes_stereo_testset.zip
 (evaluation set) of the DCASE 2013 scene classification task into the manual

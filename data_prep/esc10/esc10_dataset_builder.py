@@ -51,12 +51,6 @@ def class_dirs(manual_dir: epath.Path) -> list[tuple[int, str, epath.Path]]:
 class Builder(audio_builder.AudioBuilder):
   """ESC-10 stand-alone release; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release: 48 kHz mono int16, 5 folds.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Extract the ESC-10 release (github.com/karoldvl/ESC-10, master.zip) into the
 manual dir, so that it holds the ten class folders:

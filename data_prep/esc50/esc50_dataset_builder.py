@@ -64,12 +64,6 @@ def label_names(rows: list[dict[str, str]]) -> list[str]:
 class Builder(audio_builder.AudioBuilder):
   """ESC-50 official layout; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release: 48 kHz mono int16, 5 folds.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Extract the ESC-50 repository (github.com/karoldvl/ESC-50, master.zip) into
 the manual dir, so that it holds

@@ -17,7 +17,6 @@ videos with the smallest salted hash), independent of the split hash.
 import dataclasses
 
 from absl import logging
-from etils import epath
 import tensorflow_datasets as tfds
 
 from data_prep import media_builder
@@ -51,12 +50,6 @@ def subset(items: list[media_builder.MediaItem],
 class Builder(video_builder.VideoBuilder):
   """Unlabelled Flickr videos; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put the Flickr-SoundNet videos (any folder tree, any video container) in the
 manual dir:
@@ -76,15 +69,8 @@ manual dir:
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = epath.Path(dl_manager.manual_dir)
-    items, skips = video_builder.folder_items(
-        root, self.builder_config.split_fractions, labelled=False)
-    if not any(items.values()):
-      raise media_builder.missing_paths_error(
-          self.name, root, ["<any>/<video>.mp4 (any video file)"],
-          self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    for skip in skips:
-      self.record_skip(*skip)
+    items = self._manual_folder_items(dl_manager.manual_dir,
+                                      labelled=False)
     everything = sorted(item for split in items.values() for item in split)
     kept = set(subset(everything, self.builder_config.max_videos))
     if len(kept) < len(everything):

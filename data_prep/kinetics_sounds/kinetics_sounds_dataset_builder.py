@@ -76,12 +76,6 @@ class KineticsSoundsConfig(video_builder.VideoConfig):
 class Builder(video_builder.VideoBuilder):
   """Kinetics-Sounds from the user's clips; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put the Kinetics annotation CSVs (columns youtube_id, time_start, time_end,
 label, split) in the manual dir, and the downloaded clips anywhere below it,

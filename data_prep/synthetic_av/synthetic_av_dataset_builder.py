@@ -99,13 +99,6 @@ DEFAULT = SyntheticAvConfig(
 class Builder(video_builder.VideoBuilder):
   """Generated AVC videos; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release: generated videos, 4 fps frames, "
-                 "48 kHz int16 mono audio, ground truth JSON.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   BUILDER_CONFIGS = [DEFAULT, TINY]
   DEFAULT_BUILDER_CONFIG_NAME = "default"
 

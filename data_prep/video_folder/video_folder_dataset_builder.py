@@ -13,10 +13,8 @@ by a stable hash of the relative path (80/10/10 by default).
   #                          "frames_per_second": 2}'
 """
 
-from etils import epath
 import tensorflow_datasets as tfds
 
-from data_prep import media_builder
 from data_prep import video_builder
 from l3_tf import video_example
 
@@ -32,12 +30,6 @@ reason in skipped_files.tsv next to the prepared dataset.
 class Builder(video_builder.VideoBuilder):
   """Videos from a folder tree; see the module docstring."""
 
-  VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {
-      "1.0.0": "First release.",
-      "1.1.0": "audio stored as raw int16 bytes (3x smaller, 8x faster "
-                 "to parse).",
-  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put your videos in the manual dir (--manual_dir), optionally one sub-folder
 per class:
@@ -56,15 +48,8 @@ extensions are listed in skipped_files.tsv, not decoded.
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = epath.Path(dl_manager.manual_dir)
-    items, skips = video_builder.folder_items(
-        root, self.builder_config.split_fractions, labelled=True)
-    if not any(items.values()):
-      raise media_builder.missing_paths_error(
-          self.name, root, ["<class>/<video>.mp4 (any video file)"],
-          self.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    for skip in skips:
-      self.record_skip(*skip)
+    items = self._manual_folder_items(dl_manager.manual_dir,
+                                      labelled=True)
     labels = sorted({item.label for split in items.values() for item in split
                      if item.label != -1})
     self.info.features["label"].names = labels
