@@ -26,15 +26,13 @@ import tqdm
 
 from l3_tf import embed as embed_lib
 from l3_tf import export as export_lib
+from l3_tf import media
 
 KINDS = ("audio", "image", "video")
-_VIDEO = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg",
-          ".ts", ".flv", ".ogv", ".3gp", ".wmv")
-_AUDIO = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac",
-          ".aif", ".aiff", ".au", ".wma")
 _IMAGE = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Audio mode also reads the sound track of videos found in folders.
-EXTENSIONS = {"audio": _AUDIO + _VIDEO, "image": _IMAGE, "video": _VIDEO}
+EXTENSIONS = {"audio": media.AUDIO_EXTENSIONS + media.VIDEO_EXTENSIONS,
+              "image": _IMAGE, "video": media.VIDEO_EXTENSIONS}
 # Default embedding of each kind: the transfer taps of PAPER.md §5.
 DEFAULT_EMBEDDING = {"audio": 6144, "image": 8192, "video": None}
 

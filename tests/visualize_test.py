@@ -328,17 +328,10 @@ def test_l3_score_heatmap_from_a_workdir_not_an_export(tiny_export, tmp_path):
 def test_real_clips_give_every_figure(request, tmp_path):
   """The 20 real clips of ../shared/data/av_clips, as a video_folder dataset
   (labels: the top-level folders), through the whole visualisation."""
-  import tensorflow_datasets as tfds
-  from data_prep import video_builder
-  from data_prep.video_folder import video_folder_dataset_builder
   clips = testing.shared_data("av_clips")  # skips before any work
   tiny_export = request.getfixturevalue("tiny_export")
   data_dir = str(tmp_path / "tfds")
-  builder = video_folder_dataset_builder.Builder(
-      data_dir=data_dir, num_workers=2, config=video_builder.VideoConfig(
-          name="all", split_fractions=(1.0, 0.0, 0.0)))
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=str(clips)))
+  builder = testing.build_video_folder(data_dir, clips, name="all")
   num_videos = builder.info.splits["train"].num_examples
   assert num_videos >= 19  # bento.mp4 (0.998 s of sound) is skipped
   out = str(tmp_path / "viz")
