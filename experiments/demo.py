@@ -80,7 +80,7 @@ def main(argv):
         config, train_dir, distribute.make_strategy(config.train.devices))
     results = result["eval"]
   else:
-    results = evaluate.evaluate_workdir(train_dir, "test")
+    results = evaluate.evaluate_workdir(train_dir, config.data.eval_split)
   train_seconds = time.perf_counter() - train_started
   _, model, step = workdir_lib.restore_avc_model(train_dir)
 
