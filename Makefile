@@ -1,18 +1,28 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Another Python: `make test PYTHON=python3.13` (its own venv, .venv/py3.13).
 PYTHON ?= python3
-VENV := .venv
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifeq ($(PY_VERSION),)
+$(error PYTHON=$(PYTHON) does not run; set PYTHON to a Python 3.10-3.13 interpreter)
+endif
+VENV ?= .venv/py$(PY_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# What `make test` installs: the suite checks the export converters and the
+# search index too. Users pick theirs (README: "Which extras").
+EXTRAS ?= test,export,search
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 # Re-installs when setup.py changes; the editable install picks up code edits.
+# pip installs the newest release inside each declared range.
 $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,5 +33,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The suite without the multi-process and end-to-end tests (CI's second stack).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache build *.egg-info
+	rm -rf .venv runs .pytest_cache build *.egg-info
