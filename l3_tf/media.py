@@ -31,6 +31,7 @@ from PIL import Image
 from scipy import signal
 
 from l3_tf import audio_params
+from l3_tf import compat
 
 SAMPLE_RATE_HZ = audio_params.DEFAULT.sample_rate_hz
 # The stored video contract's defaults (l3_tf.video_example, which imports
@@ -194,7 +195,7 @@ def _open(path) -> av.container.InputContainer:
   if size == 0:
     raise MediaError(path, "empty file (0 bytes)")
   try:
-    return av.open(path, metadata_errors="ignore")
+    return av.open(path, **compat.av_open_read_kwargs())
   except av.FFmpegError as e:
     raise MediaError(path, f"not a readable media file ({_ffmpeg_message(e)})") from e
   except (OSError, UnicodeDecodeError) as e:
