@@ -32,6 +32,7 @@ from etils import epath
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from l3_tf import filesystems
 from l3_tf import media
 
 SKIP_REPORT = "skipped_files.tsv"
@@ -209,6 +210,7 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         (ignored when Beam runs the build).
       **kwargs: data_dir, config, version, ... as for any TFDS builder.
     """
+    filesystems.prepare(kwargs.get("data_dir"), "data_dir")
     super().__init__(**kwargs)
     if num_workers < 1:
       raise ValueError(f"num_workers={num_workers}: expected >= 1")
@@ -220,6 +222,7 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     raise NotImplementedError
 
   def _download_and_prepare(self, dl_manager, download_config):
+    filesystems.prepare(download_config.manual_dir, "manual_dir")
     self._use_beam = (download_config.beam_runner is not None or
                       download_config.beam_options is not None)
     self._skipped = []

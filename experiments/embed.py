@@ -19,6 +19,7 @@ from absl import flags
 
 from l3_tf import embed as embed_lib
 from l3_tf import embed_files
+from l3_tf import filesystems
 
 _MODEL = flags.DEFINE_string(
     "model", None, "an exported SavedModel or a training workdir",
@@ -53,6 +54,8 @@ def main(argv):
   kind, inputs = argv[1], argv[2:]
   embedding = int(_EMBEDDING.value) if _EMBEDDING.value else None
   try:
+    filesystems.prepare(_OUTPUT_DIR.value, "--output_dir")
+    filesystems.prepare(_MODEL.value, "--model")
     embed_files.check_embedding(kind, embedding)
     embedder = embed_lib.Embedder.load(_MODEL.value, _COMPUTE_DTYPE.value)
   except (ValueError, FileNotFoundError) as e:
@@ -69,7 +72,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`l3-embed`)."""
-  app.run(main)
+  filesystems.run_main(main)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from l3_tf import evaluate
+from l3_tf import filesystems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)
@@ -32,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  filesystems.run_main(main)

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 
 from l3_tf import export as export_lib
+from l3_tf import filesystems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir",
                                required=True)
@@ -41,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  filesystems.run_main(main)

@@ -18,6 +18,7 @@ from absl import logging
 
 from experiments import flags_lib
 from l3_tf import distribute
+from l3_tf import filesystems
 from l3_tf import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
@@ -41,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  filesystems.run_main(main)

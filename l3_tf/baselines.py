@@ -48,6 +48,7 @@ from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import input_pipeline
 from l3_tf import model as model_lib
+from l3_tf import precision as precision_lib
 from l3_tf import train as train_lib
 from l3_tf import workdir as workdir_lib
 
@@ -264,7 +265,8 @@ def make_classifier_step(model: keras.Model, optimizer, strategy,
       regularization = tf.nn.scale_regularization_loss(
           tf.add_n(model.losses) if model.losses else tf.constant(0.0))
       total = losses["vision"] + losses["audio"] + regularization
-    grads = tape.gradient(total, model.trainable_variables)
+      scaled_total = optimizer.scale_loss(total)  # see train.make_train_step
+    grads = tape.gradient(scaled_total, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return (losses["vision"], losses["audio"], regularization,
             correct["vision"], correct["audio"])
@@ -289,7 +291,9 @@ def make_classifier_step(model: keras.Model, optimizer, strategy,
 
 def _classifier_objects(config, baselines: BaselinesConfig, num_classes: int):
   model = supervised_networks(config, num_classes, baselines.classifier)
-  optimizer = keras.optimizers.Adam(baselines.classifier.learning_rate)
+  optimizer = precision_lib.wrap_optimizer(
+      keras.optimizers.Adam(baselines.classifier.learning_rate),
+      precision_lib.resolve(config.train), config.train)
   optimizer.build(model.trainable_variables)  # before any restore
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
   return model, optimizer, step
@@ -304,7 +308,7 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
   `config.data.eval_split`.
 
   Args:
-    config: the L3 config (data, model, front ends, train.mixed_precision,
+    config: the L3 config (data, model, front ends, train.precision,
       train.devices); the classifiers' schedule is `baselines.classifier`.
     baselines: the baselines config.
     workdir: the classifiers workdir (module docstring).
@@ -329,10 +333,7 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
   if chief:
     workdir_lib.write_config(workdir, config)
     write_baselines_config(workdir, baselines)
-  previous_policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(
-      "mixed_bfloat16" if config.train.mixed_precision else "float32")
-  try:
+  with precision_lib.policy_scope(precision_lib.resolve(config.train)):
     with strategy.scope():
       keras.utils.set_random_seed(cfg.seed)
       model, optimizer, step = _classifier_objects(config, baselines,
@@ -381,8 +382,6 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
         writer.flush()
         checkpoints.close()
     wall_seconds = time.perf_counter() - started
-  finally:
-    keras.mixed_precision.set_global_policy(previous_policy)
   result = {"step": int(step.numpy()), "start_step": start_step,
             "wall_seconds": wall_seconds, "last_train_metrics": last_metrics,
             "eval": None}

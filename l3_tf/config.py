@@ -62,7 +62,15 @@ class TrainConfig:
       is `model.weight_decay`).
     num_steps: total optimisation steps.
     audio_gain_max: audio augmentation, gain uniform in 1 +- this (0.1).
-    mixed_precision: bfloat16 compute with float32 variables.
+    mixed_precision: deprecated, replaced by `precision`; true reads as
+      precision="bfloat16" (kept so that older config.json files load).
+    precision: "float32", "bfloat16" (bfloat16 compute, float32 variables)
+      or "float16" (float16 compute with dynamic loss scaling); see
+      `l3_tf.precision` for which to use on which hardware.
+    loss_scale_initial: float16 only: the initial loss scale.
+    loss_scale_growth_steps: float16 only: the loss scale doubles after this
+      many consecutive steps with finite gradients (it halves, and the step
+      is skipped, on any overflow).
     checkpoint_every_steps: checkpoint period (and always on exit).
     keep_checkpoints: how many recent checkpoints to keep.
     log_every_steps: scalar summary period.
@@ -82,6 +90,9 @@ class TrainConfig:
   num_steps: int = 240000
   audio_gain_max: float = 0.1
   mixed_precision: bool = False
+  precision: str = "float32"
+  loss_scale_initial: float = 2.0**15
+  loss_scale_growth_steps: int = 2000
   checkpoint_every_steps: int = 1000
   keep_checkpoints: int = 3
   log_every_steps: int = 100

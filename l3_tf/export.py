@@ -44,6 +44,7 @@ import tensorflow as tf
 from l3_tf import audio_frontend
 from l3_tf import audio_params as audio_params_lib
 from l3_tf import config as config_lib
+from l3_tf import filesystems
 from l3_tf import image_ops
 from l3_tf import model as model_lib
 from l3_tf import workdir as workdir_lib
@@ -252,11 +253,13 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
   Raises:
     FileExistsError: `output_path` exists and `overwrite` is False.
   """
+  filesystems.prepare(output_path, "output_path")
   if tf.io.gfile.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path} exists; pass overwrite=True "
                           "(--overwrite) to replace it")
   module = L3Serving(avc, config, compute_dtype, fold_batch_norm)
-  parent = os.path.dirname(os.path.abspath(output_path))
+  parent = os.path.dirname(output_path if filesystems.scheme_of(output_path)
+                           else os.path.abspath(output_path))
   tf.io.gfile.makedirs(parent)
   staging = f"{output_path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
   with tempfile.TemporaryDirectory() as asset_dir:
@@ -293,6 +296,7 @@ def export_workdir(workdir: str, output_path: str, *,
   Returns:
     `output_path`.
   """
+  filesystems.prepare(output_path, "output_path")  # before any work
   checkpoint = checkpoint or workdir_lib.latest_checkpoint(workdir)
   config, avc, step = workdir_lib.restore_avc_model(workdir, checkpoint)
   export(avc, config, output_path, step=step, checkpoint=checkpoint,

@@ -35,6 +35,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from l3_tf import audio_frontend
+from l3_tf import filesystems
 from l3_tf import image_ops
 from l3_tf import pairs as pairs_lib
 from l3_tf import video_example
@@ -58,6 +59,7 @@ def load_builder(dataset: str, data_dir: str | None):
     DatasetError: the dataset is not prepared in `data_dir`, or is not a
       video dataset in the `l3_tf.video_example` format.
   """
+  filesystems.prepare(data_dir, "data.data_dir")
   try:
     builder = tfds.builder(dataset, data_dir=data_dir)
   except Exception as e:  # DatasetNotFoundError and friends

@@ -34,8 +34,10 @@ import tensorflow as tf
 
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
+from l3_tf import filesystems
 from l3_tf import input_pipeline
 from l3_tf import model as model_lib
+from l3_tf import precision as precision_lib
 from l3_tf import workdir as workdir_lib
 
 
@@ -84,6 +86,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
       raise ValueError(f"{where}={value} must be > 0")
   if train.learning_rate <= 0:
     raise ValueError(f"train.learning_rate={train.learning_rate} must be > 0")
+  precision_lib.resolve(train)
   if not 0 <= train.audio_gain_max < 1:
     raise ValueError(f"train.audio_gain_max={train.audio_gain_max} must be "
                      "in [0, 1)")
@@ -193,7 +196,10 @@ def make_train_step(model: keras.Model, optimizer, strategy,
                         else tf.constant(0.0))
       regularization = tf.nn.scale_regularization_loss(regularization)
       total = loss + regularization
-    grads = tape.gradient(total, model.trainable_variables)
+      # Scaled by a float16 run's LossScaleOptimizer (which unscales the
+      # gradients in apply_gradients); unchanged otherwise.
+      scaled_total = optimizer.scale_loss(total)
+    grads = tape.gradient(scaled_total, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     correct = tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
@@ -269,7 +275,9 @@ class _Trainer:
                                          config.audio)
       if prepare_model is not None:  # before restoring: a resume wins
         prepare_model(self.model)
-      self.optimizer = keras.optimizers.Adam(config.train.learning_rate)
+      self.optimizer = precision_lib.wrap_optimizer(
+          keras.optimizers.Adam(config.train.learning_rate),
+          precision_lib.resolve(config.train), config.train)
       # Built now: restoring into an unbuilt Keras 3 optimizer silently
       # drops its slot variables.
       self.optimizer.build(self.model.trainable_variables)
@@ -332,22 +340,20 @@ def train_and_evaluate(config, workdir: str,
       finished step was written first.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  filesystems.prepare(workdir, "workdir")
   plan = check_config(config, strategy.num_replicas_in_sync,
                       distribute.num_workers(strategy))
   chief = distribute.is_chief(strategy)
   if chief:
     workdir_lib.write_config(workdir, config)
-  previous_policy = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(
-      "mixed_bfloat16" if config.train.mixed_precision else "float32")
   trainer = None
   try:
-    trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
-    result = _run(config, workdir, strategy, plan, trainer)
+    with precision_lib.policy_scope(precision_lib.resolve(config.train)):
+      trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
+      result = _run(config, workdir, strategy, plan, trainer)
   finally:
     if trainer is not None:
       trainer.close()
-    keras.mixed_precision.set_global_policy(previous_policy)
   if chief:
     # The same path as experiments.eval_avc: a float32 model restored from
     # the checkpoint just written.

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from l3_tf import config as config_lib
+from l3_tf import filesystems
 from l3_tf import model as model_lib
 
 CONFIG_FILENAME = "config.json"
@@ -31,6 +32,7 @@ def checkpoint_dir(workdir: str) -> str:
 
 def write_config(workdir: str, config: config_lib.Config) -> str:
   """Writes the resolved config as JSON; returns its path."""
+  filesystems.prepare(workdir, "workdir")
   tf.io.gfile.makedirs(workdir)
   path = config_path(workdir)
   with tf.io.gfile.GFile(path, "w") as f:
@@ -40,6 +42,7 @@ def write_config(workdir: str, config: config_lib.Config) -> str:
 
 def read_config(workdir: str) -> config_lib.Config:
   """The config a workdir was trained with."""
+  filesystems.prepare(workdir, "workdir")
   path = config_path(workdir)
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(
@@ -51,6 +54,7 @@ def read_config(workdir: str) -> config_lib.Config:
 
 
 def latest_checkpoint(workdir: str) -> str | None:
+  filesystems.prepare(workdir, "workdir")
   return tf.train.latest_checkpoint(checkpoint_dir(workdir))
 
 
