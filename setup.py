@@ -42,6 +42,9 @@ setuptools.setup(
         f"tensorflow-metadata>=1.17,<1.22; {_NEW_STACK}",
         # Keras 3 is the API we write against (functional models, ops).
         "keras>=3.3,<4",
+        # tf.summary (training curves, l3_tf.visualize) is implemented by
+        # TensorBoard, which TensorFlow >= 2.20 no longer installs.
+        "tensorboard>=2.16,<3",
         "tensorflow-datasets>=4.9,<4.10",
         "scikit-learn>=1.3,<2",
         "scipy>=1.10,<2",
@@ -50,6 +53,10 @@ setuptools.setup(
         # tested on 14-19 (19 dropped av.open's metadata_errors argument).
         "av>=14,<20",
         "matplotlib>=3.7,<4",
+        # Imported directly (frames and images; TFDS paths), not only
+        # through matplotlib and tensorflow-datasets.
+        "pillow>=9,<13",
+        "etils>=1.5,<2",
         "tqdm>=4,<5",
         # l3-embed --format=parquet: one row per window, queryable in place.
         "pyarrow>=14,<27",
