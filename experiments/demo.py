@@ -32,6 +32,7 @@ from l3_tf import distribute
 from l3_tf import embed_files
 from l3_tf import evaluate
 from l3_tf import model_summary
+from l3_tf import precision as precision_lib
 from l3_tf import train
 from l3_tf import workdir as workdir_lib
 
@@ -113,7 +114,7 @@ def main(argv):
           "parameters": model_summary.parameter_counts(model)["total"],
           "batch_size": config.train.batch_size_per_replica,
           "learning_rate": config.train.learning_rate,
-          "mixed_precision": config.train.mixed_precision,
+          "precision": precision_lib.resolve(config.train),
           "input": "224x224 frames, 257x199 log-spectrograms (full size)",
       },
       "dataset": {"name": dataset,

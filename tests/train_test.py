@@ -49,7 +49,7 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
   # Resume: the same workdir with a longer schedule, now in mixed precision
   # (float32 variables: the same checkpoint serves both).
   longer = dataclasses.replace(fake_config, train=dataclasses.replace(
-      fake_config.train, num_steps=3, mixed_precision=True))
+      fake_config.train, num_steps=3, precision="bfloat16"))
   result = train.train_and_evaluate(longer, workdir)
   assert result["start_step"] == 2 and result["step"] == 3
   assert keras.mixed_precision.global_policy().name == "float32"  # restored
