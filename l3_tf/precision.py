@@ -24,6 +24,7 @@ import contextlib
 import warnings
 
 import keras
+import tensorflow as tf
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
@@ -114,6 +115,27 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer, precision: str,
   return keras.optimizers.LossScaleOptimizer(
       optimizer, initial_scale=float(train_config.loss_scale_initial),
       dynamic_growth_steps=int(train_config.loss_scale_growth_steps))
+
+
+def check_resume(checkpoint: str | None, optimizer) -> None:
+  """Fails, naming both precisions, when `checkpoint` cannot be restored into
+  `optimizer` because only one of them is float16 (loss-scaled).
+
+  Raises:
+    ValueError: a float16 checkpoint resumed without float16, or the reverse.
+  """
+  if checkpoint is None:
+    return
+  saved_scaled = any(name.startswith("optimizer/dynamic_scale/")
+                     for name, _ in tf.train.list_variables(checkpoint))
+  scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+  if saved_scaled != scaled:
+    saved = "float16" if saved_scaled else "float32 or bfloat16"
+    now = "float16" if scaled else "float32 or bfloat16"
+    raise ValueError(
+        f"checkpoint {checkpoint} was written with train.precision={saved} "
+        f"but this run has {now}: resume with the precision it was written "
+        "with (a float16 checkpoint also holds the loss scale)")
 
 
 def loss_scale(optimizer) -> float | None:

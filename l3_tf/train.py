@@ -294,6 +294,7 @@ class _Trainer:
 
   def restore(self) -> int:
     """Restores the workdir's latest checkpoint, if any; returns the step."""
+    precision_lib.check_resume(self.checkpoints.latest(), self.optimizer)
     if self.checkpoints.restore() is not None:
       logging.info("resumed from %s (step %d)",
                    self.checkpoints.latest(), int(self.step.numpy()))

@@ -127,3 +127,10 @@ def test_float16_loss_scale_grows_shrinks_and_resumes(fake_config, tmp_path):
   assert scales[5] / scales[4] in (2.0, 0.5)  # continued from the restored
   _assert_finite_weights(workdir_lib.latest_checkpoint(workdir))
   assert np.isfinite(result["eval"]["loss"])
+
+  # Resuming the float16 checkpoint in float32 is refused by name.
+  as_float32 = dataclasses.replace(longer, train=dataclasses.replace(
+      longer.train, precision="float32", num_steps=6))
+  with pytest.raises(ValueError, match=r"ckpt-5 was written with "
+                     r"train.precision=float16 but this run has float32"):
+    train.train_and_evaluate(as_float32, workdir)
