@@ -200,15 +200,10 @@ def test_s3_server_down_fails_at_once_and_writes_nothing(fake_videos_dir):
     assert down.returncode == 1, down.stderr[-3000:]
     assert f"workdir='{workdir}'" in down.stderr
     assert f"S3_ENDPOINT='{server.endpoint}' does not answer" in down.stderr
-    exported = _run(["-m", "experiments.export", f"--workdir={workdir}",
-                     f"--output=s3://{_BUCKET}/exports/down"], env,
-                    timeout=300)
-    assert exported.returncode == 1
-    assert "does not answer" in exported.stderr
   finally:
     server.start()
   try:
-    assert server.keys("runs/") == [] and server.keys("exports/") == []
+    assert server.keys("runs/") == []
   finally:
     server.stop()
 
