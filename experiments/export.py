@@ -42,10 +42,9 @@ _COMPUTE_DTYPE = flags.DEFINE_enum(
     "compute_dtype", "float32", list(export_lib.COMPUTE_DTYPES),
     "saved_model: dtype the convolutions run in (bfloat16: faster on "
     "AMX/bf16 hardware)")
-_AUDIO_INPUT = flags.DEFINE_multi_enum(
-    "audio_input", ["waveform"], list(export_formats.AUDIO_INPUTS),
-    "litert / onnx: the audio tower's input (repeat or comma-separate for "
-    "both)")
+_AUDIO_INPUT = flags.DEFINE_list(
+    "audio_input", ["waveform"], "litert / onnx: the audio towers' inputs, "
+    f"any of {', '.join(export_formats.AUDIO_INPUTS)}")
 _QUANTIZE = flags.DEFINE_list(
     "quantize", ["float32"], "litert: any of "
     f"{', '.join(export_formats.QUANTIZATIONS)} (int8 needs "
@@ -73,12 +72,6 @@ def _check(path: str, checkpoint: str | None) -> bool:
   return result["passed"]
 
 
-def _audio_inputs() -> tuple[str, ...]:
-  # DEFINE_multi_enum takes repeats; accept "a,b" too.
-  values = [v for value in _AUDIO_INPUT.value for v in value.split(",")]
-  return tuple(dict.fromkeys(values))
-
-
 def _export() -> list[str]:
   if _FORMAT.value == "saved_model":
     return [export_lib.export_workdir(
@@ -97,7 +90,8 @@ def _export() -> list[str]:
         _CALIBRATION_SPLIT.value, config, _CALIBRATION_SAMPLES.value)
   paths = export_formats.convert_workdir(
       _WORKDIR.value, _OUTPUT.value, _FORMAT.value,
-      checkpoint=_CHECKPOINT.value, audio_inputs=_audio_inputs(),
+      checkpoint=_CHECKPOINT.value,
+      audio_inputs=tuple(dict.fromkeys(_AUDIO_INPUT.value)),
       quantizations=quantizations, calibration=calibration,
       overwrite=_OVERWRITE.value)
   if _VERIFY.value:

@@ -382,6 +382,7 @@ def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
             audio_inputs: tuple[str, ...] = ("waveform",),
             quantizations: tuple[str, ...] = ("float32",),
             calibration: dict[str, list[np.ndarray]] | None = None,
+            models: tuple[str, ...] = ("audio", "vision"),
             overwrite: bool = False) -> list[str]:
   """Writes `avc`'s towers in one format into `output_dir`.
 
@@ -396,6 +397,7 @@ def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
       and / or "spectrogram".
     quantizations: LiteRT only: any of `QUANTIZATIONS`.
     calibration: `calibration_inputs`, needed for "int8".
+    models: litert / onnx: the towers to convert, "audio" and / or "vision".
     overwrite: replace existing files.
 
   Returns:
@@ -418,6 +420,9 @@ def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
   if fmt != "litert" and quantizations != ("float32",):
     raise ValueError(f"quantizations={list(quantizations)}: only LiteRT "
                      "files are quantised")
+  if "int8" in quantizations and calibration is None:
+    raise ValueError("quantization='int8' needs calibration inputs "
+                     "(--calibration_dataset)")
   tf.io.gfile.makedirs(output_dir)
   entries, planned = {}, []
   if fmt == "keras":
@@ -430,10 +435,15 @@ def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
   else:
     folded = export_lib.batch_norm_folded(avc, config) if (
         config.model.use_batch_norm) else avc
-    if fmt == "litert":
-      require("ai_edge_litert.interpreter")  # checked before converting
-    wanted = [t for key, t in towers(config).items()
-              if key == "vision" or t.input in audio_inputs]
+    # Checked before anything is written.
+    require("ai_edge_litert.interpreter" if fmt == "litert" else "tf2onnx")
+    wanted = [t for t in towers(config).values() if t.model in models
+              and (t.model == "vision" or t.input in audio_inputs)]
+    missing = [t.input for t in wanted if "int8" in quantizations
+               and t.input not in calibration]
+    if not wanted or missing:
+      raise ValueError(f"models={list(models)}: nothing to convert, or no "
+                       f"calibration inputs for {missing}")
     for tower in wanted:
       for quantization in (quantizations if fmt == "litert"
                            else ("float32",)):
