@@ -8,7 +8,8 @@ is trained too, from the given weights, with a linear layer on its
 `embedding_6144` tap:
 
   waveform [b, 48000] -> log_spectrogram [b, 257, 199, 1] -> audio tower
-  -> embedding_6144 [b, 12 * W4] -> Dense(num_classes) logits
+  -> embedding_6144 [b, 12 * W4] -> z-score (as the SVM protocol: the
+  training windows' statistics) -> Dense(num_classes) logits
 
 Each round starts from the same source weights and sees only its training
 folds' windows (tested like the SVM protocol's fold discipline). With
@@ -101,7 +102,8 @@ def dataset_windows(builder, spec: audio_transfer.AudioDataset,
 
 def classifier(avc: keras.Model, num_classes: int,
                settings: FinetuneSettings) -> keras.Model:
-  """A fresh copy of `avc`'s audio tower + a linear layer on its 6144 tap."""
+  """A fresh copy of `avc`'s audio tower + a linear classifier on its 6144
+  tap (standardised, then one Dense layer)."""
   _, source, _ = model_lib.towers_of(avc)
   tower = keras.models.clone_model(source)
   tower.set_weights(source.get_weights())
@@ -111,9 +113,13 @@ def classifier(avc: keras.Model, num_classes: int,
         layer.trainable = False
   spectrogram = keras.Input(source.input.shape[1:], name="spectrogram")
   tap = tower(spectrogram)[audio_transfer.EMBEDDING]  # [b, 12 * W4]
+  # Z-scores the tap as the SVM protocol does; `train_round` adapts it to
+  # the training windows' features of the source tower. An affine map, so
+  # the classifier stays linear in the features.
+  standardised = keras.layers.Normalization(name="classifier_zscore")(tap)
   logits = keras.layers.Dense(
       num_classes, kernel_initializer=keras.initializers.GlorotUniform(
-          settings.seed), name="classifier")(tap)  # [b, classes]
+          settings.seed), name="classifier")(standardised)  # [b, classes]
   return keras.Model(spectrogram, logits, name="finetuned_audio")
 
 
@@ -142,10 +148,15 @@ def train_round(avc: keras.Model, windows: tf.Tensor,
     (the model, the training loss of each epoch).
   """
   model = classifier(avc, len(train.class_names), settings)
+  rows = train.features[:, 0]
+  zscore = model.get_layer("classifier_zscore")
+  taps = keras.Model(model.input, zscore.input)  # the tower's tap
+  zscore.adapt(taps.predict(
+      _batches(windows, rows, None, config.audio, settings.batch_size,
+               None).map(lambda x, _: x), verbose=0))  # [n_train_sub, D]
   model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
                 loss=keras.losses.SparseCategoricalCrossentropy(
                     from_logits=True))
-  rows = train.features[:, 0]
   labels = train.clip_labels[train.clip_index]  # [n_train_sub]
   history = model.fit(
       _batches(windows, rows, labels, config.audio, settings.batch_size,
