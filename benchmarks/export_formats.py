@@ -79,9 +79,9 @@ def _bench(width, root):
     run = export_formats.load_runner(os.path.join(out, name), entry)
     runners[f"litert_{q}"] = lambda x, run=run: run({"waveform": x})
     sizes[f"litert_{q}"] = os.path.getsize(os.path.join(out, name))
-  run = export_formats.load_runner(os.path.join(out, "audio_tower_waveform.onnx"),
-                                   {"format": "onnx"})
-  runners["onnx"] = lambda x: run({"waveform": x})
+  onnx_run = export_formats.load_runner(
+      os.path.join(out, "audio_tower_waveform.onnx"), {"format": "onnx"})
+  runners["onnx"] = lambda x: onnx_run({"waveform": x})
   sizes["onnx"] = os.path.getsize(os.path.join(out, "audio_tower_waveform.onnx"))
   errors, cosines = {}, {}
   for name, run in runners.items():
