@@ -73,8 +73,11 @@ setuptools.setup(
         # Building datasets on a Beam runner (Dataflow, Spark, Flink).
         "beam": ["apache-beam>=2.50,<3"],
         # Converting exports to LiteRT (TFLite) and ONNX and checking them.
+        # onnx >= 1.18 imports ml_dtypes.float4_e2m1fn, absent from the
+        # ml_dtypes 0.3 that TF 2.16 pins: below 1.18 on the old stack.
         "export": ["ai-edge-litert>=1.2,<3", "tf2onnx>=1.16,<2",
-                   "onnxruntime>=1.17,<2", "onnx>=1.15,<2"],
+                   "onnxruntime>=1.17,<2", f"onnx>=1.15,<1.18; {_OLD_STACK}",
+                   f"onnx>=1.15,<2; {_NEW_STACK}"],
         # Approximate nearest-neighbour index behind l3-search.
         "search": ["usearch>=2.12,<3"],
         # The PyTorch peer in benchmarks/ (never imported by l3_tf or tests).

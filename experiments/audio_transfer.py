@@ -8,6 +8,11 @@
 --weights: "random" (the paper's "Ours random" row; architecture of
 --random_config), a training workdir, or a SavedModel export.
 
+--mode=finetune also fine-tunes the audio tower plus a linear classifier on
+the same folds (l3_tf/finetune.py; --finetune_learning_rate, _epochs,
+_batch_size, --[no]finetune_freeze_batch_norm; weights "random" or a
+workdir) and reports it beside the SVM figure (results.json "finetune").
+
 The dataset is built once from --manual_dir into --data_dir (TFDS records,
 default <cache_dir>/tfds) and read from there afterwards; features are cached
 in <cache_dir>/features keyed by everything that determines them, so a rerun
@@ -36,8 +41,10 @@ from absl import logging
 
 from experiments import configs
 from l3_tf import audio_transfer
+from l3_tf import finetune
 from l3_tf import records
 from l3_tf import transfer
+from l3_tf import workdir as workdir_lib
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(audio_transfer.DATASETS),
                              "the labelled audio dataset", required=True)
@@ -75,6 +82,46 @@ _NO_CACHE = flags.DEFINE_bool("no_feature_cache", False,
                               "neither read nor write cached features")
 _RECORD = flags.DEFINE_string("record", None,
                               "also write a report record to this JSON path")
+_MODE = flags.DEFINE_enum(
+    "mode", "svm", ["svm", "finetune"], "svm: linear SVMs on frozen "
+    "features (the paper); finetune: also fine-tune the audio tower plus a "
+    "linear classifier on the same folds (l3_tf/finetune.py), reported "
+    "beside the SVM figure")
+_FT_LEARNING_RATE = flags.DEFINE_float(
+    "finetune_learning_rate", finetune.FinetuneSettings().learning_rate,
+    "finetune: Adam learning rate")
+_FT_EPOCHS = flags.DEFINE_integer(
+    "finetune_epochs", finetune.FinetuneSettings().epochs,
+    "finetune: epochs per round")
+_FT_BATCH = flags.DEFINE_integer(
+    "finetune_batch_size", finetune.FinetuneSettings().batch_size,
+    "finetune: windows per step")
+_FT_FREEZE_BN = flags.DEFINE_bool(
+    "finetune_freeze_batch_norm",
+    finetune.FinetuneSettings().freeze_batch_norm,
+    "finetune: keep the tower's BN statistics and parameters fixed")
+
+
+def _finetune(builder, spec) -> dict:
+  """The fine-tuning protocol of --mode=finetune, on the SVM's folds."""
+  try:
+    config, avc, description = workdir_lib.load_network(
+        _WEIGHTS.value, configs.get_config(_RANDOM_CONFIG.value), _SEED.value)
+    settings = finetune.FinetuneSettings(
+        learning_rate=_FT_LEARNING_RATE.value, epochs=_FT_EPOCHS.value,
+        batch_size=_FT_BATCH.value, freeze_batch_norm=_FT_FREEZE_BN.value,
+        seed=_SEED.value)
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f"error: --mode=finetune: {e} (fine-tuning needs "
+                     "'random' or a training workdir)") from None
+  windows, data = finetune.dataset_windows(
+      builder, spec, config.audio, _HOP.value, _MAX_CLIPS.value)
+  test_folds = [list(f) for f in spec.test_folds] if spec.test_folds else None
+  results = finetune.cross_validate(avc, config, windows, data, settings,
+                                    test_folds)
+  results["weights"] = description
+  logging.info("fine-tuned: mean accuracy %.3f", results["mean_accuracy"])
+  return results
 
 
 def main(argv):
@@ -99,6 +146,8 @@ def main(argv):
       os.path.join(_CACHE_DIR.value, "features")))
   results = audio_transfer.run(weights, builder, spec, _HOP.value, settings,
                                cache, max_clips_per_split=_MAX_CLIPS.value)
+  if _MODE.value == "finetune":
+    results["finetune"] = _finetune(builder, spec)
   command = records.command("experiments.audio_transfer")
   results["command"] = command
   results["environment"] = records.note_end(env)
@@ -115,6 +164,9 @@ def main(argv):
   summary = {k: results[k] for k in ("mean_accuracy", "fold_accuracies",
                                      "std")}
   summary["timing"] = results["timing"]
+  if "finetune" in results:
+    summary["finetune"] = {k: results["finetune"][k] for k in (
+        "mean_accuracy", "fold_accuracies", "std")}
   summary["from_cache"] = results["features"]["from_cache"]
   print("TRANSFER_RESULT " + json.dumps(summary))
 
