@@ -15,6 +15,14 @@ Prints one JSON line per compute dtype with, for the full model at hop 0.1 s:
   rate_from_44100            the end-to-end rate from 44.1 kHz input
                              (resampling included).
 
+With `--modes=batching` (or both, the default), one more JSON line per dtype:
+windows/s for `--clips` one-second clips (48 kHz, distinct noise + tones)
+passed to `embed_audio` as one list (their windows share network calls)
+against one call per clip, at hop 0.1 s centred (6 windows per clip). The
+two are timed in alternating order, round after round; the best round of
+each is kept and `per_round_ratios` shows the spread. `max_abs_difference`
+checks that both give the same embeddings.
+
 Each round measures the peak, then the embedding, back to back, and the
 best of the rounds is kept for each: other processes on the machine slow
 some rounds down, never speed one up. `per_round_ratios` shows the spread.
@@ -25,6 +33,7 @@ layers (larger maps) run more efficiently than it, so a ratio near or above
   python benchmarks/embed.py [--seconds=10] [--embed_batch_size=32]
       [--rounds=3] [--compute_dtypes=float32,bfloat16]
       [--width_multiplier=1.0] [--nofold_batch_norm]
+      [--modes=rate,batching] [--clips=1000]
 """
 
 import json
@@ -53,6 +62,10 @@ _DTYPES = flags.DEFINE_list("compute_dtypes", ["float32", "bfloat16"],
                             "compute dtypes of the export to measure")
 _FOLD = flags.DEFINE_bool("fold_batch_norm", True,
                           "export with BN folded into the convs")
+_MODES = flags.DEFINE_list("modes", ["rate", "batching"],
+                           "rate: audio seconds/s vs the conv peak; "
+                           "batching: many clips as one list vs one by one")
+_CLIPS = flags.DEFINE_integer("clips", 1000, "one-second clips (batching)")
 _HOP = 0.1  # the hop of the issue's figure
 
 
@@ -126,6 +139,49 @@ def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
   }
 
 
+def measure_batching(embedder: embed_lib.Embedder, num_clips: int,
+                     batch_size: int, rounds: int) -> dict:
+  """Windows/s of a list of one-second clips vs one call per clip."""
+  rng = np.random.default_rng(1)
+  t = np.arange(48000) / 48000
+  clips = [(0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t)
+            + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+           for _ in range(num_clips)]
+
+  def as_list():
+    return embedder.embed_audio(clips, 48000, hop_seconds=_HOP,
+                                batch_size=batch_size)
+
+  def one_by_one():
+    return [embedder.embed_audio(clip, 48000, hop_seconds=_HOP,
+                                 batch_size=batch_size) for clip in clips]
+
+  listed, single = as_list(), one_by_one()  # warm-up: every batch shape
+  windows = sum(r.timestamps.size for r in listed)
+  difference = max(float(np.abs(a.embedding - b.embedding).max())
+                   for a, b in zip(listed, single))
+  list_times, single_times = [], []
+  for index in range(rounds):  # alternate which goes first
+    order = [(as_list, list_times), (one_by_one, single_times)]
+    for function, times in (order if index % 2 == 0 else order[::-1]):
+      times.append(_timed(function))
+  return {
+      "mode": "batching",
+      "clips": num_clips,
+      "clip_seconds": 1.0,
+      "hop_seconds": _HOP,
+      "batch_size": batch_size,
+      "windows": windows,
+      "list_windows_per_second": round(windows / min(list_times), 1),
+      "one_by_one_windows_per_second": round(windows / min(single_times), 1),
+      "ratio_list_over_one_by_one": round(min(single_times) /
+                                          min(list_times), 3),
+      "per_round_ratios": [round(b / a, 3)
+                           for a, b in zip(list_times, single_times)],
+      "max_abs_difference": difference,
+  }
+
+
 def main(argv):
   del argv
   config = config_lib.Config(model=model_lib.ModelConfig(
@@ -137,9 +193,16 @@ def main(argv):
                                compute_dtype=compute_dtype,
                                fold_batch_norm=_FOLD.value)
       embedder = embed_lib.Embedder.load(path)
-      print(json.dumps(measure(embedder, config, compute_dtype,
-                               _SECONDS.value, _BATCH.value, _ROUNDS.value)),
-            flush=True)
+      common = {"compute_dtype": compute_dtype,
+                "width_multiplier": config.model.width_multiplier}
+      if "rate" in _MODES.value:
+        print(json.dumps(measure(embedder, config, compute_dtype,
+                                 _SECONDS.value, _BATCH.value,
+                                 _ROUNDS.value)), flush=True)
+      if "batching" in _MODES.value:
+        print(json.dumps({**common, **measure_batching(
+            embedder, _CLIPS.value, _BATCH.value, _ROUNDS.value)}),
+              flush=True)
 
 
 if __name__ == "__main__":
