@@ -543,3 +543,25 @@ print(json.dumps(results))
   assert "format='xml'" in outcomes[4][1]
   assert "--model is required" in outcomes[13][1]
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.real_data
+def test_real_recordings_as_one_list_equal_one_by_one(embedder):
+  sounds = testing.shared_data("animal_sounds")
+  paths = sorted(sounds.glob("*.mp3"))
+  rates = [22050 if i % 2 else RATE for i in range(len(paths))]
+  recordings = [media.load_audio(p, sample_rate_hz=r)
+                for p, r in zip(paths, rates)]
+  together = embedder.embed_audio(recordings, rates, hop_seconds=0.25,
+                                  batch_size=7)
+  assert len(together) == len(paths) == 10
+  for got, recording, rate in zip(together, recordings, rates):
+    alone = embedder.embed_audio(recording, rate, hop_seconds=0.25)
+    np.testing.assert_allclose(got.embedding, alone.embedding, atol=1e-5)
+    np.testing.assert_array_equal(got.timestamps, alone.timestamps)
+    # The last window reaches the recording's end.
+    assert got.timestamps[-1] + 0.5 >= recording.size / rate - 1 / rate
+  bento = testing.shared_data("av_clips") / "openl3" / "bento.mp4"
+  with pytest.warns(embed.ShortInputWarning, match="bento.mp4 is 0.99"):
+    short = embedder.embed_audio_file(bento)
+  assert short.embedding.shape[0] == 6  # 0.998 s centred, hop 0.1: 0..0.5 s
