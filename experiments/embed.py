@@ -20,9 +20,11 @@ stderr naming the bad flag, input or model).
 """
 
 import sys
+import warnings
 
 from absl import app
 from absl import flags
+import tqdm
 
 from l3_tf import embed as embed_lib
 from l3_tf import embed_files
@@ -112,7 +114,15 @@ def _options(argv: list[str]) -> dict:
   return options
 
 
+def _show_warning(message, category, *unused_args, **unused_kwargs):
+  """Warnings (`embed.EmbedWarning`: short, silent, constant inputs) as one
+  line each, above the progress bar."""
+  tqdm.tqdm.write(f"l3-embed: {category.__name__}: {message}",
+                  file=sys.stderr)
+
+
 def main(argv):
+  warnings.showwarning = _show_warning
   try:
     options = _options(argv)
     # Inputs are resolved before the model loads: a typo fails at once.

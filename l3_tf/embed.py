@@ -369,14 +369,19 @@ def _warn_audio(waveform: np.ndarray, name: str,
                   stacklevel=4)
 
 
-def _warn_constant(images: np.ndarray, name: str) -> None:
-  """One warning per input for its constant images [n, h, w, 3]."""
+def _count_constant(images: np.ndarray) -> int:
+  """How many of the images [n, h, w, 3] are of a single colour."""
   flat = images.reshape(images.shape[0], -1)
-  constant = int(np.sum(flat.min(axis=1) == flat.max(axis=1)))
+  return int(np.sum(flat.min(axis=1) == flat.max(axis=1)))
+
+
+def _warn_constant(constant: int, total: int, name: str,
+                   what: str = "images") -> None:
+  """One warning per input for its `constant` single-colour images."""
   if constant:
-    what = ("is" if images.shape[0] == 1 else
-            f"has {constant} of {images.shape[0]} images that are")
-    warnings.warn(f"{name} {what} a single colour: nothing to see",
+    which = ("is" if total == 1 else
+             f"has {constant} of {total} {what} that are")
+    warnings.warn(f"{name} {which} a single colour: nothing to see",
                   ConstantImageWarning, stacklevel=3)
 
 
@@ -606,7 +611,12 @@ class Embedder:
                          "[n, h, w, c]")
       stacks.append(item)  # [n_i, h, w, 3]
     for stack, name in zip(stacks, names):  # warn once all are valid
-      _warn_constant(stack, name)
+      _warn_constant(_count_constant(stack), stack.shape[0], name)
+    return self._embed_image_stacks(stacks, size, batch_size, single)
+
+  def _embed_image_stacks(self, stacks: list[np.ndarray], size: int,
+                          batch_size: int, single: bool = False):
+    """Checked uint8 [n_i, h, w, 3] stacks -> their [n_i, D] embeddings."""
     # Consecutive inputs of one size go through the model together.
     groups: list[list[int]] = []
     for i, stack in enumerate(stacks):
@@ -725,12 +735,14 @@ class Embedder:
     timestamps = np.asarray(timestamps, np.float64)
     if not media.probe(path).has_video:
       raise media.MediaError(path, "no video stream")
-    images = []
+    images, constant = [], 0
     for part in _batches(timestamps.size, FRAMES_PER_DECODE):
       frames = media.frames_at(path, timestamps[part],
                                short_side=self.image_params.resize_short_side)
-      images.append(self.embed_images([frames], embedding=size,
-                                      batch_size=batch_size)[0])
+      constant += _count_constant(frames)  # [n, h, w, 3]
+      images.append(self._embed_image_stacks([frames], size, batch_size,
+                                             single=True))
+    _warn_constant(constant, timestamps.size, path, "frames")
     if not images:
       return np.zeros((0, self._size("image", size)), np.float32)
     return np.concatenate(images)
