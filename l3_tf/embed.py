@@ -708,8 +708,10 @@ class Embedder:
     path = os.fspath(path)
     size = embedding_tap(embedding, "image")
     image = media.frames_at(path, [0.0])  # [1, h, w, 3]
-    embedded = self.embed_images([image], embedding=size)[0]
-    return Embeddings(embedded, np.zeros([1]))
+    _warn_constant(_count_constant(image), 1, path)
+    return Embeddings(self._embed_image_stacks([image], size,
+                                               DEFAULT_BATCH_SIZE, True),
+                      np.zeros([1]))
 
   def video_timestamps(self, path: str | os.PathLike, *,
                        hop_seconds: float = DEFAULT_HOP_SECONDS,

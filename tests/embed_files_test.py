@@ -565,3 +565,20 @@ def test_real_recordings_as_one_list_equal_one_by_one(embedder):
   with pytest.warns(embed.ShortInputWarning, match="bento.mp4 is 0.99"):
     short = embedder.embed_audio_file(bento)
   assert short.embedding.shape[0] == 6  # 0.998 s centred, hop 0.1: 0..0.5 s
+
+
+def test_constant_image_and_frames_warn_naming_the_file(embedder, tmp_path):
+  from PIL import Image
+  png = tmp_path / "grey.png"
+  Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(png)
+  with pytest.warns(embed.ConstantImageWarning, match="grey.png is a single"):
+    result = embedder.embed_image_file(png)
+  assert result.embedding.shape == (1, 256)
+  path = str(tmp_path / "dark.mp4")
+  frames = _frames(12)
+  frames[:4] = 0  # 0.4 s of black
+  generate.write_mp4(path, frames, _sound(RATE, 3, 1.2), FPS, crf=18)
+  with pytest.warns(embed.ConstantImageWarning,
+                    match=r"dark.mp4 has 4 of 8 frames that are a single"):
+    video = embedder.embed_video(path, hop_seconds=0.1)
+  assert video.image.shape[0] == 8  # 1.2 s centred: t = 0 .. 0.7 s
