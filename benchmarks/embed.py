@@ -20,7 +20,9 @@ windows/s for `--clips` one-second clips (48 kHz, distinct noise + tones)
 passed to `embed_audio` as one list (their windows share network calls)
 against one call per clip, at hop 0.1 s centred (6 windows per clip). The
 two are timed in alternating order, round after round; the best round of
-each is kept and `per_round_ratios` shows the spread. `max_abs_difference`
+each is kept and `per_round_ratios` shows the spread; the same for the
+process's CPU time (`*_per_cpu_second`), steadier than wall time when other
+jobs share the cores (the load average is printed). `max_abs_difference`
 checks that both give the same embeddings.
 
 Each round measures the peak, then the embedding, back to back, and the
@@ -81,6 +83,14 @@ def _timed(function) -> float:
   start = time.perf_counter()
   function()
   return time.perf_counter() - start
+
+
+def _timed_both(function) -> tuple[float, float]:
+  """(wall, CPU) seconds of this process: on a machine shared with other
+  jobs the CPU time is the steadier measure of the work done."""
+  wall, cpu = time.perf_counter(), time.process_time()
+  function()
+  return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
@@ -164,7 +174,11 @@ def measure_batching(embedder: embed_lib.Embedder, num_clips: int,
   for index in range(rounds):  # alternate which goes first
     order = [(as_list, list_times), (one_by_one, single_times)]
     for function, times in (order if index % 2 == 0 else order[::-1]):
-      times.append(_timed(function))
+      times.append(_timed_both(function))
+  list_cpu = [cpu for _, cpu in list_times]
+  single_cpu = [cpu for _, cpu in single_times]
+  list_times = [wall for wall, _ in list_times]
+  single_times = [wall for wall, _ in single_times]
   return {
       "mode": "batching",
       "clips": num_clips,
@@ -178,6 +192,14 @@ def measure_batching(embedder: embed_lib.Embedder, num_clips: int,
                                           min(list_times), 3),
       "per_round_ratios": [round(b / a, 3)
                            for a, b in zip(list_times, single_times)],
+      "list_windows_per_cpu_second": round(windows / min(list_cpu), 1),
+      "one_by_one_windows_per_cpu_second": round(windows / min(single_cpu),
+                                                 1),
+      "cpu_ratio_list_over_one_by_one": round(min(single_cpu) /
+                                              min(list_cpu), 3),
+      "per_round_cpu_ratios": [round(b / a, 3)
+                               for a, b in zip(list_cpu, single_cpu)],
+      "load_average_1min": round(os.getloadavg()[0], 1),
       "max_abs_difference": difference,
   }
 
