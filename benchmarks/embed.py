@@ -25,6 +25,15 @@ process's CPU time (`*_per_cpu_second`), steadier than wall time when other
 jobs share the cores (the load average is printed). `max_abs_difference`
 checks that both give the same embeddings.
 
+Measured (AMD EPYC, 2 cores shared with other jobs, load average 27-31;
+1,000 clips, width 1/32, batch 32, best of 3 interleaved rounds): with TF's
+default threads, list 153.8 vs one by one 212.8 windows/s wall (0.72x) but
+587.6 vs 496.6 windows per CPU-second (1.18x); with
+TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1, 140.2 vs 123.9 windows/s
+wall (1.13x), 585.5 vs 523.9 per CPU-second (1.12x). The list does less
+work per window; on the oversubscribed machine its larger two-thread ops
+lost wall time (not re-measured on an idle machine).
+
 Each round measures the peak, then the embedding, back to back, and the
 best of the rounds is kept for each: other processes on the machine slow
 some rounds down, never speed one up. `per_round_ratios` shows the spread.
