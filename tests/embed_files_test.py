@@ -546,6 +546,7 @@ print(json.dumps(results))
 
 
 @pytest.mark.real_data
+@pytest.mark.filterwarnings("ignore::l3_tf.embed.ShortInputWarning")
 def test_real_recordings_as_one_list_equal_one_by_one(embedder):
   sounds = testing.shared_data("animal_sounds")
   paths = sorted(sounds.glob("*.mp3"))
