@@ -297,7 +297,7 @@ def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
 
   for index, clip in enumerate(clips):
     starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
-                                     center, params)  # [T]
+                                     center, params, cover_end=False)  # [T]
     pending.append(embed_lib.extract_windows(clip["waveform"], starts, window))
     clip_index.append(np.full(starts.size, index, np.int64))
     labels.append(clip["label"])

@@ -4,20 +4,34 @@ An `Embedder` is built once, from a SavedModel written by `l3_tf.export` or
 from a training workdir, and then embeds any number of waveforms, images and
 files without reloading anything.
 
-Timestamps (seconds) always mean the same thing:
+Audio windows and timestamps: the one statement of the formula.
 
-* Audio: the timestamp of an embedding is the CENTRE of its 1-second window,
-  in the time of the input recording (t = 0 is its first sample). Window k
-  covers [t_k - 0.5 s, t_k + 0.5 s); samples outside the recording are zeros.
-  - `center=True` (default): t_k = k * hop, k = 0, 1, ... The first window
-    is centred on t = 0 (half a window of zeros precedes the recording).
-  - `center=False`: t_k = 0.5 s + k * hop; every window starts inside the
-    recording.
-  Windows are taken while they end inside the recording (the centred one
-  after its half window of leading zeros), so a recording of D seconds gives
-  1 + floor((D + pad - 1 s) / hop) windows with pad = 0.5 s (`center`) or 0,
-  and always at least one (zero-padded at the end). The hop is rounded to a
-  whole number of samples at 48 kHz; timestamps are exact for that hop.
+A recording of N samples (mono, at the model's 48 kHz after resampling) is
+cut into windows of W = 48000 samples (1 s) every H = round(hop_seconds *
+48000) samples, 1 <= H <= W. Window k starts at sample
+
+    s_k = k * H - P,   P = W / 2 with `center=True` (default), else P = 0,
+
+covers samples [s_k, s_k + W) of the recording (zeros outside it), and its
+timestamp is its CENTRE, t_k = (s_k + W / 2) / 48000 seconds, in the time
+of the input recording (t = 0 is its first sample):
+
+  - `center=True`: t_k = k * H / 48000; window 0 is centred on t = 0 (half
+    a window of zeros precedes the recording).
+  - `center=False`: t_k = 0.5 s + k * H / 48000; window 0 starts at t = 0.
+
+Windows continue until the last sample of the recording is inside one (the
+last window zero-padded at the end), so every sample is embedded:
+
+    T = 1 + max(0, ceil((N + P - W) / H))    windows, N >= 1.
+
+`window_starts(..., cover_end=False)` keeps only the windows that end inside
+the recording, T = 1 + max(0, floor((N + P - W) / H)) (the 1-second
+sub-clips of the transfer protocol, `l3_tf.audio_transfer`). The hop is
+rounded to whole samples; timestamps are exact for that hop.
+
+Other timestamps:
+
 * A video's audio and image embeddings share one timestamps array, the
   audio windows' centres: the image embedding at t uses the frame displayed
   at t (the last frame whose presentation time is <= t; the last frame of
@@ -30,9 +44,21 @@ resize_short_side`) by `l3_tf.media` while decoding, with the resize that
 made the training frames (which were then stored as JPEG); the model then
 crops the central 224 x 224. Images given as arrays or image files are
 resized inside the model from their own size.
+
+Inputs are checked at the door (`check_options` for every argument with a
+closed set of values): `embed_audio` and `embed_images` take one input or a
+list (one result, or a list in the same order); an empty recording or a
+0-sized image is a `ValueError` naming it; a recording shorter than one
+window, a silent one or a constant image gives a valid result and an
+`EmbedWarning` subclass (`warnings.filterwarnings("ignore",
+category=embed.EmbedWarning)` silences them all).
 """
 
+import math
+import numbers
+import os
 from typing import NamedTuple, Sequence
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +76,28 @@ DEFAULT_BATCH_SIZE = 32
 FRAMES_PER_DECODE = 256
 AUDIO_EMBEDDINGS = (512, 6144)
 IMAGE_EMBEDDINGS = (512, 8192)
+# "transfer" names the tap of PAPER.md §5 in either tower.
+TRANSFER = "transfer"
+TRANSFER_TAPS = {"audio": 6144, "image": 8192}
+CENTER_VALUES = (True, False)
+# Peak |sample| at or below which a recording is reported silent (-80 dBFS).
+SILENCE_PEAK = 1e-4
+
+
+class EmbedWarning(UserWarning):
+  """Base class of the warnings about inputs that embed, but suspiciously."""
+
+
+class ShortInputWarning(EmbedWarning):
+  """A recording shorter than one window: one zero-padded window."""
+
+
+class SilentInputWarning(EmbedWarning):
+  """A recording whose samples are all (nearly) zero."""
+
+
+class ConstantImageWarning(EmbedWarning):
+  """An image (or video frames) of a single colour."""
 
 
 class Embeddings(NamedTuple):
@@ -69,29 +117,105 @@ class VideoEmbeddings(NamedTuple):
   timestamps: np.ndarray
 
 
+# -- argument checks (the one place) -----------------------------------------
+
+def check_choice(name: str, value, allowed: Sequence):
+  """`value` if it is one of `allowed`, else ValueError naming both."""
+  if isinstance(value, np.bool_):
+    value = bool(value)
+  # True == 1 in Python: a bool is only accepted where bools are allowed.
+  if any(type(value) is type(a) and value == a for a in allowed):
+    return value
+  raise ValueError(f"{name}={value!r}; expected one of {list(allowed)}")
+
+
+def embedding_tap(embedding: int | str, modality: str) -> int:
+  """The embedding size asked for: 512, 6144 (audio) or 8192 (image).
+
+  Args:
+    embedding: a size (int or str, "embedding_6144" too) or "transfer" (the
+      modality's conv4_2 tap).
+    modality: "audio" or "image".
+
+  Raises:
+    ValueError: not one of the modality's embeddings (they are listed).
+  """
+  allowed = {"audio": AUDIO_EMBEDDINGS, "image": IMAGE_EMBEDDINGS}[modality]
+  size = None
+  if embedding == TRANSFER:
+    size = TRANSFER_TAPS[modality]
+  elif isinstance(embedding, numbers.Integral) and not isinstance(
+      embedding, (bool, np.bool_)):
+    size = int(embedding)
+  elif isinstance(embedding, str):
+    text = embedding.removeprefix("embedding_")
+    size = int(text) if text.isdigit() else None
+  if size not in allowed:
+    raise ValueError(f"embedding={embedding!r} but the {modality} embeddings "
+                     f"are {list(allowed) + [TRANSFER]}")
+  return size
+
+
+def check_options(*, hop_seconds: float | None = None,
+                  center: bool | None = None, batch_size: int | None = None,
+                  params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
+                  ) -> None:
+  """Raises ValueError naming any argument outside its allowed values.
+
+  Arguments left at None are not checked. `hop_seconds` must be in
+  (0, window] and at least one sample; `center` a bool; `batch_size` an
+  int >= 1. (Embedding names: `embedding_tap`.)
+  """
+  if center is not None:
+    check_choice("center", center, CENTER_VALUES)
+  if batch_size is not None and (
+      not isinstance(batch_size, numbers.Integral) or
+      isinstance(batch_size, (bool, np.bool_)) or batch_size < 1):
+    raise ValueError(f"batch_size={batch_size!r}; expected an int >= 1")
+  if hop_seconds is not None:
+    hop_samples(hop_seconds, params)
+
+
 def hop_samples(hop_seconds: float,
                 params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
                 ) -> int:
-  """The hop in whole samples at the model's rate (>= 1)."""
-  if not hop_seconds > 0:
-    raise ValueError(f"hop_seconds={hop_seconds} must be > 0")
+  """The hop in whole samples at the model's rate, in [1, window].
+
+  Raises:
+    ValueError: not a number in (0, window seconds] or under one sample.
+  """
+  if (not isinstance(hop_seconds, numbers.Real) or
+      isinstance(hop_seconds, (bool, np.bool_)) or
+      not math.isfinite(hop_seconds) or not hop_seconds > 0):
+    raise ValueError(f"hop_seconds={hop_seconds!r}; expected a number of "
+                     f"seconds in (0, {params.clip_seconds:g}]")
   hop = int(round(hop_seconds * params.sample_rate_hz))
   if hop < 1:
     raise ValueError(f"hop_seconds={hop_seconds} is shorter than one sample "
                      f"at {params.sample_rate_hz} Hz")
+  if hop > params.clip_samples:
+    raise ValueError(f"hop_seconds={hop_seconds} is longer than the "
+                     f"{params.clip_seconds:g} s window: samples between "
+                     "windows would never be embedded")
   return hop
 
 
+# -- windows ------------------------------------------------------------------
+
 def window_starts(num_samples: int, hop_seconds: float, center: bool,
-                  params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
-                  ) -> np.ndarray:
-  """First sample of each 1-second window of a recording (may be < 0).
+                  params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT,
+                  *, cover_end: bool = True) -> np.ndarray:
+  """First sample of each window of a recording (may be < 0).
+
+  The formula is that of the module docstring.
 
   Args:
-    num_samples: length of the recording at `params.sample_rate_hz`.
+    num_samples: length N of the recording at `params.sample_rate_hz`.
     hop_seconds: the hop between windows.
     center: pad half a window at the start so window 0 is centred on t=0.
     params: the audio front end (window length and rate).
+    cover_end: windows until the last sample is inside one (default); False:
+      only windows that end inside the recording (at least one).
 
   Returns:
     int64 [T] window starts, relative to the recording's first sample.
@@ -99,8 +223,11 @@ def window_starts(num_samples: int, hop_seconds: float, center: bool,
   window = params.clip_samples
   hop = hop_samples(hop_seconds, params)
   pad = window // 2 if center else 0
-  padded = num_samples + pad
-  count = 1 if padded < window else 1 + (padded - window) // hop
+  beyond = num_samples + pad - window  # samples after window 0 ends
+  if cover_end:
+    count = 1 + max(0, -(-beyond // hop))  # ceil
+  else:
+    count = 1 + max(0, beyond // hop)
   return np.arange(count, dtype=np.int64) * hop - pad  # [T]
 
 
@@ -134,52 +261,132 @@ def extract_windows(waveform: np.ndarray, starts: np.ndarray,
   return view[starts + front]  # [n, window], a copy of the rows only
 
 
-def to_mono(waveform: np.ndarray) -> np.ndarray:
+# -- inputs -------------------------------------------------------------------
+
+def to_mono(waveform: np.ndarray, name: str = "waveform") -> np.ndarray:
   """float32 [samples]: `waveform` [samples] or [samples, channels] averaged.
 
+  Args:
+    waveform: the recording.
+    name: how errors call it.
+
   Raises:
-    ValueError: not a floating-point array of rank 1 or 2.
+    ValueError: not a non-empty floating-point array of rank 1 or 2 with
+      fewer channels than samples.
   """
-  waveform = np.asarray(waveform)
+  if not isinstance(waveform, np.ndarray):
+    raise ValueError(f"{name} is a {type(waveform).__name__}: expected a "
+                     "float numpy array [samples] or [samples, channels] "
+                     "(or a list of them)")
   if not np.issubdtype(waveform.dtype, np.floating):
-    raise ValueError(f"waveform dtype={waveform.dtype}: expected float "
+    raise ValueError(f"{name} dtype={waveform.dtype}: expected float "
                      "samples in [-1, 1] (divide int16 PCM by 32768)")
+  if waveform.ndim not in (1, 2):
+    raise ValueError(f"{name} shape={waveform.shape}: expected [samples] "
+                     "or [samples, channels] (a list for several recordings)")
+  if waveform.size == 0:
+    raise ValueError(f"{name} is empty (shape={waveform.shape}): nothing to "
+                     "embed")
+  if waveform.ndim == 2 and waveform.shape[1] > waveform.shape[0]:
+    raise ValueError(
+        f"{name} shape={waveform.shape} has more channels than samples: "
+        "expected [samples, channels] (transpose a [channels, samples] "
+        "array; pass a list for several recordings)")
   if waveform.ndim == 2:
     waveform = waveform.mean(axis=1)
-  elif waveform.ndim != 1:
-    raise ValueError(f"waveform shape={waveform.shape}: expected [samples] "
-                     "or [samples, channels]")
   return waveform.astype(np.float32, copy=False)
 
 
-def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-  """[..., h, w, c] uint8 with c in {1, 3, 4} -> [..., h, w, 3] uint8."""
-  image = np.asarray(image)
+def to_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
+  """[..., h, w, c] uint8 with c in {1, 3, 4} -> [..., h, w, 3] uint8.
+
+  Raises:
+    ValueError: not a uint8 array of rank >= 3, 0-sized, or another number
+      of channels.
+  """
+  if not isinstance(image, np.ndarray):
+    raise ValueError(f"{name} is a {type(image).__name__}: expected a uint8 "
+                     "numpy array [h, w, c] or [n, h, w, c]")
   if image.dtype != np.uint8:
-    raise ValueError(f"image dtype={image.dtype}: expected uint8 pixels")
+    raise ValueError(f"{name} dtype={image.dtype}: expected uint8 pixels")
   if image.ndim < 3:
-    raise ValueError(f"image shape={image.shape}: expected [h, w, channels]")
+    raise ValueError(f"{name} shape={image.shape}: expected [h, w, channels]")
+  if 0 in image.shape[-3:-1]:
+    raise ValueError(f"{name} shape={image.shape} is empty (0 pixels)")
   channels = image.shape[-1]
   if channels == 1:
     return np.repeat(image, 3, axis=-1)
   if channels == 4:
     return image[..., :3]
   if channels != 3:
-    raise ValueError(f"image shape={image.shape}: expected 1, 3 or 4 channels")
+    raise ValueError(f"{name} shape={image.shape}: expected 1, 3 or 4 "
+                     "channels")
   return image
 
 
-def _tap(embedding: int | str, allowed: tuple[int, ...], modality: str) -> str:
-  size = int(str(embedding).removeprefix("embedding_"))
-  if size not in allowed:
-    raise ValueError(f"embedding={embedding!r} but the {modality} "
-                     f"embeddings are {list(allowed)}")
-  return f"embedding_{size}"
+def _as_list(value, name: str) -> tuple[list, bool]:
+  """([items], True) for one array, (list(value), False) for a list."""
+  if isinstance(value, (list, tuple)):
+    return list(value), False
+  if isinstance(value, np.ndarray):
+    return [value], True
+  raise ValueError(f"{name} is a {type(value).__name__}: expected a numpy "
+                   "array or a list of them")
+
+
+def _rates(sample_rate_hz, count: int, single: bool) -> list[int]:
+  """One positive int rate per recording."""
+  if isinstance(sample_rate_hz, (list, tuple, np.ndarray)):
+    rates = list(np.asarray(sample_rate_hz).reshape(-1)) if isinstance(
+        sample_rate_hz, np.ndarray) else list(sample_rate_hz)
+    if single or len(rates) != count:
+      raise ValueError(
+          f"sample_rate_hz has {len(rates)} rates for "
+          f"{'one recording' if single else f'{count} recordings'}: give "
+          "one rate, or one per recording")
+    names = [f"sample_rate_hz[{i}]" for i in range(count)]
+  else:
+    rates, names = [sample_rate_hz] * count, ["sample_rate_hz"] * count
+  for rate, name in zip(rates, names):
+    if (isinstance(rate, (bool, np.bool_)) or
+        not isinstance(rate, numbers.Real) or rate != int(rate) or rate < 1):
+      raise ValueError(f"{name}={rate!r}; expected a positive whole number "
+                       "of Hz")
+  return [int(r) for r in rates]
+
+
+def _warn_audio(waveform: np.ndarray, name: str,
+                params: audio_params_lib.AudioParams) -> None:
+  if waveform.size < params.clip_samples:
+    warnings.warn(
+        f"{name} is {waveform.size / params.sample_rate_hz:.3f} s, shorter "
+        f"than one {params.clip_seconds:g} s window: its embedding is of a "
+        "zero-padded window", ShortInputWarning, stacklevel=4)
+  peak = float(np.max(np.abs(waveform)))
+  if not peak > SILENCE_PEAK:
+    warnings.warn(f"{name} is silent (peak |sample| = {peak:.2g}): its "
+                  "embeddings are those of silence", SilentInputWarning,
+                  stacklevel=4)
+
+
+def _count_constant(images: np.ndarray) -> int:
+  """How many of the images [n, h, w, 3] are of a single colour."""
+  flat = images.reshape(images.shape[0], -1)
+  return int(np.sum(flat.min(axis=1) == flat.max(axis=1)))
+
+
+def _warn_constant(constant: int, total: int, name: str,
+                   what: str = "images") -> None:
+  """One warning per input for its `constant` single-colour images."""
+  if constant:
+    which = ("is" if total == 1 else
+             f"has {constant} of {total} {what} that are")
+    warnings.warn(f"{name} {which} a single colour: nothing to see",
+                  ConstantImageWarning, stacklevel=3)
 
 
 def _batches(count: int, batch_size: int):
-  if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be >= 1")
+  check_options(batch_size=batch_size)
   for begin in range(0, count, batch_size):
     yield slice(begin, min(count, begin + batch_size))
 
@@ -220,6 +427,7 @@ class Embedder:
     Raises:
       FileNotFoundError: `path` is neither.
     """
+    path = os.fspath(path)
     if export_lib.is_saved_model(path):
       assets = export_lib.read_assets(path)
       if compute_dtype != assets["export"]["compute_dtype"] and (
@@ -266,84 +474,169 @@ class Embedder:
     return np.asarray(media.resample(waveform, int(sample_rate_hz), rate),
                       np.float32)
 
+  def _size(self, modality: str, size: int) -> int:
+    signature = {"audio": export_lib.AUDIO_EMBEDDING,
+                 "image": export_lib.IMAGE_EMBEDDING}[modality]
+    return self.embedding_sizes[signature][f"embedding_{size}"]
+
   def embed_windows(self, windows: np.ndarray, embedding: int | str = 6144,
                     batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
     """float32 [n, D]: embeddings of n 1-second windows [n, 48000] at 48 kHz."""
-    key = _tap(embedding, AUDIO_EMBEDDINGS, "audio")
+    size = embedding_tap(embedding, "audio")
+    key = f"embedding_{size}"
     windows = np.asarray(windows, np.float32)
-    size = self.embedding_sizes[export_lib.AUDIO_EMBEDDING][key]
-    out = np.empty((windows.shape[0], size), np.float32)
+    out = np.empty((windows.shape[0], self._size("audio", size)), np.float32)
     for part in _batches(windows.shape[0], batch_size):
       batch = tf.constant(windows[part])  # [b, 48000]
       out[part] = self._functions.audio_embedding(batch)[key].numpy()
     return out
 
-  def embed_audio(self, waveform: np.ndarray, sample_rate_hz: int, *,
+  def embed_audio(self, waveform: np.ndarray | Sequence[np.ndarray],
+                  sample_rate_hz: int | Sequence[int], *,
                   hop_seconds: float = DEFAULT_HOP_SECONDS,
                   center: bool = True, embedding: int | str = 6144,
-                  batch_size: int = DEFAULT_BATCH_SIZE) -> Embeddings:
-    """Embeds 1-second windows of a recording every `hop_seconds`.
+                  batch_size: int = DEFAULT_BATCH_SIZE
+                  ) -> Embeddings | list[Embeddings]:
+    """Embeds 1-second windows of a recording, or of each of a list.
+
+    The windows of all recordings of a list share network calls; each
+    result equals that of a call with the recording alone.
 
     Args:
       waveform: float [samples] or [samples, channels] in [-1, 1] at
         `sample_rate_hz`; channels are averaged, then resampled to 48 kHz.
-      sample_rate_hz: the rate of `waveform`.
-      hop_seconds: time between consecutive windows.
+        Or a list of such arrays.
+      sample_rate_hz: the rate of `waveform`; for a list, one rate for all
+        or a list of one rate per recording.
+      hop_seconds: time between consecutive windows, at most 1 s.
       center: pad half a window at the start (window 0 centred on t=0).
-      embedding: 512 (pool4) or 6144 (conv4_2 before ReLU, pooled).
+      embedding: 512 (pool4) or 6144 / "transfer" (conv4_2 before ReLU,
+        pooled).
       batch_size: windows per network call.
 
     Returns:
-      `Embeddings` with timestamps = window centres (module docstring).
+      `Embeddings` with timestamps = window centres (module docstring), or
+      a list of them in the order of the list.
+
+    Raises:
+      ValueError: an argument outside its values, named; an empty recording.
+
+    Warns:
+      ShortInputWarning, SilentInputWarning (both `EmbedWarning`).
     """
-    waveform = self.resample(waveform, sample_rate_hz)  # [samples at 48 kHz]
-    starts = window_starts(waveform.size, hop_seconds, center,
-                           self.audio_params)  # [T]
-    key = _tap(embedding, AUDIO_EMBEDDINGS, "audio")
-    size = self.embedding_sizes[export_lib.AUDIO_EMBEDDING][key]
-    out = np.empty((starts.size, size), np.float32)
+    items, single = _as_list(waveform, "waveform")
+    rates = _rates(sample_rate_hz, len(items), single)
+    names = ["waveform"] if single else [
+        f"waveform[{i}]" for i in range(len(items))]
+    mono = [to_mono(item, name) for item, name in zip(items, names)]
+    check_options(hop_seconds=hop_seconds, center=center,
+                  batch_size=batch_size, params=self.audio_params)
+    size = embedding_tap(embedding, "audio")
+    results = self._embed_recordings(
+        [self.resample(m, r) for m, r in zip(mono, rates)], names,
+        hop_seconds=hop_seconds, center=center, size=size,
+        batch_size=batch_size)
+    return results[0] if single else results
+
+  def _embed_recordings(self, recordings: list[np.ndarray], names: list[str],
+                        *, hop_seconds: float, center: bool, size: int,
+                        batch_size: int) -> list[Embeddings]:
+    """Checked mono 48 kHz recordings -> their Embeddings, windows of all
+    recordings batched together."""
     window = self.audio_params.clip_samples
+    starts = []
+    for recording, name in zip(recordings, names):
+      _warn_audio(recording, name, self.audio_params)
+      starts.append(window_starts(recording.size, hop_seconds, center,
+                                  self.audio_params))  # [T_i]
+    ends = np.cumsum([s.size for s in starts])  # window i of all: item
+    out = np.empty((int(ends[-1]) if ends.size else 0,
+                    self._size("audio", size)), np.float32)
+    key = f"embedding_{size}"
     # Windows are cut per batch, so memory stays at one batch of windows.
-    for part in _batches(starts.size, batch_size):
-      windows = extract_windows(waveform, starts[part], window)  # [b, 48000]
+    for part in _batches(out.shape[0], batch_size):
+      pieces, begin = [], part.start
+      while begin < part.stop:
+        item = int(np.searchsorted(ends, begin, side="right"))
+        first = begin - (int(ends[item - 1]) if item else 0)
+        take = min(part.stop, int(ends[item])) - begin
+        pieces.append(extract_windows(recordings[item],
+                                      starts[item][first:first + take],
+                                      window))
+        begin += take
+      windows = np.concatenate(pieces)  # [b, 48000]
       out[part] = self._functions.audio_embedding(tf.constant(windows))[
           key].numpy()
-    return Embeddings(out, window_timestamps(starts, self.audio_params))
+    offsets = np.concatenate([[0], ends]).astype(np.int64)
+    return [Embeddings(out[offsets[i]:offsets[i + 1]],
+                       window_timestamps(s, self.audio_params))
+            for i, s in enumerate(starts)]
 
   def embed_images(self, images: np.ndarray | Sequence[np.ndarray], *,
                    embedding: int | str = 8192,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-    """float32 [n, D]: embeddings of uint8 images (any size; resized and
-    centre-cropped in the model).
+                   batch_size: int = DEFAULT_BATCH_SIZE
+                   ) -> np.ndarray | list[np.ndarray]:
+    """Embeddings of uint8 images (any size; resized and centre-cropped in
+    the model).
 
     Args:
-      images: uint8 [n, h, w, c] or [h, w, c], or a list of [h, w, c] of
-        different sizes; c in {1, 3, 4}.
-      embedding: 512 (pool4) or 8192 (conv4_2 after ReLU, pooled).
+      images: uint8 [h, w, c] (one image) or [n, h, w, c] (n of one size),
+        c in {1, 3, 4}; or a list of such arrays, of any sizes.
+      embedding: 512 (pool4) or 8192 / "transfer" (conv4_2 after ReLU,
+        pooled).
       batch_size: images per network call.
+
+    Returns:
+      float32 [n, D] ([1, D] for one image); for a list, a list of those in
+      its order (consecutive images of one size share network calls).
+
+    Raises:
+      ValueError: an argument outside its values, named; a 0-sized image.
+
+    Warns:
+      ConstantImageWarning (an `EmbedWarning`).
     """
-    key = _tap(embedding, IMAGE_EMBEDDINGS, "image")
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-      images = images[np.newaxis]
-    if isinstance(images, np.ndarray):
-      groups = [to_rgb_uint8(images)]
-    else:  # consecutive images of one size go through the model together
-      groups = []
-      for image in images:
-        image = to_rgb_uint8(image)
-        if groups and groups[-1][-1].shape == image.shape:
-          groups[-1].append(image)
-        else:
-          groups.append([image])
-      groups = [np.stack(group) for group in groups]
-    outputs = []
-    for group in groups:  # [n, h, w, 3]
-      for part in _batches(group.shape[0], batch_size):
-        outputs.append(self._functions.image_embedding(
-            tf.constant(group[part]))[key].numpy())
-    size = self.embedding_sizes[export_lib.IMAGE_EMBEDDING][key]
-    return np.concatenate(outputs) if outputs else np.zeros((0, size),
-                                                            np.float32)
+    items, single = _as_list(images, "images")
+    names = ["images"] if single else [f"images[{i}]"
+                                       for i in range(len(items))]
+    size = embedding_tap(embedding, "image")
+    check_options(batch_size=batch_size)
+    stacks = []
+    for item, name in zip(items, names):
+      item = to_rgb_uint8(item, name)
+      if item.ndim == 3:
+        item = item[np.newaxis]
+      elif item.ndim != 4:
+        raise ValueError(f"{name} shape={item.shape}: expected [h, w, c] or "
+                         "[n, h, w, c]")
+      stacks.append(item)  # [n_i, h, w, 3]
+    for stack, name in zip(stacks, names):  # warn once all are valid
+      _warn_constant(_count_constant(stack), stack.shape[0], name)
+    return self._embed_image_stacks(stacks, size, batch_size, single)
+
+  def _embed_image_stacks(self, stacks: list[np.ndarray], size: int,
+                          batch_size: int, single: bool = False):
+    """Checked uint8 [n_i, h, w, 3] stacks -> their [n_i, D] embeddings."""
+    # Consecutive inputs of one size go through the model together.
+    groups: list[list[int]] = []
+    for i, stack in enumerate(stacks):
+      if groups and stacks[groups[-1][-1]].shape[1:] == stack.shape[1:]:
+        groups[-1].append(i)
+      else:
+        groups.append([i])
+    key, width = f"embedding_{size}", self._size("image", size)
+    results = [None] * len(stacks)
+    for group in groups:
+      batch = np.concatenate([stacks[i] for i in group])  # [n, h, w, 3]
+      out = np.empty((batch.shape[0], width), np.float32)
+      for part in _batches(batch.shape[0], batch_size):
+        out[part] = self._functions.image_embedding(
+            tf.constant(batch[part]))[key].numpy()
+      begin = 0
+      for i in group:
+        results[i] = out[begin:begin + stacks[i].shape[0]]
+        begin += stacks[i].shape[0]
+    return results[0] if single else results
 
   def score(self, image: np.ndarray, waveform: np.ndarray,
             sample_rate_hz: int | None = None) -> np.ndarray:
@@ -359,7 +652,7 @@ class Embedder:
       float32 [n] probabilities (a 0-d array for one pair).
     """
     single = np.ndim(image) == 3
-    image = to_rgb_uint8(image if not single else image[np.newaxis])
+    image = to_rgb_uint8(np.asarray(image if not single else image[np.newaxis]))
     window = self.audio_params.clip_samples
     if sample_rate_hz is not None:
       waveform = self.resample(waveform, sample_rate_hz)
@@ -376,33 +669,87 @@ class Embedder:
 
   # -- files ----------------------------------------------------------------
 
-  def embed_audio_file(self, path: str, **kwargs) -> Embeddings:
+  def embed_audio_file(self, path: str | os.PathLike, *,
+                       hop_seconds: float = DEFAULT_HOP_SECONDS,
+                       center: bool = True, embedding: int | str = 6144,
+                       batch_size: int = DEFAULT_BATCH_SIZE) -> Embeddings:
     """Embeds the first audio stream of any file PyAV reads (audio or video).
 
     Args:
       path: the file.
-      **kwargs: `hop_seconds`, `center`, `embedding`, `batch_size` as in
-        `embed_audio`.
+      hop_seconds, center, embedding, batch_size: as in `embed_audio`.
 
     Raises:
-      media.MediaError: unreadable file or no audio.
+      media.MediaError: unreadable file, no audio or no samples.
     """
-    rate = self.audio_params.sample_rate_hz
-    return self.embed_audio(media.load_audio(path, sample_rate_hz=rate), rate,
-                            **kwargs)
+    path = os.fspath(path)
+    check_options(hop_seconds=hop_seconds, center=center,
+                  batch_size=batch_size, params=self.audio_params)
+    size = embedding_tap(embedding, "audio")
+    recording = self._load_audio(path)
+    return self._embed_recordings([recording], [path],
+                                  hop_seconds=hop_seconds, center=center,
+                                  size=size, batch_size=batch_size)[0]
 
-  def embed_image_file(self, path: str, *, embedding: int | str = 8192
-                       ) -> Embeddings:
+  def _load_audio(self, path: str) -> np.ndarray:
+    recording = media.load_audio(path,
+                                 sample_rate_hz=self.audio_params.sample_rate_hz)
+    if recording.size == 0:
+      raise media.MediaError(path, "the audio stream has no samples")
+    return recording
+
+  def embed_image_file(self, path: str | os.PathLike, *,
+                       embedding: int | str = 8192) -> Embeddings:
     """Embeds an image file (the first frame of anything PyAV reads).
 
     Returns:
       `Embeddings` with embedding [1, D] and timestamps [0.].
     """
+    path = os.fspath(path)
+    size = embedding_tap(embedding, "image")
     image = media.frames_at(path, [0.0])  # [1, h, w, 3]
-    return Embeddings(self.embed_images(image, embedding=embedding),
+    _warn_constant(_count_constant(image), 1, path)
+    return Embeddings(self._embed_image_stacks([image], size,
+                                               DEFAULT_BATCH_SIZE, True),
                       np.zeros([1]))
 
-  def embed_video(self, path: str, *,
+  def video_timestamps(self, path: str | os.PathLike, *,
+                       hop_seconds: float = DEFAULT_HOP_SECONDS,
+                       center: bool = True) -> np.ndarray:
+    """float64 [T]: the timestamps `embed_video` gives the video (those of
+    its sound track's windows), without running the network."""
+    path = os.fspath(path)
+    check_options(hop_seconds=hop_seconds, center=center,
+                  params=self.audio_params)
+    starts = window_starts(self._load_audio(path).size, hop_seconds, center,
+                           self.audio_params)
+    return window_timestamps(starts, self.audio_params)
+
+  def embed_video_frames(self, path: str | os.PathLike,
+                         timestamps: np.ndarray, *,
+                         embedding: int | str = 8192,
+                         batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """float32 [T, D]: image embeddings of the frames shown at `timestamps`
+    (seconds; the last frame after the end), decoded as for training."""
+    path = os.fspath(path)
+    size = embedding_tap(embedding, "image")
+    check_options(batch_size=batch_size)
+    timestamps = np.asarray(timestamps, np.float64)
+    if not media.probe(path).has_video:
+      raise media.MediaError(path, "no video stream")
+    images, constant = [], 0
+    for part in _batches(timestamps.size, FRAMES_PER_DECODE):
+      frames = media.frames_at(path, timestamps[part],
+                               short_side=self.image_params.resize_short_side)
+      constant += _count_constant(frames)  # [n, h, w, 3]
+      images.append(self._embed_image_stacks([frames], size, batch_size,
+                                             single=True))
+    _warn_constant(constant, timestamps.size, path, "frames")
+    if not images:
+      return np.zeros((0, self._size("image", size)), np.float32)
+    return np.concatenate(images)
+
+  def embed_video(self, path: str | os.PathLike, *,
                   hop_seconds: float = DEFAULT_HOP_SECONDS,
                   center: bool = True, audio_embedding: int | str = 6144,
                   image_embedding: int | str = 8192,
@@ -423,16 +770,14 @@ class Embedder:
     Raises:
       media.MediaError: unreadable file, no audio or no video stream.
     """
+    path = os.fspath(path)
+    embedding_tap(image_embedding, "image")
     if not media.probe(path).has_video:
       raise media.MediaError(path, "no video stream")
     audio = self.embed_audio_file(path, hop_seconds=hop_seconds, center=center,
                                   embedding=audio_embedding,
                                   batch_size=batch_size)
-    timestamps = audio.timestamps
-    images = []
-    for part in _batches(timestamps.size, FRAMES_PER_DECODE):
-      frames = media.frames_at(path, timestamps[part],
-                               short_side=self.image_params.resize_short_side)
-      images.append(self.embed_images(frames, embedding=image_embedding,
-                                      batch_size=batch_size))
-    return VideoEmbeddings(audio.embedding, np.concatenate(images), timestamps)
+    image = self.embed_video_frames(path, audio.timestamps,
+                                    embedding=image_embedding,
+                                    batch_size=batch_size)
+    return VideoEmbeddings(audio.embedding, image, audio.timestamps)

@@ -26,6 +26,7 @@ binaries use in place of `absl.app.run`) ends such a process with
 """
 
 import logging as std_logging
+from typing import Any
 import os
 import socket
 import sys
@@ -150,7 +151,8 @@ def _exit_code(code) -> int:
   return 1
 
 
-def run_main(main: Callable[[list[str]], int | None]) -> None:
+def run_main(main: Callable[[list[str]], int | None],
+             flags_parser: Callable[[list[str]], Any] | None = None) -> None:
   """`absl.app.run(main)` whose exit code survives tensorflow-io's S3 abort.
 
   When no object-storage path was used this is exactly `app.run(main)`.
@@ -160,7 +162,10 @@ def run_main(main: Callable[[list[str]], int | None]) -> None:
   """
   from absl import app  # pylint: disable=g-import-not-at-top
   try:
-    app.run(main)
+    if flags_parser is None:
+      app.run(main)
+    else:
+      app.run(main, flags_parser=flags_parser)
     code = 0
   except SystemExit as e:
     if not used():

@@ -62,7 +62,9 @@ def video(tmp_path_factory):
 
 
 def _implied_count(duration: float, hop: float, center: bool) -> int:
-  return max(1, 1 + math.floor((duration + (0.5 if center else 0) - 1) / hop))
+  """The window count of `l3_tf.embed`'s docstring, in seconds."""
+  return 1 + max(0, math.ceil((duration + (0.5 if center else 0) - 1) / hop
+                              - 1e-9))
 
 
 @pytest.mark.parametrize("center", [True, False])
@@ -73,7 +75,7 @@ def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center):
   duration = media.probe(video).duration_seconds
   assert abs(duration - VIDEO_SECONDS) < 0.05
   count = _implied_count(VIDEO_SECONDS, hop, center)
-  assert count == (6 if center else 5)
+  assert count == (7 if center else 6)  # the last window reaches 3.2 s
   assert result.audio.shape == (count, 192)
   assert result.image.shape == (count, 256)
   first = 0.0 if center else 0.5
@@ -166,9 +168,10 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
   clip = np.load(out / "clip.npz")
   assert sorted(clip.files) == ["audio_embedding", "image_embedding",
                                 "timestamps"]
-  assert clip["audio_embedding"].shape == (5, 192)
-  assert clip["image_embedding"].shape == (5, 256)
-  np.testing.assert_allclose(clip["timestamps"], [0.5, 1.0, 1.5, 2.0, 2.5])
+  assert clip["audio_embedding"].shape == (6, 192)
+  assert clip["image_embedding"].shape == (6, 256)
+  np.testing.assert_allclose(clip["timestamps"],
+                             [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
   frame = media.frames_at(video, [1.0])[0]
   png = tmp_path / "frame.png"
   from PIL import Image
@@ -180,7 +183,8 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
   np.testing.assert_array_equal(image["timestamps"], [0.0])
   np.testing.assert_allclose(image["embedding"][0],
                              embedder.embed_images(frame)[0], atol=1e-5)
-  with pytest.raises(ValueError, match="embedding=8192 but audio"):
+  with pytest.raises(ValueError, match=r"embedding=8192; expected one of "
+                     r"\[512, 6144, 'transfer'\]"):
     embed_files.embed_files(embedder, "audio", [video], str(out),
                             embedding=8192)
 
@@ -188,12 +192,10 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
 def test_same_output_name_is_reported_not_overwritten(tmp_path):
   (tmp_path / "x.wav").write_bytes(b"")
   (tmp_path / "x.mp3").write_bytes(b"")
-  jobs, problems = embed_files.find_jobs([str(tmp_path), "missing.wav"],
-                                         "audio", "out")
+  jobs, problems = embed_files.find_jobs([str(tmp_path)], "audio", "out")
   assert [os.path.basename(j.input_path) for j in jobs] == ["x.mp3"]
-  reasons = {os.path.basename(path): reason for path, reason in problems}
-  assert reasons.pop("missing.wav") == "no such file or folder"
-  assert "also the output of" in reasons.pop("x.wav") and not reasons
+  [(path, reason)] = problems
+  assert os.path.basename(path) == "x.wav" and "also the output of" in reason
 
 
 def test_score_pair_from_files_and_from_video(embedder, video, tmp_path):
@@ -240,11 +242,16 @@ def test_l3_embed_cli_folder_with_a_broken_file(tiny_export, video, tmp_path):
       "video", str(inputs), f"--model={tiny_export.saved_model}",
       f"--output_dir={out}", "--hop_seconds=1", "--embedding=512"])
   assert result.returncode == 1, result.stderr
-  assert "broken.mp4" in result.stderr and "1 written" in result.stderr
-  assert "1 failed" in result.stderr
+  summary = result.stderr.strip().splitlines()[-1]
+  assert summary.startswith("l3-embed video: 1 files done, 0 skipped")
+  assert "1 failed" in summary and "4 windows" in summary
+  assert "broken.mp4" in result.stderr
+  tsv = (out / "l3-embed_failed_video.tsv").read_text().splitlines()
+  assert tsv[0] == "input\treason" and len(tsv) == 2
+  assert tsv[1].startswith(f"{inputs / 'broken.mp4'}\t")
   good = np.load(out / "good.npz")
-  assert good["audio_embedding"].shape == (3, 16)  # t = 0, 1, 2 s
-  assert good["image_embedding"].shape == (3, 16)
+  assert good["audio_embedding"].shape == (4, 16)  # t = 0, 1, 2, 3 s
+  assert good["image_embedding"].shape == (4, 16)
   assert not (out / "broken.npz").exists()
 
 
@@ -295,3 +302,284 @@ def test_export_and_embed_video_for_the_demo(tiny_export, video, tmp_path):
   assert result["num_timestamps"] == count
   assert result["audio_embedding_shape"] == [count, 192]
   assert result["image_embedding_shape"] == [count, 256]
+
+
+def _tone_file(path, seconds=1.3, seed=1) -> str:
+  return testing.write_audio(path, _sound(RATE, seed, seconds), RATE)
+
+
+def test_one_path_is_one_input_never_its_characters(tmp_path):
+  wav = _tone_file(tmp_path / "one.wav")
+  for given in (wav, pathlib.Path(wav)):  # absolute str and PathLike
+    jobs, problems = embed_files.find_jobs(given, "audio", "out")
+    assert [j.input_path for j in jobs] == [wav] and not problems
+    assert jobs[0].outputs == {"audio": os.path.join("out", "one.npz")}
+  # A folder as a bare string is that folder.
+  jobs, _ = embed_files.find_jobs(str(tmp_path), "audio", None)
+  assert [j.input_path for j in jobs] == [wav]
+
+
+def test_a_folder_and_a_file_inside_it_embed_the_file_once(tmp_path):
+  (tmp_path / "in" / "sub").mkdir(parents=True)
+  a = _tone_file(tmp_path / "in" / "sub" / "a.wav")
+  b = _tone_file(tmp_path / "in" / "b.flac")
+  jobs, problems = embed_files.find_jobs(
+      [a, str(tmp_path / "in"), str(tmp_path / "in" / "*.flac")], "audio",
+      "out")
+  assert [j.input_path for j in jobs] == [a, b] and not problems
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda root: str(root / "missing.wav"), "missing.wav: no such file"),
+    (lambda root: (root / "empty").mkdir() or str(root / "empty"),
+     "empty: no audio files in this folder"),
+    (lambda root: ((root / "notes").mkdir(), (root / "notes" / "a.txt")
+                   .write_text("x"))[0] or str(root / "notes"),
+     "notes: no audio files in this folder"),
+    (lambda root: str(root / "*.nothing"), r"\*.nothing: the pattern matches "
+     "no audio file"),
+    (lambda root: [], r"inputs=\[\]"),
+])
+def test_inputs_that_name_nothing_are_errors(tmp_path, make, match):
+  with pytest.raises(ValueError, match=match):
+    embed_files.find_jobs(make(tmp_path), "audio", "out")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="sound"), r"kind='sound'; expected one of \['audio', 'image', "
+     r"'video'\]"),
+    (dict(video_output="both"), r"video_output='both'; expected one of "
+     r"\['combined', 'split'\]"),
+    (dict(output_format="csv"), r"format='csv'; expected one of "
+     r"\['npz', 'parquet'\]"),
+    (dict(embedding=8192), r"embedding=8192; expected one of \[512, 6144, "
+     r"'transfer'\]"),
+    (dict(suffix="a/b"), "suffix='a/b'"),
+    (dict(center="yes"), "center='yes'"),
+    (dict(hop_seconds=-1), "hop_seconds=-1"),
+    (dict(batch_size=0), "batch_size=0"),
+])
+def test_run_options_are_checked_at_the_door(embedder, tmp_path, kwargs,
+                                             match):
+  kwargs = {"kind": "audio", **kwargs}
+  with pytest.raises(ValueError, match=match):
+    embed_files.embed_files(embedder, kwargs.pop("kind"),
+                            _tone_file(tmp_path / "a.wav"),
+                            str(tmp_path / "out"), progress=False, **kwargs)
+  assert not (tmp_path / "out").exists()
+
+
+def test_outputs_beside_the_inputs_with_a_suffix(embedder, tmp_path):
+  (tmp_path / "sub").mkdir()
+  _tone_file(tmp_path / "sub" / "a.wav")
+  summary = embed_files.embed_files(embedder, "audio", str(tmp_path),
+                                    suffix="_l3", progress=False,
+                                    hop_seconds=0.5)
+  assert summary.written == [str(tmp_path / "sub" / "a_l3.npz")]
+  # 1.3 s centred at hop 0.5: windows at 0, 0.5, 1 s (the last ends at 1.5).
+  assert np.load(summary.written[0])["timestamps"].size == 3
+
+
+def test_split_video_outputs_and_skip_existing_per_file(embedder, video,
+                                                        tmp_path):
+  options = dict(progress=False, hop_seconds=0.5, embedding=512)
+  combined = embed_files.embed_files(embedder, "video", video,
+                                     str(tmp_path / "c"), **options)
+  reference = np.load(combined.written[0])
+  out = tmp_path / "s"
+  summary = embed_files.embed_files(embedder, "video", video, str(out),
+                                    video_output="split", suffix="_l3",
+                                    **options)
+  audio_path, image_path = out / "clip_l3_audio.npz", out / "clip_l3_image.npz"
+  assert summary.written == [str(audio_path), str(image_path)]
+  audio, image = np.load(audio_path), np.load(image_path)
+  assert sorted(audio.files) == sorted(image.files) == ["embedding",
+                                                        "timestamps"]
+  np.testing.assert_array_equal(audio["timestamps"], image["timestamps"])
+  np.testing.assert_array_equal(audio["timestamps"], reference["timestamps"])
+  np.testing.assert_allclose(audio["embedding"], reference["audio_embedding"],
+                             atol=1e-5)
+  np.testing.assert_allclose(image["embedding"], reference["image_embedding"],
+                             atol=1e-5)
+  # One modality removed: only it is recomputed, equal to before.
+  for path, key in ((image_path, "image_embedding"),
+                    (audio_path, "audio_embedding")):
+    os.remove(path)
+    again = embed_files.embed_files(embedder, "video", video, str(out),
+                                    video_output="split", suffix="_l3",
+                                    **options)
+    assert again.written == [str(path)] and len(again.done) == 1
+    np.testing.assert_allclose(np.load(path)["embedding"], reference[key],
+                               atol=1e-5)
+  rerun = embed_files.embed_files(embedder, "video", video, str(out),
+                                  video_output="split", suffix="_l3",
+                                  **options)
+  assert rerun.skipped == [video] and not rerun.written
+  assert str(rerun).startswith("l3-embed video: 0 files done, 1 skipped "
+                               "(output exists), 0 failed, 0 windows")
+
+
+def test_parquet_has_one_row_per_window_and_modality(embedder, video,
+                                                     tmp_path):
+  import pyarrow.dataset
+  out = tmp_path / "pq"
+  wav = _tone_file(tmp_path / "tone.wav", seconds=1.7)
+  options = dict(progress=False, hop_seconds=0.5, output_format="parquet")
+  embed_files.embed_files(embedder, "video", video, str(out), **options)
+  embed_files.embed_files(embedder, "video", video, str(out / "split"),
+                          video_output="split", **options)
+  embed_files.embed_files(embedder, "audio", wav, str(out), **options)
+  expected = embedder.embed_video(video, hop_seconds=0.5)
+  count = expected.timestamps.size
+  combined = embed_files.read_parquet(str(out / "clip.parquet"))
+  assert list(combined["modality"]) == ["audio"] * count + ["image"] * count
+  assert set(combined["file"]) == {video}
+  np.testing.assert_array_equal(combined["timestamp"],
+                                np.tile(expected.timestamps, 2))
+  for modality, want in (("audio", expected.audio),
+                         ("image", expected.image)):
+    rows = [v for v, m in zip(combined["embedding"], combined["modality"])
+            if m == modality]
+    np.testing.assert_allclose(np.stack(rows), want, atol=1e-5)
+    split = embed_files.read_parquet(str(out / "split" /
+                                         f"clip_{modality}.parquet"))
+    np.testing.assert_allclose(split["embedding"], want, atol=1e-5)
+  tone = embed_files.read_parquet(str(out / "tone.parquet"))
+  np.testing.assert_allclose(
+      tone["embedding"], embedder.embed_audio_file(wav,
+                                                   hop_seconds=0.5).embedding,
+      atol=1e-5)
+  # All files share one schema: one query over the folder, no full load.
+  table = pyarrow.dataset.dataset(str(out), format="parquet").to_table(
+      columns=["file", "timestamp"],
+      filter=pyarrow.dataset.field("modality") == "audio")
+  assert table.num_rows == 2 * count + tone["timestamp"].size
+
+
+def test_failures_tsv_lists_the_failed_and_goes_when_none_fail(embedder,
+                                                               tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  _tone_file(inputs / "good.wav")
+  (inputs / "bad.wav").write_bytes(b"RIFF not really")
+  out = tmp_path / "out"
+  summary = embed_files.embed_files(embedder, "audio", str(inputs), str(out),
+                                    progress=False, report=lambda line: None,
+                                    hop_seconds=0.5)
+  assert summary.done == [str(inputs / "good.wav")]
+  assert [p for p, _ in summary.failed] == [str(inputs / "bad.wav")]
+  assert summary.windows == 3 and summary.seconds > 0
+  tsv = out / "l3-embed_failed_audio.tsv"
+  assert summary.failed_tsv == str(tsv) and str(tsv) in str(summary)
+  assert tsv.read_text().splitlines()[1].startswith(f"{inputs / 'bad.wav'}\t")
+  os.remove(inputs / "bad.wav")
+  embed_files.embed_files(embedder, "audio", str(inputs), str(out),
+                          progress=False)
+  assert not tsv.exists()
+
+
+_BAD_USAGE = [
+    ["sound", "x.wav"],
+    ["audio"],
+    ["audio", "{missing}"],
+    ["audio", "{empty}"],
+    ["audio", "{wav}", "--format=xml"],
+    ["video", "{wav}", "--video_output=both"],
+    ["audio", "{wav}", "--embedding=8192"],
+    ["audio", "{wav}", "--hop_seconds=abc"],
+    ["audio", "{wav}", "--hop_seconds=0"],
+    ["audio", "{wav}", "--batch_size=0"],
+    ["audio", "{wav}", "--no_such_flag"],
+    ["audio", "{wav}", "--compute_dtype=float16"],
+    ["audio", "{wav}", "--model={missing}"],
+    ["audio", "{wav}", "--model="],
+]
+
+
+def test_l3_embed_bad_usage_is_exit_2_and_one_line(tiny_export, tmp_path):
+  """Every case in one fresh process (each through `run`, as the console
+  script), since starting TensorFlow costs seconds."""
+  (tmp_path / "empty").mkdir()
+  wav = _tone_file(tmp_path / "a.wav")
+  names = dict(missing=str(tmp_path / "missing.wav"),
+               empty=str(tmp_path / "empty"), wav=wav)
+  cases = []
+  for case in _BAD_USAGE:
+    args = [a.format(**names) for a in case]
+    if not any(a.startswith("--model") for a in args):
+      args.append(f"--model={tiny_export.saved_model}")
+    cases.append(args + [f"--output_dir={tmp_path / 'out'}"])
+  code = f"""
+import contextlib, io, json, sys
+from absl import flags
+from experiments import embed
+results = []
+for args in {cases!r}:
+  flags.FLAGS.unparse_flags()
+  sys.argv = ["l3-embed", *args]
+  err = io.StringIO()
+  with contextlib.redirect_stderr(err):
+    try:
+      embed.run()
+      status = 0
+    except SystemExit as e:
+      status = e.code
+  results.append([status, err.getvalue()])
+print(json.dumps(results))
+"""
+  env = dict(os.environ, PYTHONPATH=str(testing.REPO_ROOT))
+  result = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+  for case, (status, stderr) in zip(_BAD_USAGE, outcomes):
+    assert status == 2, (case, status, stderr)
+    assert "Traceback" not in stderr, (case, stderr)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("l3-embed: error: "), (
+        case, stderr)
+  assert "missing.wav: no such file" in outcomes[2][1]
+  assert "empty: no audio files" in outcomes[3][1]
+  assert "format='xml'" in outcomes[4][1]
+  assert "--model is required" in outcomes[13][1]
+  assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.real_data
+@pytest.mark.filterwarnings("ignore::l3_tf.embed.ShortInputWarning")
+def test_real_recordings_as_one_list_equal_one_by_one(embedder):
+  sounds = testing.shared_data("animal_sounds")
+  paths = sorted(sounds.glob("*.mp3"))
+  rates = [22050 if i % 2 else RATE for i in range(len(paths))]
+  recordings = [media.load_audio(p, sample_rate_hz=r)
+                for p, r in zip(paths, rates)]
+  together = embedder.embed_audio(recordings, rates, hop_seconds=0.25,
+                                  batch_size=7)
+  assert len(together) == len(paths) == 10
+  for got, recording, rate in zip(together, recordings, rates):
+    alone = embedder.embed_audio(recording, rate, hop_seconds=0.25)
+    np.testing.assert_allclose(got.embedding, alone.embedding, atol=1e-5)
+    np.testing.assert_array_equal(got.timestamps, alone.timestamps)
+    # The last window reaches the recording's end.
+    assert got.timestamps[-1] + 0.5 >= recording.size / rate - 1 / rate
+  bento = testing.shared_data("av_clips") / "openl3" / "bento.mp4"
+  with pytest.warns(embed.ShortInputWarning, match="bento.mp4 is 0.99"):
+    short = embedder.embed_audio_file(bento)
+  assert short.embedding.shape[0] == 6  # 0.998 s centred, hop 0.1: 0..0.5 s
+
+
+def test_constant_image_and_frames_warn_naming_the_file(embedder, tmp_path):
+  from PIL import Image
+  png = tmp_path / "grey.png"
+  Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(png)
+  with pytest.warns(embed.ConstantImageWarning, match="grey.png is a single"):
+    result = embedder.embed_image_file(png)
+  assert result.embedding.shape == (1, 256)
+  path = str(tmp_path / "dark.mp4")
+  frames = _frames(12)
+  frames[:4] = 0  # 0.4 s of black
+  generate.write_mp4(path, frames, _sound(RATE, 3, 1.2), FPS, crf=18)
+  with pytest.warns(embed.ConstantImageWarning,
+                    match=r"dark.mp4 has 4 of 8 frames that are a single"):
+    video = embedder.embed_video(path, hop_seconds=0.1)
+  assert video.image.shape[0] == 8  # 1.2 s centred: t = 0 .. 0.7 s
