@@ -10,6 +10,8 @@ import json
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from l3_tf import evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
@@ -32,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,6 +12,8 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from l3_tf import export as export_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir",
@@ -41,4 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -6,7 +6,8 @@
 Resumes from the latest checkpoint in the workdir. One device by default;
 `--set train.devices=/gpu:0,/gpu:1` or all visible GPUs mirror; TF_CONFIG
 with several tasks trains across machines (MultiWorkerMirroredStrategy).
-Exit status: 0 done, 1 bad configuration, 143 stopped by SIGTERM / Ctrl-C
+Exit status: 0 done, 1 bad configuration or diverged (train.max_bad_steps
+non-finite steps in a row), 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
 (after writing a checkpoint).
 """
 
@@ -16,9 +17,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from experiments import flags_lib
 from l3_tf import distribute
 from l3_tf import train
+from l3_tf import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)
@@ -34,6 +37,8 @@ def main(argv):
   except ValueError as e:
     logging.error("bad configuration: %s", e)
     raise SystemExit(f"error: {e}") from None
+  except (train.TrainingDiverged, workdir_lib.WorkdirLocked) as e:
+    raise SystemExit(f"error: {e}") from None
   except train.TrainingInterrupted as e:
     logging.warning("%s", e)
     raise SystemExit(143) from None
@@ -41,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -74,6 +74,8 @@ class TrainConfig:
     devices: devices to mirror over on one machine ("/gpu:0,/gpu:1");
       empty: all visible GPUs, or the default device when there are none.
       Ignored when TF_CONFIG asks for several workers.
+    max_bad_steps: consecutive steps with a non-finite loss or gradient
+      (each skipped, not applied) after which training stops with an error.
   """
 
   batch_size_per_replica: int = 16
@@ -90,6 +92,7 @@ class TrainConfig:
   eval_every_steps: int = 0
   seed: int = 0
   devices: tuple[str, ...] = ()
+  max_bad_steps: int = 10
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,6 +39,21 @@ from l3_tf import model as model_lib
 from l3_tf import workdir as workdir_lib
 
 
+class TrainingDiverged(RuntimeError):
+  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient.
+
+  None of them was applied; a checkpoint of the last good step was written.
+  """
+
+  def __init__(self, step: int, bad_steps: int, checkpoint: str | None):
+    super().__init__(
+        f"training diverged at step {step}: {bad_steps} consecutive steps had "
+        "a non-finite loss or gradient and were not applied (limit "
+        f"train.max_bad_steps); last good checkpoint {checkpoint}")
+    self.step = step
+    self.checkpoint = checkpoint
+
+
 class TrainingInterrupted(Exception):
   """Training stopped early (signal or Ctrl-C); a checkpoint was written."""
 
@@ -76,6 +91,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
                         train.checkpoint_every_steps),
                        ("train.keep_checkpoints", train.keep_checkpoints),
                        ("train.log_every_steps", train.log_every_steps),
+                       ("train.max_bad_steps", train.max_bad_steps),
                        ("data.shuffle_videos", data.shuffle_videos),
                        ("data.pairs_per_video", data.pairs_per_video),
                        ("data.eval_num_pairs", data.eval_num_pairs),
@@ -160,6 +176,29 @@ def pair_images(features, labels, max_pairs: int) -> dict[str, tf.Tensor]:
   }
 
 
+def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
+                   ) -> tf.Tensor:
+  """True (bool scalar, the same on every replica) when a step may be applied.
+
+  A step is bad when its loss or any gradient is not finite on any replica;
+  it is then skipped, so no NaN or inf ever reaches the weights, the
+  optimizer's moments or a checkpoint. With `check_grads=False` only the
+  loss is checked: a `LossScaleOptimizer` skips its own gradient overflows
+  (normal in float16) and lowers its scale, which must not count as bad.
+  """
+  finite = tf.reduce_all(tf.math.is_finite(loss))
+  if check_grads:
+    for grad in grads:
+      if grad is not None:
+        finite &= tf.reduce_all(tf.math.is_finite(grad))
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    bad_replicas = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      tf.cast(~finite, tf.float32))
+    finite = bad_replicas < 0.5
+  return finite
+
+
 def make_train_step(model: keras.Model, optimizer, strategy,
                     global_batch_size: int, step: tf.Variable):
   """The synchronous training step: `(features, labels) -> metrics`.
@@ -176,13 +215,22 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     global_batch_size: pairs per step over all replicas.
     step: int64 variable incremented once per step.
 
+  A step whose loss or any gradient is not finite is not applied (nor its
+  BN statistics updates) and does not advance `step` (see
+  `step_is_finite`); its "bad_steps" metric is 1.
+
   Returns:
     A tf.function taking distributed (or plain, one replica) features and
     int32 labels, returning {"loss": data loss, "regularization",
-    "accuracy"} reduced over the global batch.
+    "accuracy"} reduced over the global batch, and "bad_steps" (0 or 1).
   """
+  check_grads = not isinstance(optimizer,
+                               keras.optimizers.LossScaleOptimizer)
 
   def replica_step(features, labels):
+    # The forward pass updates the BN moving statistics: kept to undo a bad
+    # step (small: a few vectors per layer).
+    state = [tf.identity(v) for v in model.non_trainable_variables]
     with tf.GradientTape() as tape:
       logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
       per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -194,22 +242,37 @@ def make_train_step(model: keras.Model, optimizer, strategy,
       regularization = tf.nn.scale_regularization_loss(regularization)
       total = loss + regularization
     grads = tape.gradient(total, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    good = step_is_finite(total, grads, check_grads)
     correct = tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
         tf.float32))
-    return loss, regularization, correct
+    return loss, regularization, correct, grads, state, tf.cast(good, tf.int64)
+
+  def replica_apply(grads):
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+  def replica_undo(state):
+    for variable, value in zip(model.non_trainable_variables, state):
+      variable.assign(value)
 
   def total(value):
     return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
   @tf.function
   def train_step(features, labels):
-    loss, regularization, correct = strategy.run(replica_step,
-                                                 args=(features, labels))
-    step.assign_add(1)
+    loss, regularization, correct, grads, state, good = strategy.run(
+        replica_step, args=(features, labels))
+    # Every replica agrees on `good` (all-reduced in `step_is_finite`). The
+    # branch runs in cross-replica context: MirroredStrategy cannot
+    # aggregate gradients inside a replica's tf.cond.
+    good = strategy.experimental_local_results(good)[0]
+    tf.cond(good > 0,
+            lambda: strategy.run(replica_apply, args=(grads,)),
+            lambda: strategy.run(replica_undo, args=(state,)))
+    step.assign_add(good)
     return {"loss": total(loss), "regularization": total(regularization),
-            "accuracy": total(correct) / global_batch_size}
+            "accuracy": total(correct) / global_batch_size,
+            "bad_steps": 1 - good}
 
   return train_step
 
@@ -328,13 +391,19 @@ def train_and_evaluate(config, workdir: str,
 
   Raises:
     ValueError: bad configuration (see `check_config`), before any work.
+    workdir_lib.WorkdirLocked: another live process trains in `workdir`.
     TrainingInterrupted: SIGTERM or Ctrl-C; a checkpoint of the last
       finished step was written first.
+    TrainingDiverged: `train.max_bad_steps` consecutive steps with a
+      non-finite loss or gradient (none applied); a checkpoint of the last
+      good step was written first.
   """
   strategy = strategy or tf.distribute.get_strategy()
   plan = check_config(config, strategy.num_replicas_in_sync,
                       distribute.num_workers(strategy))
   chief = distribute.is_chief(strategy)
+  # One writer per workdir: fails at once if another live trainer holds it.
+  lock = workdir_lib.WorkdirLock(workdir) if chief else None
   if chief:
     workdir_lib.write_config(workdir, config)
   previous_policy = keras.mixed_precision.global_policy()
@@ -347,6 +416,8 @@ def train_and_evaluate(config, workdir: str,
   finally:
     if trainer is not None:
       trainer.close()
+    if lock is not None:
+      lock.release()
     keras.mixed_precision.set_global_policy(previous_policy)
   if chief:
     # The same path as experiments.eval_avc: a float32 model restored from
@@ -359,6 +430,16 @@ def train_and_evaluate(config, workdir: str,
     writer.close()
     result["eval"] = results
   return result
+
+
+def _count_bad_steps(bad_steps: int, metrics: dict, step: int) -> int:
+  """The count of consecutive bad (skipped) steps after one more step."""
+  if not int(metrics["bad_steps"]):
+    return 0
+  logging.warning("a step after step %d had a non-finite loss (%s) or "
+                  "gradient: not applied (%d in a row)", step,
+                  float(metrics["loss"]), bad_steps + 1)
+  return bad_steps + 1
 
 
 def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
@@ -388,6 +469,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   first = True
   last_metrics = {}
   interrupted = None
+  diverged = None
+  bad_steps = 0  # consecutive
 
   with _StopFlag() as stop:
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
@@ -404,6 +487,12 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
         metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
+        bad_steps = _count_bad_steps(bad_steps, metrics, step)
+        if bad_steps:
+          if bad_steps >= train_cfg.max_bad_steps:
+            diverged = bad_steps
+            break
+          continue  # nothing was applied: no logs, no checkpoint
         for key in window:
           window[key].append(float(metrics[key]))
         # The first step traces the function: keep it out of the rates.
@@ -456,6 +545,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
     train_writer.flush()
     if interrupted:
       raise TrainingInterrupted(step, interrupted)
+    if diverged:
+      raise TrainingDiverged(step, diverged, trainer.checkpoints.latest())
 
   return {
       "step": step,
