@@ -34,6 +34,10 @@ class DataConfig:
     eval_num_pairs: size of the fixed, balanced evaluation set (even).
     eval_seed: seed of the evaluation set (same set for the same seed).
     eval_batch_size: pairs per evaluation batch (does not change results).
+    on_bad_record: a training record that cannot be read: "fail" (stop,
+      naming the shard and record, after a checkpoint) or "skip" (leave it
+      out, count it in <workdir>/skipped_records.tsv and TensorBoard); see
+      `l3_tf.bad_records`. Evaluation always fails.
   """
 
   dataset: str = "flickr_soundnet"
@@ -46,6 +50,7 @@ class DataConfig:
   eval_num_pairs: int = 10000
   eval_seed: int = 0
   eval_batch_size: int = 64
+  on_bad_record: str = "fail"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from l3_tf import bad_records
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import input_pipeline
@@ -107,6 +108,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
     raise ValueError(
         f"data.group_videos={data.group_videos} must be >= 3: a group of 2 "
         "can hold the same video twice across an epoch boundary")
+  bad_records.check_on_bad_record(data.on_bad_record)
   if data.eval_num_pairs % 2:
     raise ValueError(f"data.eval_num_pairs={data.eval_num_pairs} must be "
                      "even (a balanced set)")
@@ -386,7 +388,8 @@ def train_and_evaluate(config, workdir: str,
   Returns:
     {"step", "start_step", "wall_seconds" (of the training loop),
      "steps_per_second", "pairs_per_second" (both without the first,
-     tracing step), "last_train_metrics", "eval" (the chief's
+     tracing step), "last_train_metrics", "skipped_records" (records left
+     out under data.on_bad_record="skip"), "eval" (the chief's
      `evaluate_workdir` results; None on other workers)}.
 
   Raises:
@@ -442,6 +445,24 @@ def _count_bad_steps(bad_steps: int, metrics: dict, step: int) -> int:
   return bad_steps + 1
 
 
+def _skip_bad_records(config, plan: Plan, skip_log, step: int, error) -> dict:
+  """Logs the damaged records `error` came from; what to read instead."""
+  split = config.data.train_split
+  bad = bad_records.locate(plan.builder, split, error)
+  if not bad or all(b in skip_log.skipped for b in bad):
+    raise bad_records.error_for(plan.builder, split, error) from None
+  skip_log.add(step, split, bad)
+  logging.warning("skipping %d unreadable record(s) of split %r (%d so far, "
+                  "listed in %s): %s", sum(b.records_skipped for b in bad),
+                  split, skip_log.count, skip_log.path,
+                  "; ".join(b.describe() for b in bad))
+  without = bad_records.split_without(split, skip_log.skipped)
+  return {"config": dataclasses.replace(config, data=dataclasses.replace(
+              config.data, train_split=without)),
+          "seed": input_pipeline.derive_seed(config.train.seed, step,
+                                             len(skip_log.skipped))}
+
+
 def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   train_cfg = config.train
   chief = trainer.chief
@@ -453,13 +474,19 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
                start_step, train_cfg.num_steps, plan.num_replicas,
                plan.batch_size_per_replica, plan.global_batch_size, seed)
 
+  # What is read: with data.on_bad_record="skip", the split without the
+  # damaged records met so far, and a new seed after each.
+  reading = {"config": config, "seed": seed}
+
   def dataset_fn(context: tf.distribute.InputContext):
     batch = context.get_per_replica_batch_size(plan.global_batch_size)
-    return input_pipeline.train_dataset(config, batch, context, seed=seed,
+    return input_pipeline.train_dataset(reading["config"], batch, context,
+                                        seed=reading["seed"],
                                         builder=plan.builder)
 
   train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
   eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
+  skip_log = bad_records.SkipLog(workdir if chief else None, train_writer)
   step = start_step
   last_saved = start_step if start_step else -1
   window = {"loss": [], "regularization": [], "accuracy": []}
@@ -484,6 +511,18 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
               f"split {config.data.train_split!r} of {config.data.dataset!r} "
               "gave no pairs: none of its videos (in this worker's shard) "
               "has >= 1 s of audio around a frame") from None
+        except tf.errors.DataLossError as e:  # a damaged shard
+          step = int(trainer.step.numpy())
+          if config.data.on_bad_record == "fail":
+            if step != last_saved and step > 0:
+              trainer.save()  # the last good step first
+              last_saved = step
+            raise bad_records.error_for(plan.builder, config.data.train_split,
+                                        e) from None
+          reading.update(_skip_bad_records(config, plan, skip_log, step, e))
+          iterator = iter(strategy.distribute_datasets_from_function(
+              dataset_fn))
+          continue
         metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
@@ -556,5 +595,6 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
       "pairs_per_second": (plan.global_batch_size * timed_steps / timed_seconds
                            if timed_seconds else None),
       "last_train_metrics": last_metrics,
+      "skipped_records": skip_log.count,
       "eval": None,
   }
