@@ -27,6 +27,7 @@ import shutil
 import sys
 import traceback
 
+from absl import app
 from absl import flags
 import hypothesis
 from hypothesis import strategies as st
@@ -121,8 +122,10 @@ def _run_one(module, entry, argv, outcome, scratch):
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(
         io.StringIO()):
       sys.argv = [prog, *argv]
-      if entry == "cli":
+      if entry == "cli" and hasattr(module, "cli"):
         module.cli.run(module.main, argv=[prog, *argv])
+      elif entry == "cli":  # a binary still on plain absl.app.run
+        app.run(module.main, argv=[prog, *argv])
       else:
         getattr(module, entry)()
   except SystemExit as e:
