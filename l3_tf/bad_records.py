@@ -7,7 +7,15 @@ record: it walks the record headers of the split's shards (cheap, no data
 read) to find those with a record at that offset, then reads those with
 TensorFlow to confirm. Every record from the damaged one to the end of its
 shard is unreadable (the reader cannot resynchronise), so that is what
-`"skip"` leaves out, and what it counts:
+`"skip"` leaves out, and what it counts.
+
+A JPEG frame that does not decode inside an otherwise valid record stops
+the pipeline with an `InvalidArgumentError` that names nothing either;
+`undecodable_frames` then decodes every frame of the split (eagerly, shard
+by shard: minutes for the demo set, long at the paper's scale, but only
+after a failure) and names the video, the frame, the shard and the record;
+`"skip"` leaves out that one record.
+
 
   "fail" (default)  stop with `BadRecordError` naming the shard, the record
                     index and the reason (training checkpoints first).
@@ -147,9 +155,43 @@ def locate(builder, split: str, error: Exception | None = None
   return found
 
 
+def is_bad_input(error: Exception) -> bool:
+  """Whether `error` (met reading a split) is a damaged record or frame."""
+  if isinstance(error, tf.errors.DataLossError):
+    return True
+  return (isinstance(error, tf.errors.InvalidArgumentError)
+          and "jpeg" in str(error).lower())
+
+
+def undecodable_frames(builder, split: str) -> list[BadRecord]:
+  """Records of `split` holding a frame that does not decode as a JPEG."""
+  found = []
+  for path, first, _ in _shards(builder, split):
+    for index, raw in enumerate(tf.data.TFRecordDataset(path)):
+      features = tf.train.Example.FromString(raw.numpy()).features.feature
+      video_id = features["video_id"].bytes_list.value[0].decode(
+          "utf-8", "replace")
+      for frame, data in enumerate(features["frames"].bytes_list.value):
+        try:
+          tf.io.decode_jpeg(data, channels=3)
+        except tf.errors.InvalidArgumentError as e:
+          found.append(BadRecord(path, index, first + index, 1,
+                                 f"video {video_id!r} frame {frame}: "
+                                 f"{_reason(e)}"))
+          break
+  return found
+
+
+def locate_any(builder, split: str, error: Exception) -> list[BadRecord]:
+  """`locate` for a damaged record, `undecodable_frames` for a bad frame."""
+  if isinstance(error, tf.errors.DataLossError):
+    return locate(builder, split, error)
+  return undecodable_frames(builder, split)
+
+
 def error_for(builder, split: str, error: Exception) -> BadRecordError:
   """A `BadRecordError` naming the shard and record `error` came from."""
-  bad = locate(builder, split, error)
+  bad = locate_any(builder, split, error)
   if not bad:
     return BadRecordError(
         f"split {split!r} of {builder.name!r} holds a damaged record "

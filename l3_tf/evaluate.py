@@ -52,7 +52,10 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
       logits.append(predict(features).numpy())
       labels.append(label.numpy())
       videos.update(metadata["frame_video_id"].numpy().tolist())
-  except tf.errors.DataLossError as e:  # a damaged shard: name it
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    if not bad_records.is_bad_input(e):
+      raise
+    # A damaged shard or frame: name it.
     builder = builder or input_pipeline.load_builder(config.data.dataset,
                                                      config.data.data_dir)
     raise bad_records.error_for(builder, split, e) from None

@@ -448,7 +448,7 @@ def _count_bad_steps(bad_steps: int, metrics: dict, step: int) -> int:
 def _skip_bad_records(config, plan: Plan, skip_log, step: int, error) -> dict:
   """Logs the damaged records `error` came from; what to read instead."""
   split = config.data.train_split
-  bad = bad_records.locate(plan.builder, split, error)
+  bad = bad_records.locate_any(plan.builder, split, error)
   if not bad or all(b in skip_log.skipped for b in bad):
     raise bad_records.error_for(plan.builder, split, error) from None
   skip_log.add(step, split, bad)
@@ -511,7 +511,10 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
               f"split {config.data.train_split!r} of {config.data.dataset!r} "
               "gave no pairs: none of its videos (in this worker's shard) "
               "has >= 1 s of audio around a frame") from None
-        except tf.errors.DataLossError as e:  # a damaged shard
+        except (tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError) as e:
+          if not bad_records.is_bad_input(e):  # a damaged shard or frame
+            raise
           step = int(trainer.step.numpy())
           if config.data.on_bad_record == "fail":
             if step != last_saved and step > 0:

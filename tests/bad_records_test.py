@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from l3_tf import bad_records
 from l3_tf import evaluate
+from l3_tf import input_pipeline
 from l3_tf import model as model_lib
 from l3_tf import train
 from l3_tf import workdir as workdir_lib
@@ -113,3 +114,40 @@ def test_split_without_leaves_out_each_range():
           == "train[0:2]+train[5:11]+train[15:]")
   with pytest.raises(ValueError, match="data.on_bad_record='drop'"):
     bad_records.check_on_bad_record("drop")
+
+
+def _copy_with_a_bad_frame(fake_videos_dir, tmp_path, record: int):
+  """The fake videos with the frames of one train record replaced by bytes
+  that are not a JPEG (the record itself stays valid), from frame 0."""
+  data_dir = str(tmp_path / "data")
+  shutil.copytree(fake_videos_dir, data_dir)
+  shard = _train_shard(data_dir)
+  raws = [r.numpy() for r in tf.data.TFRecordDataset(shard)]
+  example = tf.train.Example.FromString(raws[record])
+  frames = example.features.feature["frames"].bytes_list.value
+  for index in range(len(frames)):  # whichever frame a pair draws
+    frames[index] = frames[index][:2] + b"not a jpeg at all" * 4
+  video_id = example.features.feature["video_id"].bytes_list.value[0].decode()
+  raws[record] = example.SerializeToString()
+  with tf.io.TFRecordWriter(shard) as writer:
+    for raw in raws:
+      writer.write(raw)
+  return data_dir, shard, video_id
+
+
+def test_a_frame_that_does_not_decode_is_named_or_skipped(
+    fake_config, fake_videos_dir, tmp_path):
+  data_dir, shard, video_id = _copy_with_a_bad_frame(fake_videos_dir,
+                                                     tmp_path, record=3)
+  config = _config(fake_config, data_dir)
+  model = model_lib.avc_network(config.model, config.image, config.audio)
+  expected = rf"{shard}: record 3 cannot be read \(video '{video_id}' frame 0"
+  if video_id in ("fake_t8", "fake_t9"):  # never read: it forms no pair
+    pytest.skip(f"record 3 is {video_id}, which forms no pair")
+  with pytest.raises(bad_records.BadRecordError, match=expected):
+    evaluate.evaluate_model(model, config, split="train", num_pairs=96)
+  (bad,) = bad_records.undecodable_frames(
+      input_pipeline.load_builder(config.data.dataset, data_dir), "train")
+  assert (bad.shard, bad.record_index, bad.records_skipped) == (shard, 3, 1)
+  assert (bad_records.split_without("train", [bad])
+          == "train[0:3]+train[4:]")
