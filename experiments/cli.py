@@ -68,8 +68,8 @@ def guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
     except Exception as e:  # pylint: disable=broad-except
       if os.environ.get(TRACEBACK_ENV) == "1":
         raise
-      fail(EXIT_ERROR, f"unexpected error {type(e).__name__}: "
-           f"{_first_line(e)} (set {TRACEBACK_ENV}=1 for the traceback)")
+      fail(EXIT_ERROR, f"unexpected error {type(e).__name__} (set "
+           f"{TRACEBACK_ENV}=1 for the traceback): {str(e).strip()}")
 
   return wrapped
 
