@@ -87,3 +87,13 @@ def test_max_bad_steps_must_be_positive(fake_config):
       fake_config.train, max_bad_steps=0))
   with pytest.raises(ValueError, match="train.max_bad_steps=0"):
     train.check_config(config)
+
+
+def test_loss_scaled_gradients_are_left_to_the_loss_scale_optimizer():
+  """float16 (issue 11): a LossScaleOptimizer skips its own overflows, so
+  only a non-finite loss counts as a bad step there."""
+  grads = [tf.constant([1.0, np.inf]), None]
+  assert not bool(train.step_is_finite(tf.constant(0.5), grads))
+  assert bool(train.step_is_finite(tf.constant(0.5), grads, check_grads=False))
+  assert not bool(train.step_is_finite(tf.constant(np.nan), grads,
+                                       check_grads=False))
