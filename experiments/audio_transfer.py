@@ -39,6 +39,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from experiments import configs
 from l3_tf import audio_transfer
 from l3_tf import finetune
@@ -172,4 +173,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -22,7 +22,6 @@ stderr naming the bad flag, input or model).
 import sys
 import warnings
 
-from absl import app
 from absl import flags
 import tqdm
 

@@ -10,8 +10,9 @@ import json
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from l3_tf import evaluate
-from l3_tf import filesystems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)
@@ -33,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  filesystems.run_main(main)
+  cli.run(main)

@@ -25,8 +25,9 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from l3_tf import export as export_lib
-from l3_tf import filesystems
 from l3_tf import export_formats
 from l3_tf import workdir as workdir_lib
 
@@ -120,4 +121,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  filesystems.run_main(main)
+  cli.run(main)

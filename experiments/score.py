@@ -18,6 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
+from experiments import cli
+
 from l3_tf import embed as embed_lib
 from l3_tf import media
 from l3_tf import score as score_lib
@@ -59,7 +61,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`l3-score`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

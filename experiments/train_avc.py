@@ -6,7 +6,9 @@
 Resumes from the latest checkpoint in the workdir. One device by default;
 `--set train.devices=/gpu:0,/gpu:1` or all visible GPUs mirror; TF_CONFIG
 with several tasks trains across machines (MultiWorkerMirroredStrategy).
-Exit status: 0 done, 1 bad configuration, 143 stopped by SIGTERM / Ctrl-C
+Exit status: 0 done, 1 bad configuration, a damaged record (named), another
+trainer on the workdir, or diverged (train.max_bad_steps non-finite steps in
+a row), 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
 (after writing a checkpoint).
 """
 
@@ -16,10 +18,12 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments import cli
 from experiments import flags_lib
+from l3_tf import bad_records
 from l3_tf import distribute
-from l3_tf import filesystems
 from l3_tf import train
+from l3_tf import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)
@@ -32,8 +36,12 @@ def main(argv):
     config = flags_lib.resolved_config()
     strategy = distribute.make_strategy(config.train.devices)
     result = train.train_and_evaluate(config, _WORKDIR.value, strategy)
+  except bad_records.BadRecordError as e:  # a damaged shard or frame
+    raise SystemExit(f"error: {e}") from None
   except ValueError as e:
     logging.error("bad configuration: %s", e)
+    raise SystemExit(f"error: {e}") from None
+  except (train.TrainingDiverged, workdir_lib.WorkdirLocked) as e:
     raise SystemExit(f"error: {e}") from None
   except train.TrainingInterrupted as e:
     logging.warning("%s", e)
@@ -42,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  filesystems.run_main(main)
+  cli.run(main)

@@ -102,6 +102,8 @@ def prepare_dataset(name: str, data_dir: str,
 
   Raises:
     ValueError: unknown dataset, or not prepared and no manual_dir.
+    FileNotFoundError: `manual_dir` is not a folder with files in it (the
+      message holds the dataset's download instructions).
   """
   spec = dataset_spec(name)
   module = importlib.import_module(spec.builder_module)
@@ -112,6 +114,12 @@ def prepare_dataset(name: str, data_dir: str,
   if not manual_dir:
     raise ValueError(f"{name} is not prepared in data_dir={data_dir!r}; pass "
                      "--manual_dir with the dataset's files to build it")
+  if not os.path.isdir(manual_dir) or not os.listdir(manual_dir):
+    instructions = getattr(module.Builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", "")
+    raise FileNotFoundError(
+        f"manual_dir={manual_dir!r} is not a folder holding the {name} files "
+        f"(it is {'empty' if os.path.isdir(manual_dir) else 'missing or a file'}"
+        f"); {instructions.strip()}")
   logging.info("building %s from %s into %s", name, manual_dir, data_dir)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual_dir, try_download_gcs=False))

@@ -34,6 +34,10 @@ class DataConfig:
     eval_num_pairs: size of the fixed, balanced evaluation set (even).
     eval_seed: seed of the evaluation set (same set for the same seed).
     eval_batch_size: pairs per evaluation batch (does not change results).
+    on_bad_record: a training record that cannot be read: "fail" (stop,
+      naming the shard and record, after a checkpoint) or "skip" (leave it
+      out, count it in <workdir>/skipped_records.tsv and TensorBoard); see
+      `l3_tf.bad_records`. Evaluation always fails.
   """
 
   dataset: str = "flickr_soundnet"
@@ -46,6 +50,7 @@ class DataConfig:
   eval_num_pairs: int = 10000
   eval_seed: int = 0
   eval_batch_size: int = 64
+  on_bad_record: str = "fail"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +87,8 @@ class TrainConfig:
     devices: devices to mirror over on one machine ("/gpu:0,/gpu:1");
       empty: all visible GPUs, or the default device when there are none.
       Ignored when TF_CONFIG asks for several workers.
+    max_bad_steps: consecutive steps with a non-finite loss or gradient
+      (each skipped, not applied) after which training stops with an error.
   """
 
   batch_size_per_replica: int = 16
@@ -101,6 +108,7 @@ class TrainConfig:
   eval_every_steps: int = 0
   seed: int = 0
   devices: tuple[str, ...] = ()
+  max_bad_steps: int = 10
 
 
 @dataclasses.dataclass(frozen=True)

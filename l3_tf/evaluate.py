@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from l3_tf import bad_records
 from l3_tf import input_pipeline
 from l3_tf import workdir as workdir_lib
 
@@ -34,6 +35,7 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
 
   Raises:
     ValueError: the split yields fewer pairs than asked (no usable videos).
+    bad_records.BadRecordError: a damaged record (shard and index named).
   """
   split = split or config.data.eval_split
   num_pairs = num_pairs or config.data.eval_num_pairs
@@ -45,10 +47,18 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
     return model(features, training=False)  # [b, 2] float32
 
   labels, logits, videos = [], [], set()
-  for features, label, metadata in dataset:
-    logits.append(predict(features).numpy())
-    labels.append(label.numpy())
-    videos.update(metadata["frame_video_id"].numpy().tolist())
+  try:
+    for features, label, metadata in dataset:
+      logits.append(predict(features).numpy())
+      labels.append(label.numpy())
+      videos.update(metadata["frame_video_id"].numpy().tolist())
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    if not bad_records.is_bad_input(e):
+      raise
+    # A damaged shard or frame: name it.
+    builder = builder or input_pipeline.load_builder(config.data.dataset,
+                                                     config.data.data_dir)
+    raise bad_records.error_for(builder, split, e) from None
   if not labels or sum(len(l) for l in labels) != num_pairs:
     got = sum(len(l) for l in labels)
     raise ValueError(

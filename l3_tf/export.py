@@ -11,6 +11,13 @@ inputs and a dict of named outputs:
             waveform: float32 [batch, 48000])
       -> {"probability": [batch]}  P(the image and the sound correspond)
 
+Hostile inputs: a waveform row holding NaN or inf gives NaN in every output
+of that row (embeddings, probability), never a plausible number; the other
+rows are unaffected. An all-zero image or silent waveform is a valid input.
+A wrong dtype, a waveform that is not 48000 samples long, a batch of 0, or
+image and waveform batches of different sizes raise `InvalidArgumentError`
+in the caller; the loaded model stays usable.
+
 W4 is the width of the last conv block: 512 for the paper's network, 512 *
 width_multiplier for a narrowed one. The output *names* stay those of the
 full network (`embedding_6144` is 4 x 3 x W4 wide), so client code does not
@@ -115,6 +122,15 @@ class L3Serving(tf.Module):
         self._avc_score, input_signature=[image_spec, waveform_spec])
 
   def _spectrogram(self, waveform):
+    # A loaded signature lets other lengths through; checked here, they fail
+    # with this message rather than deep inside a pooling kernel.
+    samples = self._config.audio.clip_samples
+    check = tf.debugging.assert_equal(
+        tf.shape(waveform)[1], samples,
+        message=f"waveform: expected [batch, {samples}] samples (1 s at "
+        f"{self._config.audio.sample_rate_hz} Hz)")
+    with tf.control_dependencies([check]):
+      waveform = tf.identity(waveform)
     return audio_frontend.log_spectrogram(
         waveform, self._config.audio)  # [batch, 257, 199, 1]
 
@@ -124,7 +140,8 @@ class L3Serving(tf.Module):
 
   def _audio_embedding(self, waveform):
     taps = self._audio(self._spectrogram(waveform), training=False)
-    return {k: tf.cast(taps[k], tf.float32) for k in AUDIO_TAPS}
+    return {k: _nan_where_not_finite(tf.cast(taps[k], tf.float32), waveform)
+            for k in AUDIO_TAPS}
 
   def _image_embedding(self, image):
     taps = self._vision(self._image(image), training=False)
@@ -138,13 +155,26 @@ class L3Serving(tf.Module):
                        "spectrogram": self._spectrogram(waveform)},
                       training=False)  # [batch, 2]
     probability = tf.nn.softmax(tf.cast(logits, tf.float32))[:, 1]
-    return {"probability": probability}  # [batch]
+    return {"probability": _nan_where_not_finite(probability,
+                                                 waveform)}  # [batch]
 
   def embedding_sizes(self) -> dict[str, dict[str, int]]:
     """{"audio_embedding": {"embedding_512": 512, ...}, ...} of this model."""
     vision = {k: int(self._vision.output[k].shape[-1]) for k in IMAGE_TAPS}
     audio = {k: int(self._audio.output[k].shape[-1]) for k in AUDIO_TAPS}
     return {AUDIO_EMBEDDING: audio, IMAGE_EMBEDDING: vision}
+
+
+def _nan_where_not_finite(outputs: tf.Tensor, waveform: tf.Tensor
+                          ) -> tf.Tensor:
+  """`outputs` [batch, ...] with NaN in the rows whose waveform is not finite.
+
+  The front end and max-pooling can hide a NaN sample (the embedding looked
+  normal); a NaN output tells the caller the input was bad.
+  """
+  finite = tf.reduce_all(tf.math.is_finite(waveform), axis=1)  # [batch]
+  finite = tf.reshape(finite, [-1] + [1] * (outputs.shape.rank - 1))
+  return tf.where(finite, outputs, tf.constant(np.nan, outputs.dtype))
 
 
 def _build(config: config_lib.Config, model_config: model_lib.ModelConfig,

@@ -152,6 +152,7 @@ def _exit_code(code) -> int:
 
 
 def run_main(main: Callable[[list[str]], int | None],
+             argv: list[str] | None = None,
              flags_parser: Callable[[list[str]], Any] | None = None) -> None:
   """`absl.app.run(main)` whose exit code survives tensorflow-io's S3 abort.
 
@@ -163,9 +164,9 @@ def run_main(main: Callable[[list[str]], int | None],
   from absl import app  # pylint: disable=g-import-not-at-top
   try:
     if flags_parser is None:
-      app.run(main)
+      app.run(main, argv=argv)
     else:
-      app.run(main, flags_parser=flags_parser)
+      app.run(main, argv=argv, flags_parser=flags_parser)
     code = 0
   except SystemExit as e:
     if not used():

@@ -93,7 +93,17 @@ def load_pair(*, image: str | None = None, audio: str | None = None,
 
 
 def score_pair(embedder: embed_lib.Embedder, pair: Pair) -> float:
-  """P(the image and the sound of `pair` correspond)."""
+  """P(the image and the sound of `pair` correspond).
+
+  Raises:
+    ValueError: the sound window holds NaN or inf samples (a float file);
+      the export would give NaN.
+  """
+  bad = int(np.count_nonzero(~np.isfinite(pair.waveform)))
+  if bad:
+    raise ValueError(f"audio {pair.audio_source!r}: the window centred on "
+                     f"{pair.at_seconds} s holds {bad} NaN or infinite "
+                     "sample(s)")
   return float(embedder.score(pair.image, pair.waveform))
 
 

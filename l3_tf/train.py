@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from l3_tf import bad_records
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import filesystems
@@ -39,6 +40,21 @@ from l3_tf import input_pipeline
 from l3_tf import model as model_lib
 from l3_tf import precision as precision_lib
 from l3_tf import workdir as workdir_lib
+
+
+class TrainingDiverged(RuntimeError):
+  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient.
+
+  None of them was applied; a checkpoint of the last good step was written.
+  """
+
+  def __init__(self, step: int, bad_steps: int, checkpoint: str | None):
+    super().__init__(
+        f"training diverged at step {step}: {bad_steps} consecutive steps had "
+        "a non-finite loss or gradient and were not applied (limit "
+        f"train.max_bad_steps); last good checkpoint {checkpoint}")
+    self.step = step
+    self.checkpoint = checkpoint
 
 
 class TrainingInterrupted(Exception):
@@ -78,6 +94,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
                         train.checkpoint_every_steps),
                        ("train.keep_checkpoints", train.keep_checkpoints),
                        ("train.log_every_steps", train.log_every_steps),
+                       ("train.max_bad_steps", train.max_bad_steps),
                        ("data.shuffle_videos", data.shuffle_videos),
                        ("data.pairs_per_video", data.pairs_per_video),
                        ("data.eval_num_pairs", data.eval_num_pairs),
@@ -94,6 +111,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
     raise ValueError(
         f"data.group_videos={data.group_videos} must be >= 3: a group of 2 "
         "can hold the same video twice across an epoch boundary")
+  bad_records.check_on_bad_record(data.on_bad_record)
   if data.eval_num_pairs % 2:
     raise ValueError(f"data.eval_num_pairs={data.eval_num_pairs} must be "
                      "even (a balanced set)")
@@ -163,6 +181,29 @@ def pair_images(features, labels, max_pairs: int) -> dict[str, tf.Tensor]:
   }
 
 
+def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
+                   ) -> tf.Tensor:
+  """True (bool scalar, the same on every replica) when a step may be applied.
+
+  A step is bad when its loss or any gradient is not finite on any replica;
+  it is then skipped, so no NaN or inf ever reaches the weights, the
+  optimizer's moments or a checkpoint. With `check_grads=False` only the
+  loss is checked: a `LossScaleOptimizer` skips its own gradient overflows
+  (normal in float16) and lowers its scale, which must not count as bad.
+  """
+  finite = tf.reduce_all(tf.math.is_finite(loss))
+  if check_grads:
+    for grad in grads:
+      if grad is not None:
+        finite &= tf.reduce_all(tf.math.is_finite(grad))
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    bad_replicas = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      tf.cast(~finite, tf.float32))
+    finite = bad_replicas < 0.5
+  return finite
+
+
 def make_train_step(model: keras.Model, optimizer, strategy,
                     global_batch_size: int, step: tf.Variable):
   """The synchronous training step: `(features, labels) -> metrics`.
@@ -179,13 +220,22 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     global_batch_size: pairs per step over all replicas.
     step: int64 variable incremented once per step.
 
+  A step whose loss or any gradient is not finite is not applied (nor its
+  BN statistics updates) and does not advance `step` (see
+  `step_is_finite`); its "bad_steps" metric is 1.
+
   Returns:
     A tf.function taking distributed (or plain, one replica) features and
     int32 labels, returning {"loss": data loss, "regularization",
-    "accuracy"} reduced over the global batch.
+    "accuracy"} reduced over the global batch, and "bad_steps" (0 or 1).
   """
+  check_grads = not isinstance(optimizer,
+                               keras.optimizers.LossScaleOptimizer)
 
   def replica_step(features, labels):
+    # The forward pass updates the BN moving statistics: kept to undo a bad
+    # step (small: a few vectors per layer).
+    state = [tf.identity(v) for v in model.non_trainable_variables]
     with tf.GradientTape() as tape:
       logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
       per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -197,25 +247,41 @@ def make_train_step(model: keras.Model, optimizer, strategy,
       regularization = tf.nn.scale_regularization_loss(regularization)
       total = loss + regularization
       # Scaled by a float16 run's LossScaleOptimizer (which unscales the
-      # gradients in apply_gradients); unchanged otherwise.
+      # gradients in apply_gradients and skips overflowing steps itself);
+      # unchanged otherwise.
       scaled_total = optimizer.scale_loss(total)
     grads = tape.gradient(scaled_total, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    good = step_is_finite(total, grads, check_grads)
     correct = tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
         tf.float32))
-    return loss, regularization, correct
+    return loss, regularization, correct, grads, state, tf.cast(good, tf.int64)
+
+  def replica_apply(grads):
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+  def replica_undo(state):
+    for variable, value in zip(model.non_trainable_variables, state):
+      variable.assign(value)
 
   def total(value):
     return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
   @tf.function
   def train_step(features, labels):
-    loss, regularization, correct = strategy.run(replica_step,
-                                                 args=(features, labels))
-    step.assign_add(1)
+    loss, regularization, correct, grads, state, good = strategy.run(
+        replica_step, args=(features, labels))
+    # Every replica agrees on `good` (all-reduced in `step_is_finite`). The
+    # branch runs in cross-replica context: MirroredStrategy cannot
+    # aggregate gradients inside a replica's tf.cond.
+    good = strategy.experimental_local_results(good)[0]
+    tf.cond(good > 0,
+            lambda: strategy.run(replica_apply, args=(grads,)),
+            lambda: strategy.run(replica_undo, args=(state,)))
+    step.assign_add(good)
     return {"loss": total(loss), "regularization": total(regularization),
-            "accuracy": total(correct) / global_batch_size}
+            "accuracy": total(correct) / global_batch_size,
+            "bad_steps": 1 - good}
 
   return train_step
 
@@ -332,19 +398,26 @@ def train_and_evaluate(config, workdir: str,
   Returns:
     {"step", "start_step", "wall_seconds" (of the training loop),
      "steps_per_second", "pairs_per_second" (both without the first,
-     tracing step), "last_train_metrics", "eval" (the chief's
+     tracing step), "last_train_metrics", "skipped_records" (records left
+     out under data.on_bad_record="skip"), "eval" (the chief's
      `evaluate_workdir` results; None on other workers)}.
 
   Raises:
     ValueError: bad configuration (see `check_config`), before any work.
+    workdir_lib.WorkdirLocked: another live process trains in `workdir`.
     TrainingInterrupted: SIGTERM or Ctrl-C; a checkpoint of the last
       finished step was written first.
+    TrainingDiverged: `train.max_bad_steps` consecutive steps with a
+      non-finite loss or gradient (none applied); a checkpoint of the last
+      good step was written first.
   """
   strategy = strategy or tf.distribute.get_strategy()
   filesystems.prepare(workdir, "workdir")
   plan = check_config(config, strategy.num_replicas_in_sync,
                       distribute.num_workers(strategy))
   chief = distribute.is_chief(strategy)
+  # One writer per workdir: fails at once if another live trainer holds it.
+  lock = workdir_lib.WorkdirLock(workdir) if chief else None
   if chief:
     workdir_lib.write_config(workdir, config)
   trainer = None
@@ -355,6 +428,8 @@ def train_and_evaluate(config, workdir: str,
   finally:
     if trainer is not None:
       trainer.close()
+    if lock is not None:
+      lock.release()
   if chief:
     # The same path as experiments.eval_avc: a float32 model restored from
     # the checkpoint just written.
@@ -368,6 +443,34 @@ def train_and_evaluate(config, workdir: str,
   return result
 
 
+def _count_bad_steps(bad_steps: int, metrics: dict, step: int) -> int:
+  """The count of consecutive bad (skipped) steps after one more step."""
+  if not int(metrics["bad_steps"]):
+    return 0
+  logging.warning("a step after step %d had a non-finite loss (%s) or "
+                  "gradient: not applied (%d in a row)", step,
+                  float(metrics["loss"]), bad_steps + 1)
+  return bad_steps + 1
+
+
+def _skip_bad_records(config, plan: Plan, skip_log, step: int, error) -> dict:
+  """Logs the damaged records `error` came from; what to read instead."""
+  split = config.data.train_split
+  bad = bad_records.locate_any(plan.builder, split, error)
+  if not bad or all(b in skip_log.skipped for b in bad):
+    raise bad_records.error_for(plan.builder, split, error) from None
+  skip_log.add(step, split, bad)
+  logging.warning("skipping %d unreadable record(s) of split %r (%d so far, "
+                  "listed in %s): %s", sum(b.records_skipped for b in bad),
+                  split, skip_log.count, skip_log.path,
+                  "; ".join(b.describe() for b in bad))
+  without = bad_records.split_without(split, skip_log.skipped)
+  return {"config": dataclasses.replace(config, data=dataclasses.replace(
+              config.data, train_split=without)),
+          "seed": input_pipeline.derive_seed(config.train.seed, step,
+                                             len(skip_log.skipped))}
+
+
 def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   train_cfg = config.train
   chief = trainer.chief
@@ -379,13 +482,19 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
                start_step, train_cfg.num_steps, plan.num_replicas,
                plan.batch_size_per_replica, plan.global_batch_size, seed)
 
+  # What is read: with data.on_bad_record="skip", the split without the
+  # damaged records met so far, and a new seed after each.
+  reading = {"config": config, "seed": seed}
+
   def dataset_fn(context: tf.distribute.InputContext):
     batch = context.get_per_replica_batch_size(plan.global_batch_size)
-    return input_pipeline.train_dataset(config, batch, context, seed=seed,
+    return input_pipeline.train_dataset(reading["config"], batch, context,
+                                        seed=reading["seed"],
                                         builder=plan.builder)
 
   train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
   eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
+  skip_log = bad_records.SkipLog(workdir if chief else None, train_writer)
   step = start_step
   last_saved = start_step if start_step else -1
   window = {"loss": [], "regularization": [], "accuracy": []}
@@ -395,6 +504,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   first = True
   last_metrics = {}
   interrupted = None
+  diverged = None
+  bad_steps = 0  # consecutive
 
   with _StopFlag() as stop:
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
@@ -408,9 +519,30 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
               f"split {config.data.train_split!r} of {config.data.dataset!r} "
               "gave no pairs: none of its videos (in this worker's shard) "
               "has >= 1 s of audio around a frame") from None
+        except (tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError) as e:
+          if not bad_records.is_bad_input(e):  # a damaged shard or frame
+            raise
+          step = int(trainer.step.numpy())
+          if config.data.on_bad_record == "fail":
+            if step != last_saved and step > 0:
+              trainer.save()  # the last good step first
+              last_saved = step
+            raise bad_records.error_for(plan.builder, config.data.train_split,
+                                        e) from None
+          reading.update(_skip_bad_records(config, plan, skip_log, step, e))
+          iterator = iter(strategy.distribute_datasets_from_function(
+              dataset_fn))
+          continue
         metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
+        bad_steps = _count_bad_steps(bad_steps, metrics, step)
+        if bad_steps:
+          if bad_steps >= train_cfg.max_bad_steps:
+            diverged = bad_steps
+            break
+          continue  # nothing was applied: no logs, no checkpoint
         for key in window:
           window[key].append(float(metrics[key]))
         # The first step traces the function: keep it out of the rates.
@@ -463,6 +595,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
     train_writer.flush()
     if interrupted:
       raise TrainingInterrupted(step, interrupted)
+    if diverged:
+      raise TrainingDiverged(step, diverged, trainer.checkpoints.latest())
 
   return {
       "step": step,
@@ -472,5 +606,6 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
       "pairs_per_second": (plan.global_batch_size * timed_steps / timed_seconds
                            if timed_seconds else None),
       "last_train_metrics": last_metrics,
+      "skipped_records": skip_log.count,
       "eval": None,
   }
