@@ -267,6 +267,12 @@ def augment_crop(image: tf.Tensor, seeds: tf.Tensor,
   `seeds` is the `[4, 2]` split of `preprocess_for_train`; rows 1-3 are used.
   """
   image = random_flip(image, params.flip_probability, seeds[1])
+  return _jitter(image, seeds, params)
+
+
+def _jitter(image: tf.Tensor, seeds: tf.Tensor, params: ImageParams
+            ) -> tf.Tensor:
+  """Brightness then saturation (seeds rows 2, 3); -> [-1, 1]."""
   image = random_brightness(image, params.brightness_max_delta, seeds[2])
   image = random_saturation(image, params.saturation_range, seeds[3])
   return scale_to_symmetric_range(image)  # [224, 224, 3]
@@ -276,11 +282,28 @@ def preprocess_jpeg_for_train(jpeg: tf.Tensor, seed: tf.Tensor,
                               params: ImageParams = DEFAULT) -> tf.Tensor:
   """`preprocess_for_train(decode_jpeg(jpeg, channels=3), seed)`, bit for bit.
 
-  Decodes only the crop window when the frame needs no resize.
+  When the frame needs no resize, only the crop window is decoded and it is
+  flipped while still uint8 (a flip is a permutation of pixels, so it
+  commutes with the per-pixel scaling; a third of the bytes to move).
   """
   seeds = tf.random.experimental.stateless_split(seed, 4)  # [4, 2]
-  return augment_crop(crop_jpeg_for_train(jpeg, seeds[0], params), seeds,
-                      params)
+  height, width, needs_resize = _jpeg_needs_resize(jpeg, params)
+  size = params.crop_size
+
+  def full_decode():
+    return random_flip(crop_jpeg_for_train(jpeg, seeds[0], params),
+                       params.flip_probability, seeds[1])
+
+  def window_decode():
+    top, left = tf.unstack(random_crop_offset(height, width, size, seeds[0]))
+    window = random_flip(decode_jpeg_window(jpeg, top, left, size),
+                         params.flip_probability, seeds[1])  # uint8
+    # uint8 / 255 lies in [0, 1]: resize_short_side's clip would be a no-op.
+    return to_float_rgb(window)
+
+  image = tf.cond(needs_resize, full_decode, window_decode)
+  image = tf.ensure_shape(image, [size, size, 3])  # [224, 224, 3]
+  return _jitter(image, seeds, params)
 
 
 def preprocess_jpeg_for_eval(jpeg: tf.Tensor,
