@@ -13,6 +13,12 @@
    `l3_tf.train.make_train_step`) in float32 and in mixed_bfloat16, each in
    its own process, and prints the speed ratio.
 
+With --compare_commit=<commit>, step 2 instead runs the pipeline of that
+commit (its l3_tf/ and experiments/, from `git archive`) and of this tree
+alternately (old, new, old, new, ...) in 1-core children over the same
+TFRecords, and prints both medians and their ratio: a before/after figure
+from one run on a loaded machine.
+
 Every figure comes with the machine's load average at the time: other
 processes on the same cores lower it.
 """
@@ -35,6 +41,11 @@ _ROLE = flags.DEFINE_enum("role", "main", ["main", "pipeline", "step"],
                           "internal: what a child process measures")
 _DATASET = flags.DEFINE_string("dataset", None, "internal: dataset name")
 _DTYPE = flags.DEFINE_string("dtype", "float32", "internal: step dtype")
+_COMPARE = flags.DEFINE_string(
+    "compare_commit", None, "also time this commit's pipeline, interleaved "
+    "with this tree's, on 1 core")
+_AB_REPEATS = flags.DEFINE_integer("ab_repeats", 3,
+                                   "--compare_commit: runs of each")
 
 
 def build_dataset(data_dir: str) -> tuple[str, str]:
@@ -78,12 +89,17 @@ def measure_pipeline(dataset: str, data_dir: str, seconds: float) -> dict:
     next(iterator)
   load = os.getloadavg()[0]
   start, pairs = time.perf_counter(), 0
+  cpu_start = time.process_time()
   while time.perf_counter() - start < seconds:
     features, _ = next(iterator)
     pairs += int(features["image"].shape[0])
   elapsed = time.perf_counter() - start
+  cpu = time.process_time() - cpu_start
+  # Pairs per CPU-second of this process: what a core that it had to itself
+  # would deliver; on a loaded machine the wall-clock rate is lower.
   return {"cores": cores, "pairs_per_second": pairs / elapsed,
           "pairs_per_second_per_core": pairs / elapsed / cores,
+          "pairs_per_cpu_second": pairs / cpu,
           "load_average_before": load, "load_average_after": os.getloadavg()[0]}
 
 
@@ -117,10 +133,11 @@ def measure_step(dtype: str, steps: int) -> dict:
           "load_average_before": load, "load_average_after": os.getloadavg()[0]}
 
 
-def _child(args: list[str], cores: set[int] | None = None) -> dict:
+def _child(args: list[str], cores: set[int] | None = None,
+           root: str | None = None) -> dict:
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   env["PYTHONPATH"] = os.pathsep.join(
-      [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      [root or os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
        env.get("PYTHONPATH", "")])
   done = subprocess.run(
       [sys.executable, os.path.abspath(__file__)] + args, env=env,
@@ -130,6 +147,49 @@ def _child(args: list[str], cores: set[int] | None = None) -> dict:
   if done.returncode or not lines:
     raise RuntimeError(f"benchmark child {args} failed:\n{done.stderr[-3000:]}")
   return json.loads(lines[-1])
+
+
+def compare_pipelines(commit: str, dataset: str, data_dir: str,
+                      seconds: float, repeats: int) -> dict:
+  """1-core pairs/s of `commit`'s pipeline and this tree's, interleaved."""
+  import statistics
+  import tempfile
+
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  core = {sorted(os.sched_getaffinity(0))[0]}
+  args = ["--role=pipeline", f"--dataset={dataset}", f"--data_dir={data_dir}",
+          f"--seconds={seconds}"]
+  with tempfile.TemporaryDirectory() as old_root:
+    archive = subprocess.run(
+        ["git", "-C", here, "archive", commit, "l3_tf", "experiments"],
+        capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", old_root], input=archive, check=True)
+    rates = {"before": [], "after": []}
+    cpu_rates = {"before": [], "after": []}
+    loads = []
+    for _ in range(repeats):
+      for name, root in (("before", old_root), ("after", here)):
+        result = _child(args, core, root)
+        print(json.dumps({name: result}))
+        rates[name].append(result["pairs_per_second"])
+        cpu_rates[name].append(result["pairs_per_cpu_second"])
+        loads.append(round(result["load_average_before"], 2))
+  before = statistics.median(rates["before"])
+  after = statistics.median(rates["after"])
+  return {"commit": commit,
+          "before_pairs_per_second_1_core": [round(r, 1)
+                                             for r in rates["before"]],
+          "after_pairs_per_second_1_core": [round(r, 1)
+                                            for r in rates["after"]],
+          "median_before": round(before, 1), "median_after": round(after, 1),
+          "ratio": round(after / before, 2),
+          "before_pairs_per_cpu_second": [round(r, 1)
+                                          for r in cpu_rates["before"]],
+          "after_pairs_per_cpu_second": [round(r, 1)
+                                         for r in cpu_rates["after"]],
+          "cpu_ratio": round(statistics.median(cpu_rates["after"])
+                             / statistics.median(cpu_rates["before"]), 2),
+          "load_averages": loads}
 
 
 def main(argv):
@@ -145,6 +205,11 @@ def main(argv):
 
   dataset, description = build_dataset(data_dir)
   print(f"data: {description}")
+  if _COMPARE.value:
+    comparison = compare_pipelines(_COMPARE.value, dataset, data_dir,
+                                   _SECONDS.value, _AB_REPEATS.value)
+    print("BENCHMARK " + json.dumps({"data": description, **comparison}))
+    return
   available = sorted(os.sched_getaffinity(0))
   summary = {"data": description}
   for count in (1, 2):

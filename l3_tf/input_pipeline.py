@@ -240,14 +240,15 @@ def make_example(pair, config, training: bool):
   """
   image_seed, gain_seed = tf.unstack(
       tf.random.experimental.stateless_split(pair["seed"], 2))
-  frame = tf.io.decode_jpeg(pair["frame"], channels=3)  # [h, w, 3] uint8
   waveform = tf.cast(pair["waveform"], tf.float32) / video_example.AUDIO_SCALE
+  # Decoding only the crop window: the pixels of a full decode, cropped.
   if training:
-    image = image_ops.preprocess_for_train(frame, image_seed, config.image)
+    image = image_ops.preprocess_jpeg_for_train(pair["frame"], image_seed,
+                                                config.image)
     waveform, gain = pairs_lib.random_gain(
         waveform, config.train.audio_gain_max, gain_seed)  # [48000]
   else:
-    image = image_ops.preprocess_for_eval(frame, config.image)
+    image = image_ops.preprocess_jpeg_for_eval(pair["frame"], config.image)
     gain = tf.constant(1.0)
   metadata = {key: pair[key] for key in (
       "frame_video_id", "audio_video_id", "frame_index", "frame_time",

@@ -14,18 +14,27 @@ The SVMs are exact hinge-loss linear SVMs solved by libsvm on a precomputed
 Gram matrix (X X^T): with fewer sub-clips than feature dimensions this is
 several times faster than liblinear (10 one-vs-all fits on 3000 x 6144
 class-structured random features, 2 loaded cores: 4.7-5.0 s against 14-20 s
-for `LinearSVC`), the Gram matrix is computed once per outer fold and sliced
-for every inner-CV fit, and the bias is not penalised. The dual
-solution collapses to weights W = sum_i alpha_i y_i x_i, so prediction is one
-matrix product.
+for `LinearSVC`), and the bias is not penalised. The dual solution collapses
+to weights W = sum_i alpha_i y_i x_i, so prediction is one matrix product.
+
+At ESC-50 size (10-14k sub-clips per fit, 5,250 fits) the libsvm solver was
+never the main cost: each `SVC.fit` copied the float32 Gram matrix to float64
+and scanned it for NaNs (0.5-1 GB per fit). The Gram matrix of a fold is now
+cast to float64 once, checked once (the features are checked at the door),
+and the one-vs-all fits of every C of the grid run on a thread pool (libsvm
+releases the GIL). The fits, and so the results, are the same as before:
+same float32 Gram values, same libsvm problems; `benchmarks/transfer.py`
+prints both implementations' seconds and checks that they agree.
 """
 
+from concurrent import futures
 import dataclasses
 import json
 import os
 from typing import Any, Sequence
 
 import numpy as np
+import sklearn
 from sklearn import preprocessing
 from sklearn import svm
 
@@ -40,11 +49,29 @@ class SvmSettings:
     inner_folds: number of inner CV splits when the training clips carry no
       official fold (otherwise: leave one training fold out).
     seed: seed of the inner split when it is drawn at random.
+    num_threads: libsvm fits run at once; 0 = one per core this process may
+      use. Does not change the results.
   """
 
   c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
   inner_folds: int = 4
   seed: int = 0
+  num_threads: int = 0
+
+  def __post_init__(self):
+    if not self.c_grid or min(self.c_grid) <= 0:
+      raise ValueError(f"c_grid={self.c_grid}: expected positive C values")
+    if self.num_threads < 0:
+      raise ValueError(f"num_threads={self.num_threads}: expected >= 0 "
+                       "(0 = one per core)")
+
+  @property
+  def threads(self) -> int:
+    if self.num_threads:
+      return self.num_threads
+    if hasattr(os, "sched_getaffinity"):
+      return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclasses.dataclass
@@ -120,34 +147,84 @@ def mean_per_clip(subclip_scores: np.ndarray, clip_index: np.ndarray,
   return sums / np.maximum(counts, 1)
 
 
-def _fit_one_vs_all(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
-                    num_classes: int, c: float) -> tuple[np.ndarray, np.ndarray]:
-  """One binary SVM per class on a precomputed linear kernel.
+def kernel_matrix(z: np.ndarray) -> np.ndarray:
+  """`[n, n]` float64 C-ordered z @ z.T, the form libsvm takes without a copy.
+
+  The product stays in z's precision (float32 features: the Gram values the
+  protocol always used); only the result is widened, once per fold, instead
+  of once per `SVC.fit`.
+  """
+  gram = z @ z.T  # [n, n], z's dtype
+  return np.ascontiguousarray(gram, dtype=np.float64)
+
+
+def _fit_binary(gram: np.ndarray, z: np.ndarray, target: np.ndarray,
+                c: float) -> tuple[np.ndarray, float]:
+  """One libsvm fit on a float64 Gram matrix -> (weights `[dim]`, bias)."""
+  # The Gram matrix comes from features checked finite in `fit_classifier`:
+  # scanning its n^2 entries again on every fit cost as much as the fit.
+  with sklearn.config_context(assume_finite=True):  # thread-local setting
+    machine = svm.SVC(kernel="precomputed", C=c, cache_size=1000)
+    machine.fit(gram, target)
+  # decision = sum_i dual_i <z_i, x> + b; dual_i = alpha_i * y_i.
+  return machine.dual_coef_[0] @ z[machine.support_], machine.intercept_[0]
+
+
+def _fit_path(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
+              num_classes: int, c_values: Sequence[float], threads: int = 1
+              ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+  """One-vs-all SVMs for every C, all fits sharing one Gram matrix.
 
   Args:
     gram: `[n, n]` = z @ z.T of the training rows.
     z: `[n, dim]` z-scored training rows.
     labels: `[n]` class ids.
     num_classes: classes of the dataset (absent ones get a -inf bias).
-    c: SVM C.
+    c_values: SVM C values.
+    threads: fits run at once (libsvm releases the GIL).
 
   Returns:
-    weights `[dim, num_classes]`, bias `[num_classes]`.
+    {c: (weights `[dim, num_classes]`, bias `[num_classes]`)}.
   """
-  weights = np.zeros((z.shape[1], num_classes), np.float64)
-  bias = np.full(num_classes, -np.inf)
-  for k in range(num_classes):
-    target = (labels == k).astype(np.int64)
-    if target.min() == target.max():
-      if target[0] == 1:  # only one class in training: always that class
-        bias[k] = np.inf
-      continue
-    machine = svm.SVC(kernel="precomputed", C=c, cache_size=1000)
-    machine.fit(gram, target)
-    # decision = sum_i dual_i <z_i, x> + b; dual_i = alpha_i * y_i.
-    weights[:, k] = machine.dual_coef_[0] @ z[machine.support_]
-    bias[k] = machine.intercept_[0]
-  return weights, bias
+  gram = np.ascontiguousarray(gram, dtype=np.float64)  # no copy if already
+  results = {}
+  jobs = []
+  for c in c_values:
+    weights = np.zeros((z.shape[1], num_classes), np.float64)
+    bias = np.full(num_classes, -np.inf)
+    results[c] = (weights, bias)
+    for k in range(num_classes):
+      target = (labels == k).astype(np.int64)
+      if target.min() == target.max():
+        if target[0] == 1:  # only one class in training: always that class
+          bias[k] = np.inf
+        continue
+      jobs.append((c, k, target))
+
+  def run(job):
+    c, k, target = job
+    return c, k, _fit_binary(gram, z, target, c)
+
+  if threads > 1 and len(jobs) > 1:
+    with futures.ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+      done = list(pool.map(run, jobs))
+  else:
+    done = [run(job) for job in jobs]
+  for c, k, (w, b) in done:
+    results[c][0][:, k] = w
+    results[c][1][k] = b
+  return results
+
+
+def _fit_one_vs_all(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
+                    num_classes: int, c: float, threads: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """One binary SVM per class on a precomputed linear kernel.
+
+  Returns:
+    weights `[dim, num_classes]`, bias `[num_classes]` (see `_fit_path`).
+  """
+  return _fit_path(gram, z, labels, num_classes, [c], threads)[c]
 
 
 def _inner_splits(train: SubclipFeatures, settings: SvmSettings
@@ -177,6 +254,11 @@ def fit_classifier(train: SubclipFeatures,
     The classifier refitted on all of `train` with the chosen C.
   """
   num_classes = len(train.class_names)
+  if not np.all(np.isfinite(train.features)):
+    bad = np.flatnonzero(~np.all(np.isfinite(train.features), axis=1))
+    raise ValueError(f"{bad.size} training sub-clip(s) have non-finite "
+                     f"features, e.g. of clip "
+                     f"{train.clip_ids[train.clip_index[bad[0]]]!r}")
   labels = train.clip_labels[train.clip_index]  # [n_sub]
   inner_accuracy = {}
   if len(settings.c_grid) > 1:
@@ -188,11 +270,11 @@ def fit_classifier(train: SubclipFeatures,
       inner_val = train.select_clips(held_out)
       scaler = preprocessing.StandardScaler().fit(inner_train.features)
       z = scaler.transform(inner_train.features)
-      gram = z @ z.T
       z_val = scaler.transform(inner_val.features)
       inner_labels = inner_train.clip_labels[inner_train.clip_index]
-      for c in settings.c_grid:
-        weights, bias = _fit_one_vs_all(gram, z, inner_labels, num_classes, c)
+      path = _fit_path(kernel_matrix(z), z, inner_labels, num_classes,
+                       settings.c_grid, settings.threads)
+      for c, (weights, bias) in path.items():
         scores = mean_per_clip(z_val @ weights + bias, inner_val.clip_index,
                                len(inner_val.clip_labels))
         correct[c] += int(np.sum(scores.argmax(1) == inner_val.clip_labels))
@@ -204,7 +286,8 @@ def fit_classifier(train: SubclipFeatures,
     best_c = settings.c_grid[0]
   scaler = preprocessing.StandardScaler().fit(train.features)
   z = scaler.transform(train.features)
-  weights, bias = _fit_one_vs_all(z @ z.T, z, labels, num_classes, best_c)
+  weights, bias = _fit_one_vs_all(kernel_matrix(z), z, labels, num_classes,
+                                  best_c, settings.threads)
   return LinearClassifier(mean=scaler.mean_, scale=scaler.scale_,
                           weights=weights, bias=bias, c=best_c,
                           inner_cv_accuracy=inner_accuracy)

@@ -138,3 +138,70 @@ def test_output_range_is_symmetric():
   out = image_ops.preprocess_for_train(_image(), SEED).numpy()
   assert out.min() >= -1 and out.max() <= 1
   assert out.shape == (224, 224, 3)
+
+
+def _jpeg(height, width, seed=0, grayscale=False):
+  """A JPEG of a smooth picture with detail (4:2:0 chroma, like video frames)."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width]
+  picture = np.stack([128 + 100 * np.sin(x / (7 + c) + y / (11 + 2 * c))
+                      for c in range(3)], -1)
+  picture += rng.normal(0, 25, picture.shape)
+  picture = np.clip(picture, 0, 255).astype(np.uint8)
+  if grayscale:
+    picture = picture[..., :1]
+  return tf.io.encode_jpeg(picture, quality=85, chroma_downsampling=True)
+
+
+# (height, width): stored frames (short side 256: only the window is
+# decoded), portrait, square, and frames that need the resize first.
+JPEG_SIZES = [(256, 341), (256, 455), (455, 256), (256, 256), (240, 320),
+              (300, 533)]
+
+
+@pytest.mark.parametrize("height, width", JPEG_SIZES)
+def test_jpeg_preprocessing_equals_decode_then_preprocess(height, width):
+  jpeg = _jpeg(height, width, seed=height + width)
+  frame = tf.io.decode_jpeg(jpeg, channels=3)
+  for k in range(6):
+    seed = SEED + k
+    np.testing.assert_array_equal(
+        image_ops.preprocess_jpeg_for_train(jpeg, seed).numpy(),
+        image_ops.preprocess_for_train(frame, seed).numpy())
+  np.testing.assert_array_equal(
+      image_ops.preprocess_jpeg_for_eval(jpeg).numpy(),
+      image_ops.preprocess_for_eval(frame).numpy())
+
+
+def test_jpeg_preprocessing_in_dataset_map_and_grayscale():
+  jpegs = [_jpeg(256, 341, seed=1), _jpeg(256, 300, seed=2, grayscale=True)]
+  seeds = tf.constant([[1, 2], [3, 4]], tf.int64)
+  mapped = tf.data.Dataset.from_tensor_slices((jpegs, seeds)).map(
+      lambda j, s: (image_ops.preprocess_jpeg_for_train(j, s),
+                    image_ops.preprocess_jpeg_for_eval(j)))
+  for (train, evaluation), jpeg, seed in zip(mapped, jpegs, seeds):
+    frame = tf.io.decode_jpeg(jpeg, channels=3)
+    assert train.shape == evaluation.shape == (224, 224, 3)
+    np.testing.assert_array_equal(
+        train.numpy(), image_ops.preprocess_for_train(frame, seed).numpy())
+    np.testing.assert_array_equal(
+        evaluation.numpy(), image_ops.preprocess_for_eval(frame).numpy())
+
+
+def test_decode_jpeg_window_is_the_crop_of_a_full_decode():
+  jpeg = _jpeg(256, 455, seed=3)
+  frame = tf.io.decode_jpeg(jpeg, channels=3).numpy()
+  rng = np.random.default_rng(0)
+  # Windows at the borders and at odd (chroma-unaligned) offsets.
+  windows = [(0, 0), (32, 231), (1, 1), (17, 99)] + [
+      tuple(rng.integers(0, (33, 232))) for _ in range(8)]
+  for top, left in windows:
+    np.testing.assert_array_equal(
+        image_ops.decode_jpeg_window(jpeg, top, left, 224).numpy(),
+        frame[top:top + 224, left:left + 224])
+  # The window of a seed is the one stateless_random_crop takes.
+  for k in range(5):
+    top, left = image_ops.random_crop_offset(256, 455, 224, SEED + k).numpy()
+    np.testing.assert_array_equal(
+        tf.image.stateless_random_crop(frame, [224, 224, 3], SEED + k).numpy(),
+        frame[top:top + 224, left:left + 224])

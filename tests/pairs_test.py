@@ -173,6 +173,21 @@ def test_draw_pairs_same_in_dataset_map_and_seeded():
                             other["audio_start_sample"].numpy())
 
 
+def test_draw_pairs_same_with_unknown_group_size():
+  """A static group size slices each window; an unknown one gathers: equal."""
+  group, audio, times = _group()
+  seed = tf.constant([7, 0], tf.int64)
+  static = pairs.draw_pairs(**group, seed=seed, pairs_per_video=2)
+  signature = {key: tf.TensorSpec([None] * value.shape.rank, value.dtype)
+               for key, value in group.items()}
+  dynamic = tf.function(
+      lambda g: pairs.draw_pairs(**g, seed=seed, pairs_per_video=2),
+      input_signature=[signature])(group)
+  for key in static:
+    np.testing.assert_array_equal(static[key].numpy(), dynamic[key].numpy())
+  _check_pairs(dynamic, audio, times, 2)
+
+
 def test_positive_windows_spread_over_all_valid_starts():
   """Starts are uniform over [max(0, t - 1 s), min(t, end - 1 s)]."""
   group, audio, times = _group()

@@ -125,3 +125,38 @@ def test_write_results(tmp_path):
   assert (tmp_path / "results.json").stat().st_size > 0
   assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
   assert set(paths) == {"results", "confusion_matrix"}
+
+
+def test_threaded_fits_give_the_serial_results():
+  data = _blobs(num_classes=5, separation=0.8, seed=4)
+  serial = transfer.cross_validate(
+      data, transfer.SvmSettings(c_grid=(1e-3, 1.0), num_threads=1))
+  threaded = transfer.cross_validate(
+      data, transfer.SvmSettings(c_grid=(1e-3, 1.0), num_threads=3))
+  assert threaded["predictions"] == serial["predictions"]
+  assert threaded["rounds"] == [dict(r) for r in serial["rounds"]]
+
+
+def test_path_equals_one_fit_per_c():
+  data = _blobs(num_classes=3, separation=0.8, seed=5)
+  z = preprocessing.StandardScaler().fit_transform(data.features)
+  labels = data.clip_labels[data.clip_index]
+  gram = transfer.kernel_matrix(z)
+  assert gram.dtype == np.float64 and gram.flags.c_contiguous
+  path = transfer._fit_path(gram, z, labels, 4, (1e-2, 1.0), threads=2)
+  for c in (1e-2, 1.0):
+    weights, bias = transfer._fit_one_vs_all(z @ z.T, z, labels, 4, c)
+    np.testing.assert_array_equal(path[c][0], weights)
+    np.testing.assert_array_equal(path[c][1], bias)
+  assert np.all(path[1.0][1][3] == -np.inf)  # class 3 is absent
+
+
+def test_bad_settings_and_features_are_named():
+  with pytest.raises(ValueError, match="num_threads=-1"):
+    transfer.SvmSettings(num_threads=-1)
+  with pytest.raises(ValueError, match=r"c_grid=\(0.0,\)"):
+    transfer.SvmSettings(c_grid=(0.0,))
+  data = _blobs()
+  data.features[7, 2] = np.nan  # clip 2 (3 sub-clips per clip)
+  with pytest.raises(ValueError, match="non-finite features.*'clip2'"):
+    transfer.cross_validate(data)

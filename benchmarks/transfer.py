@@ -1,0 +1,234 @@
+"""Seconds of the linear-SVM transfer protocol, before and after, in one run.
+
+  python benchmarks/transfer.py [--sizes=esc10,esc50] [--dim=768] \
+      [--sample_fits=6] [--skip_full_esc50]
+
+Features are generated (class-structured Gaussian clips, sub-clips scattered
+around their clip, 5 folds, `--dim` wide: 768 = the demo-width embedding)
+with the clip structure of ESC-10 (400 clips, 10 classes) and ESC-50 (2,000
+clips, 50 classes), 9 sub-clips per 5-second clip (hop 0.5 s). The protocol
+is the full one: 5 outer folds x (4 inner folds x |C grid| + 1 refit) x one
+fit per class, C chosen by inner CV, z-scored on training folds.
+
+"before" is `l3_tf/transfer.py` as of commit `BEFORE_COMMIT`, read from git
+history (`git show`), so the old code runs unchanged beside the new one.
+
+ESC-10 size: both protocols run in full, interleaved (before, after, before,
+after), and must give the same predictions. ESC-50 size: the old protocol
+would take about an hour, so both implementations first time the same
+sample of fits on one inner-fold Gram matrix (interleaved), which projects
+the full protocol for each (the refit's larger matrices counted at the
+inner size: the projection of "before" is a lower bound); then the new
+protocol runs in full (`--skip_full_esc50` skips it).
+
+Every figure comes with the load average: other processes on the same cores
+lower it.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+
+from absl import app
+from absl import flags
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from l3_tf import transfer  # pylint: disable=g-import-not-at-top
+
+# The last commit whose l3_tf/transfer.py copied the Gram matrix per fit.
+BEFORE_COMMIT = "a86158a"
+SIZES = {"esc10": (10, 40), "esc50": (50, 40)}  # classes, clips per class
+SUBCLIPS = 9  # 5-second clips at hop 0.5 s
+
+_SIZES = flags.DEFINE_list("sizes", ["esc10", "esc50"], "dataset sizes")
+_DIM = flags.DEFINE_integer("dim", 768, "feature dimension")
+_SAMPLE_FITS = flags.DEFINE_integer(
+    "sample_fits", 6, "ESC-50 size: fits per C timed for the projection")
+_SKIP_FULL = flags.DEFINE_bool("skip_full_esc50", False,
+                               "ESC-50 size: only the projection")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "ESC-10 size: runs of each")
+
+
+def load_before() -> types.ModuleType:
+  """`l3_tf.transfer` as of BEFORE_COMMIT, as a module."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  source = subprocess.run(
+      ["git", "-C", root, "show", f"{BEFORE_COMMIT}:l3_tf/transfer.py"],
+      capture_output=True, text=True, check=True).stdout
+  spec = importlib.util.spec_from_loader("transfer_before", loader=None)
+  module = importlib.util.module_from_spec(spec)
+  exec(compile(source, f"{BEFORE_COMMIT}:l3_tf/transfer.py", "exec"),
+       module.__dict__)
+  return module
+
+
+def make_features(num_classes: int, clips_per_class: int, dim: int,
+                  seed: int = 0) -> transfer.SubclipFeatures:
+  """Clips around class centres, sub-clips around their clip; 5 folds.
+
+  Not separable: at ESC-50 size an inner-fold fit (10,800 rows) keeps
+  500-700 support vectors (a separable toy would let libsvm stop early).
+  ESC-10 size is easier (97% clip accuracy).
+  """
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(num_classes, dim)) * 0.12  # [classes, dim]
+  labels = np.repeat(np.arange(num_classes), clips_per_class)  # [clips]
+  num_clips = labels.size
+  clips = centres[labels] + rng.normal(size=(num_clips, dim)) * 0.5
+  clip_index = np.repeat(np.arange(num_clips), SUBCLIPS)  # [n_sub]
+  features = clips[clip_index] + rng.normal(size=(clip_index.size, dim))
+  folds = rng.permutation(np.arange(num_clips) % 5 + 1)
+  return transfer.SubclipFeatures(
+      features=features.astype(np.float32), clip_index=clip_index,
+      clip_labels=labels, clip_folds=folds,
+      clip_ids=np.array([f"clip{i}" for i in range(num_clips)]),
+      class_names=[f"class{k}" for k in range(num_classes)])
+
+
+def _load() -> float:
+  return round(os.getloadavg()[0], 2)
+
+
+_CPU = {"seconds": 0.0}  # CPU seconds (all threads) of the last _timed call
+
+
+def _timed(fn, *args):
+  """(fn(*args), wall seconds); its CPU seconds go to _CPU["seconds"]."""
+  start, cpu = time.perf_counter(), time.process_time()
+  result = fn(*args)
+  _CPU["seconds"] = time.process_time() - cpu
+  return result, time.perf_counter() - start
+
+
+def full_protocol(before, data, repeats: int) -> dict:
+  """Both protocols in full, interleaved; they must agree."""
+  times = {"before": [], "after": []}
+  cpu = {"before": [], "after": []}
+  results = {}
+  loads = []
+  for _ in range(repeats):
+    for name, module in (("before", before), ("after", transfer)):
+      loads.append(_load())
+      results[name], seconds = _timed(module.cross_validate, data)
+      times[name].append(seconds)
+      cpu[name].append(_CPU["seconds"])
+  same = results["before"]["predictions"] == results["after"]["predictions"]
+  chosen = [[r["chosen_c"] for r in results[n]["rounds"]]
+            for n in ("before", "after")]
+  return {
+      "before_seconds": [round(t, 1) for t in times["before"]],
+      "after_seconds": [round(t, 1) for t in times["after"]],
+      "speedup": round(np.median(times["before"])
+                       / np.median(times["after"]), 2),
+      "before_cpu_seconds": [round(t, 1) for t in cpu["before"]],
+      "after_cpu_seconds": [round(t, 1) for t in cpu["after"]],
+      "accuracy_before": results["before"]["mean_accuracy"],
+      "accuracy_after": results["after"]["mean_accuracy"],
+      "same_predictions": bool(same),
+      "same_chosen_c": chosen[0] == chosen[1],
+      "load_averages": loads,
+  }
+
+
+def projection(before, data, sample_fits: int, threads: int) -> dict:
+  """Seconds per fit of both on one inner-fold Gram matrix -> full protocol."""
+  settings = transfer.SvmSettings()
+  num_classes = len(data.class_names)
+  train = data.select_clips(np.flatnonzero(data.clip_folds != 1))
+  inner = train.select_clips(np.flatnonzero(train.clip_folds != 2))
+  z = ((inner.features - inner.features.mean(0))
+       / inner.features.std(0)).astype(np.float32)  # [n, dim]
+  labels = inner.clip_labels[inner.clip_index]
+  classes = list(range(min(sample_fits, num_classes)))
+  loads = [_load()]
+  gram32, before_gram = _timed(lambda: z @ z.T)
+  # Before: one fit per class and C on the float32 Gram (copied per fit).
+  before_fit = before_cpu = 0.0
+  for c in settings.c_grid:
+    for k in classes:
+      subset = np.where(labels == k, 0, num_classes)  # class k vs. the rest
+      _, seconds = _timed(before._fit_one_vs_all, gram32, z, subset, 1, c)
+      before_fit += seconds
+      before_cpu += _CPU["seconds"]
+  del gram32
+  loads.append(_load())
+  gram, after_gram = _timed(transfer.kernel_matrix, z)
+  subset = np.where(np.isin(labels, classes), labels, num_classes)
+  _, after_fit = _timed(transfer._fit_path, gram, z, subset, len(classes),
+                        settings.c_grid, threads)
+  after_cpu = _CPU["seconds"]
+  loads.append(_load())
+  sampled = len(classes) * len(settings.c_grid)
+  inner_fits = 5 * 4 * len(settings.c_grid) * num_classes
+  refits = 5 * num_classes
+  grams = 5 * 5
+
+  def project(gram_seconds, fit_seconds):
+    per_fit = fit_seconds / sampled
+    return grams * gram_seconds + (inner_fits + refits) * per_fit
+
+  before_total = project(before_gram, before_fit)
+  after_total = project(after_gram, after_fit)
+  return {
+      "inner_fold_subclips": int(len(z)),
+      "sampled_fits": sampled,
+      "before_seconds_per_fit": round(before_fit / sampled, 3),
+      "after_seconds_per_fit": round(after_fit / sampled, 3),
+      "before_cpu_seconds_per_fit": round(before_cpu / sampled, 3),
+      "after_cpu_seconds_per_fit": round(after_cpu / sampled, 3),
+      "before_gram_seconds": round(before_gram, 2),
+      "after_gram_seconds": round(after_gram, 2),
+      "fits_in_protocol": inner_fits + refits,
+      "before_projected_minutes": round(before_total / 60, 1),
+      "after_projected_minutes": round(after_total / 60, 1),
+      "projected_speedup": round(before_total / after_total, 2),
+      "load_averages": loads,
+  }
+
+
+def main(argv):
+  del argv
+  cpu = "unknown"
+  if os.path.exists("/proc/cpuinfo"):
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  threads = transfer.SvmSettings().threads
+  print(f"cpu: {cpu}; cores usable: {threads}; feature dim {_DIM.value}; "
+        f"before = l3_tf/transfer.py at {BEFORE_COMMIT}")
+  before = load_before()
+  summary = {}
+  for size in _SIZES.value:
+    if size not in SIZES:
+      raise app.UsageError(f"--sizes has {size!r}; expected {sorted(SIZES)}")
+    data = make_features(*SIZES[size], _DIM.value)
+    print(f"{size} size: {len(data.clip_labels)} clips, "
+          f"{len(data.features)} sub-clips, {len(data.class_names)} classes")
+    if size == "esc10":
+      result = full_protocol(before, data, _REPEATS.value)
+    else:
+      result = projection(before, data, _SAMPLE_FITS.value, threads)
+      print(json.dumps(result))
+      if not _SKIP_FULL.value:
+        load = _load()
+        results, seconds = _timed(transfer.cross_validate, data)
+        result.update({"after_full_protocol_minutes": round(seconds / 60, 1),
+                       "after_full_cpu_minutes": round(_CPU["seconds"] / 60,
+                                                       1),
+                       "after_full_accuracy": results["mean_accuracy"],
+                       "after_full_load_before": load,
+                       "after_full_load_after": _load()})
+    summary[size] = result
+    print(json.dumps({size: result}))
+  print("BENCHMARK " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+  app.run(main)
