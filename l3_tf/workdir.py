@@ -97,10 +97,21 @@ _READABLE = {}  # (prefix, size and mtime of its files) -> problem or None
 
 
 def _file_stamp(prefix: str):
+  """What changes when any file of checkpoint `prefix` is rewritten.
+
+  Local files by `os.stat` (nanosecond mtime and ctime, inode): TF's
+  `gfile.stat` reports a local file's mtime in whole seconds, so bytes
+  overwritten within the second of a check would be taken as already read.
+  """
   stamp = []
   for path in sorted(tf.io.gfile.glob(prefix + ".*")):
-    stat = tf.io.gfile.stat(path)
-    stamp.append((path, stat.length, stat.mtime_nsec))
+    if "://" in path:
+      stat = tf.io.gfile.stat(path)
+      stamp.append((path, stat.length, stat.mtime_nsec))
+    else:
+      stat = os.stat(path)
+      stamp.append((path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
+                    stat.st_ino))
   return prefix, tuple(stamp)
 
 
