@@ -12,6 +12,12 @@ no input gradient (2x). BN, ReLU, pooling and the fusion head are counted as
 zero: they are memory-bound and their FLOPs are < 1% of the convs'.
 
   python benchmarks/model_step.py [--batch_size=16] [--steps=5] [--dtype=float32]
+
+With --compare_jit, it instead times the real training step
+(`l3_tf.train.make_train_step`) without and with XLA (`train.jit_compile`),
+alternating timed steps of the two so that both see the same load, and
+prints both medians, their ratio, and the largest difference of loss and
+weights after the same steps from the same start.
 """
 
 import json
@@ -30,6 +36,8 @@ from l3_tf import model as model_lib
 _BATCH = flags.DEFINE_integer("batch_size", 16, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps (after 2 warm-up)")
 _WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "network width")
+_COMPARE_JIT = flags.DEFINE_bool(
+    "compare_jit", False, "time the training step without and with XLA")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16"],
                            "compute policy of the model")
 
@@ -107,9 +115,63 @@ def measure_training_step(config: model_lib.ModelConfig, batch: int,
   return float(np.median(times))
 
 
+def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
+  """Median seconds per step of `train.make_train_step` without / with XLA.
+
+  Both models start from the same weights and take the same steps on the
+  same batch, interleaved (A, B, A, B, ...) after 2 warm-up steps each.
+  """
+  from l3_tf import train
+
+  strategy = tf.distribute.get_strategy()
+  keras.utils.set_random_seed(0)
+  initial = model_lib.avc_network(config).get_weights()
+  inputs = {
+      "image": tf.random.uniform([batch, 224, 224, 3], -1, 1, seed=1),
+      "spectrogram": tf.random.normal([batch, 257, 199, 1], seed=2),
+  }
+  labels = tf.cast(tf.range(batch) % 2, tf.int32)
+  runs = {}
+  for jit in (False, True):
+    model = model_lib.avc_network(config)
+    model.set_weights(initial)
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64)
+    runs[jit] = (model, train.make_train_step(model, optimizer, strategy,
+                                              batch, step, jit_compile=jit))
+  losses = {False: [], True: []}
+  times = {False: [], True: []}
+  for index in range(2 + steps):
+    for jit, (_, train_step) in runs.items():
+      start = time.perf_counter()
+      losses[jit].append(float(train_step(inputs, labels)["loss"]))
+      if index >= 2:
+        times[jit].append(time.perf_counter() - start)
+  weight_difference = max(
+      float(np.abs(a - b).max()) for a, b in
+      zip(runs[False][0].get_weights(), runs[True][0].get_weights()))
+  off, on = float(np.median(times[False])), float(np.median(times[True]))
+  return {
+      "batch_size": batch, "width_multiplier": config.width_multiplier,
+      "dtype": keras.mixed_precision.global_policy().name,
+      "steps": 2 + steps,
+      "seconds_per_step_no_jit": round(off, 3),
+      "seconds_per_step_jit": round(on, 3),
+      "jit_speedup": round(off / on, 3),
+      "max_loss_difference": max(abs(a - b) for a, b in
+                                 zip(losses[False], losses[True])),
+      "max_weight_difference": weight_difference,
+  }
+
+
 def main(argv):
   del argv
   keras.mixed_precision.set_global_policy(_DTYPE.value)
+  if _COMPARE_JIT.value:
+    config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
+    print(json.dumps(compare_jit(config, _BATCH.value, _STEPS.value)))
+    return
   config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
   peak = measure_conv_peak()
   seconds = measure_training_step(config, _BATCH.value, _STEPS.value)

@@ -34,6 +34,11 @@ class DataConfig:
     eval_num_pairs: size of the fixed, balanced evaluation set (even).
     eval_seed: seed of the evaluation set (same set for the same seed).
     eval_batch_size: pairs per evaluation batch (does not change results).
+    service_address: a tf.data service dispatcher ("grpc://host:port", see
+      `l3_tf.data_service` and experiments/data_service.py). When set, the
+      training pipeline runs on the service's workers (other machines'
+      CPUs) and the trainer reads finished batches from them; each service
+      worker draws pairs with its own seed. None: the pipeline runs here.
   """
 
   dataset: str = "flickr_soundnet"
@@ -46,6 +51,7 @@ class DataConfig:
   eval_num_pairs: int = 10000
   eval_seed: int = 0
   eval_batch_size: int = 64
+  service_address: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +80,19 @@ class TrainConfig:
     devices: devices to mirror over on one machine ("/gpu:0,/gpu:1");
       empty: all visible GPUs, or the default device when there are none.
       Ignored when TF_CONFIG asks for several workers.
+    cpu_replicas: if > 0, split this machine's CPU into that many logical
+      devices and mirror over them (also on each worker of a TF_CONFIG
+      cluster): rehearses an N-accelerator run on CPUs (tests). 0: off.
+    jit_compile: compile each replica's step with XLA. Off by default: on
+      this machine's CPU (AMD EPYC, 2 cores) the compiled full-width step
+      was not faster (WORKSPACE.md, "What it would cost"); on GPUs XLA
+      usually fuses BN / ReLU / pooling into the convs and is worth turning
+      on (`--set train.jit_compile=true`).
+    steps_per_loop: steps run inside one `tf.function` call (a `tf.range`
+      loop over the distributed iterator), so that the host does not stall
+      the accelerators between steps. Logging, checkpoints, evaluation,
+      image summaries and SIGTERM are handled at loop boundaries (a loop
+      never runs past one of their periods), so resuming is exact there.
   """
 
   batch_size_per_replica: int = 16
@@ -90,6 +109,9 @@ class TrainConfig:
   eval_every_steps: int = 0
   seed: int = 0
   devices: tuple[str, ...] = ()
+  cpu_replicas: int = 0
+  jit_compile: bool = False
+  steps_per_loop: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

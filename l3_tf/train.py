@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from l3_tf import data_service
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import input_pipeline
@@ -84,6 +85,10 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
       raise ValueError(f"{where}={value} must be > 0")
   if train.learning_rate <= 0:
     raise ValueError(f"train.learning_rate={train.learning_rate} must be > 0")
+  if train.steps_per_loop <= 0:
+    raise ValueError(f"train.steps_per_loop={train.steps_per_loop} must be > 0")
+  if data.service_address is not None:
+    data_service.split_address(data.service_address)  # names a bad address
   if not 0 <= train.audio_gain_max < 1:
     raise ValueError(f"train.audio_gain_max={train.audio_gain_max} must be "
                      "in [0, 1)")
@@ -109,9 +114,65 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
               train_videos, eval_videos, builder)
 
 
+def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
+  """What a run will do, in a few lines (logged before anything else).
+
+  Raises:
+    ValueError: the batch does not split over the replicas.
+  """
+  train_cfg, data = config.train, config.data
+  replicas = strategy.num_replicas_in_sync
+  workers = distribute.num_workers(strategy)
+  per_replica, global_batch = distribute.batch_sizes(
+      train_cfg.batch_size_per_replica, train_cfg.global_batch_size, replicas)
+  precision = ("mixed_bfloat16 (bfloat16 compute, float32 variables)"
+               if train_cfg.mixed_precision else "float32")
+  batch_norm = (config.model.batch_norm if config.model.use_batch_norm
+                else "none (BN-free variant)")
+  source = (f"tf.data service at {data.service_address} (per-worker seeds)"
+            if data.service_address else
+            f"local, {workers} input pipeline(s) (one per worker)")
+  lines = [
+      f"config {config.name!r}: {train_cfg.num_steps} steps",
+      f"strategy: {type(strategy).__name__}, {replicas} replica(s) on "
+      f"{workers} worker(s)",
+      f"batch: {per_replica} pairs per replica x {replicas} = {global_batch} "
+      "per step",
+      f"model: width x {config.model.width_multiplier:g}, batch norm "
+      f"{batch_norm}",
+      f"precision: {precision}",
+      f"XLA (train.jit_compile): {'on' if train_cfg.jit_compile else 'off'}",
+      f"steps per loop: {train_cfg.steps_per_loop}",
+      f"input: {data.dataset!r} split {data.train_split!r}, {source}",
+  ]
+  return "plan:\n  " + "\n  ".join(lines)
+
+
 def pipeline_seed(seed: int, start_step: int) -> int:
   """The input-pipeline seed of a run that starts at `start_step`."""
   return input_pipeline.derive_seed(seed, start_step)
+
+
+def steps_in_next_loop(step: int, train_cfg) -> int:
+  """Steps the next call runs: up to `steps_per_loop`, never past a boundary.
+
+  A loop ends on every multiple of the logging, checkpoint and evaluation
+  periods and on `num_steps`, so that they (and SIGTERM, checked between
+  calls) happen exactly where they would one step at a time. A step that
+  writes pair images runs on its own (the images need its batch here).
+  """
+  count = min(train_cfg.steps_per_loop, train_cfg.num_steps - step)
+  for period in (train_cfg.log_every_steps, train_cfg.checkpoint_every_steps,
+                 train_cfg.eval_every_steps):
+    if period:
+      count = min(count, period - step % period)
+  images_every = train_cfg.summary_images_every_steps
+  if images_every and count > 1:
+    for n in range(1, count + 1):
+      if (step + n) % images_every == 0 or step + n == 1:
+        # Loop up to the step before it; that step alone comes next.
+        return max(1, n - 1)
+  return max(1, count)
 
 
 class _StopFlag:
@@ -161,7 +222,8 @@ def pair_images(features, labels, max_pairs: int) -> dict[str, tf.Tensor]:
 
 
 def make_train_step(model: keras.Model, optimizer, strategy,
-                    global_batch_size: int, step: tf.Variable):
+                    global_batch_size: int, step: tf.Variable,
+                    jit_compile: bool = False, loop: bool = False):
   """The synchronous training step: `(features, labels) -> metrics`.
 
   Each replica averages its pairs' cross-entropy over the *global* batch and
@@ -175,14 +237,23 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     strategy: the tf.distribute strategy.
     global_batch_size: pairs per step over all replicas.
     step: int64 variable incremented once per step.
+    jit_compile: compile each replica's forward and backward pass with XLA
+      (the optimizer's update runs outside the compiled cluster).
+    loop: return `train_loop(iterator, num_steps)` instead, which runs
+      `num_steps` steps in one call (a `tf.range` loop, each step reading
+      `next(iterator)` of a distributed iterator) and returns the metrics
+      averaged over them (`train.steps_per_loop`).
 
   Returns:
     A tf.function taking distributed (or plain, one replica) features and
     int32 labels, returning {"loss": data loss, "regularization",
-    "accuracy"} reduced over the global batch.
+    "accuracy"} reduced over the global batch (or `train_loop`, above).
   """
 
-  def replica_step(features, labels):
+  # Forward and backward; the update stays outside so that XLA can compile
+  # this part under any strategy (an update inside an XLA cluster needs a
+  # cross-replica merge, which XLA cannot compile under MirroredStrategy).
+  def gradients(features, labels):
     with tf.GradientTape() as tape:
       logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
       per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -194,6 +265,13 @@ def make_train_step(model: keras.Model, optimizer, strategy,
       regularization = tf.nn.scale_regularization_loss(regularization)
       total = loss + regularization
     grads = tape.gradient(total, model.trainable_variables)
+    return grads, logits, loss, regularization
+
+  if jit_compile:
+    gradients = tf.function(gradients, jit_compile=True)
+
+  def replica_step(features, labels):
+    grads, logits, loss, regularization = gradients(features, labels)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     correct = tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
@@ -211,7 +289,20 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     return {"loss": total(loss), "regularization": total(regularization),
             "accuracy": total(correct) / global_batch_size}
 
-  return train_step
+  if not loop:
+    return train_step
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    sums = {"loss": 0.0, "regularization": 0.0, "accuracy": 0.0}
+    sums = {key: tf.constant(value) for key, value in sums.items()}
+    for _ in tf.range(num_steps):
+      metrics = train_step(*next(iterator))
+      sums = {key: sums[key] + metrics[key] for key in sums}
+    return {key: value / tf.cast(num_steps, tf.float32)
+            for key, value in sums.items()}
+
+  return train_loop
 
 
 class WorkerCheckpoints:
@@ -281,8 +372,14 @@ class _Trainer:
         data_seed=self.data_seed)
     self.checkpoints = WorkerCheckpoints(
         self.checkpoint, workdir, strategy, config.train.keep_checkpoints)
-    self.train_step = make_train_step(self.model, self.optimizer, strategy,
-                                      plan.global_batch_size, self.step)
+    self.train_step = make_train_step(
+        self.model, self.optimizer, strategy, plan.global_batch_size,
+        self.step, jit_compile=config.train.jit_compile)
+    self.train_loop = None
+    if config.train.steps_per_loop > 1:
+      self.train_loop = make_train_step(
+          self.model, self.optimizer, strategy, plan.global_batch_size,
+          self.step, jit_compile=config.train.jit_compile, loop=True)
 
   def restore(self) -> int:
     """Restores the workdir's latest checkpoint, if any; returns the step."""
@@ -332,6 +429,7 @@ def train_and_evaluate(config, workdir: str,
       finished step was written first.
   """
   strategy = strategy or tf.distribute.get_strategy()
+  logging.info("%s", describe_plan(config, strategy))
   plan = check_config(config, strategy.num_replicas_in_sync,
                       distribute.num_workers(strategy))
   chief = distribute.is_chief(strategy)
@@ -374,8 +472,9 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
 
   def dataset_fn(context: tf.distribute.InputContext):
     batch = context.get_per_replica_batch_size(plan.global_batch_size)
-    return input_pipeline.train_dataset(config, batch, context, seed=seed,
-                                        builder=plan.builder)
+    return input_pipeline.train_dataset(
+        config, batch, context, seed=seed, builder=plan.builder,
+        service_address=config.data.service_address)
 
   train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
   eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
@@ -385,7 +484,7 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   window_seconds, window_steps = 0.0, 0
   timed_seconds, timed_steps = 0.0, 0
   loop_started = time.perf_counter()
-  first = True
+  traced = set()
   last_metrics = {}
   interrupted = None
 
@@ -394,25 +493,31 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
     try:
       while step < train_cfg.num_steps and stop.reason is None:
         started = time.perf_counter()
+        loop_steps = steps_in_next_loop(step, train_cfg)
         try:
-          features, labels = next(iterator)
+          if loop_steps > 1:  # several steps in one call, no batch seen here
+            features = labels = None
+            metrics = trainer.train_loop(iterator, tf.constant(loop_steps))
+          else:
+            features, labels = next(iterator)
+            metrics = trainer.train_step(features, labels)
         except (StopIteration, tf.errors.OutOfRangeError):
           raise input_pipeline.DatasetError(
               f"split {config.data.train_split!r} of {config.data.dataset!r} "
               "gave no pairs: none of its videos (in this worker's shard) "
               "has >= 1 s of audio around a frame") from None
-        metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
         for key in window:
-          window[key].append(float(metrics[key]))
-        # The first step traces the function: keep it out of the rates.
-        if not first:
+          window[key].extend([float(metrics[key])] * loop_steps)
+        # The first call of each function traces it: keep it out of the rates.
+        kind = "loop" if loop_steps > 1 else "step"
+        if kind in traced:
           timed_seconds += elapsed
-          timed_steps += 1
+          timed_steps += loop_steps
           window_seconds += elapsed
-          window_steps += 1
-        first = False
+          window_steps += loop_steps
+        traced.add(kind)
         if step % train_cfg.log_every_steps == 0 or step == train_cfg.num_steps:
           last_metrics = {key: float(np.mean(values))
                           for key, values in window.items()}
@@ -428,7 +533,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
           window = {key: [] for key in window}
           window_seconds, window_steps = 0.0, 0
         images_every = train_cfg.summary_images_every_steps
-        if images_every and (step % images_every == 0 or step == 1) and chief:
+        if (images_every and (step % images_every == 0 or step == 1) and chief
+            and features is not None):
           local = strategy.experimental_local_results
           with train_writer.as_default(step=step):
             for tag, images in pair_images(local(features)[0], local(labels)[0],
