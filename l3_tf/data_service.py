@@ -80,9 +80,16 @@ def per_worker_seed(seed: int, make_dataset: Callable[[tf.Tensor], tf.data.Datas
         shape=tf.constant([], tf.int32), minval=tf.constant(0, tf.int64),
         maxval=tf.constant(2**62, tf.int64), seed=0, seed2=0)
 
+  def seeded(s):
+    # The ops traced here take their seeds from `s` alone: drop the graph
+    # seed inherited from `tf.random.set_seed` (the same on every worker
+    # anyway; and a global seed of 0 makes tf.data test a tensor seed
+    # against (0, 0) in Python, which fails).
+    tf.compat.v1.get_default_graph().seed = None
+    return make_dataset(tf.bitwise.bitwise_xor(base, s))
+
   seeds = tf.data.Dataset.from_tensors(0).map(draw)
-  return seeds.flat_map(
-      lambda s: make_dataset(tf.bitwise.bitwise_xor(base, s)))
+  return seeds.flat_map(seeded)
 
 
 def distribute(dataset: tf.data.Dataset, address: str) -> tf.data.Dataset:
