@@ -156,6 +156,19 @@ def is_chief(strategy) -> bool:
   return False
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+  """The public name of a strategy ("MultiWorkerMirroredStrategy", ...)."""
+  # (The class behind tf.distribute.MultiWorkerMirroredStrategy is named
+  # CollectiveAllReduceStrategy.)
+  for cls, name in ((tf.distribute.MultiWorkerMirroredStrategy,
+                     "MultiWorkerMirroredStrategy"),
+                    (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+                    (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
+    if isinstance(strategy, cls):
+      return name
+  return "default strategy (one device)"
+
+
 def worker_name(strategy) -> str:
   task_type, task_id = _task(strategy)
   return "local" if task_type is None else f"{task_type}{task_id}"

@@ -134,7 +134,7 @@ def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
             f"local, {workers} input pipeline(s) (one per worker)")
   lines = [
       f"config {config.name!r}: {train_cfg.num_steps} steps",
-      f"strategy: {type(strategy).__name__}, {replicas} replica(s) on "
+      f"strategy: {distribute.strategy_name(strategy)}, {replicas} replica(s) on "
       f"{workers} worker(s)",
       f"batch: {per_replica} pairs per replica x {replicas} = {global_batch} "
       "per step",
