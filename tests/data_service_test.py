@@ -22,28 +22,33 @@ from l3_tf import input_pipeline
 from l3_tf import train
 
 
-def _start(*args):
-  process = subprocess.Popen(
+def _popen(*args):
+  return subprocess.Popen(
       [sys.executable, "-m", "experiments.data_service", *args],
       env=dist._env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
       text=True, cwd=dist.REPO)
+
+
+def _address(process):
   line = process.stdout.readline()  # "DATA_SERVICE <role> <address>"
   if not line.startswith("DATA_SERVICE "):
     process.kill()
     raise AssertionError(f"no DATA_SERVICE line: {line!r} "
                          f"{process.communicate()[1][-3000:]}")
-  return process, line.split()[2]
+  return line.split()[2]
 
 
 @pytest.fixture(scope="module")
 def service():
   """The dispatcher's grpc address, with 2 workers registered."""
-  dispatcher, address = _start("--role=dispatcher")
+  dispatcher = _popen("--role=dispatcher")
   processes = [dispatcher]
   try:
-    for _ in range(2):
-      processes.append(_start("--role=worker",
-                              f"--dispatcher_address={address}")[0])
+    address = _address(dispatcher)
+    processes += [_popen("--role=worker", f"--dispatcher_address={address}")
+                  for _ in range(2)]
+    for worker in processes[1:]:  # started together, serving once they print
+      _address(worker)
     yield address
   finally:
     for process in reversed(processes):
@@ -77,6 +82,7 @@ def test_every_copy_draws_its_own_seed():
   assert first != second
 
 
+@pytest.mark.slow
 def test_pairs_read_through_the_service(service, fake_config):
   """Balanced batches, positives inside their window (the sampler's
   contract), and no batch twice: were the 2 workers seeded alike, each
@@ -99,6 +105,7 @@ def test_pairs_read_through_the_service(service, fake_config):
   assert not local_keys & set(keys)
 
 
+@pytest.mark.slow
 def test_training_through_the_service(service, fake_config, tmp_path):
   config = dataclasses.replace(
       fake_config, data=dataclasses.replace(fake_config.data,
