@@ -88,7 +88,7 @@ def _steps(jit_compile: bool, initial, features, labels, steps: int = 2):
   model.set_weights(initial)
   # SGD: the update is the gradient itself. (Adam divides by sqrt(v), which
   # turns round-off in a near-zero gradient into up to a whole step of lr.)
-  optimizer = keras.optimizers.SGD(0.1)
+  optimizer = keras.optimizers.SGD(0.02)
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
   train_step = train.make_train_step(model, optimizer,
@@ -99,7 +99,7 @@ def _steps(jit_compile: bool, initial, features, labels, steps: int = 2):
 
 
 def test_xla_step_equals_the_uncompiled_one():
-  """Two SGD steps with BN: loss within 1e-5, weights within 1e-4 of the
+  """Two SGD steps with BN: losses within 1e-5 relative, weights within 1e-4 of the
   largest change (XLA fuses and reorders float32 arithmetic). Small inputs:
   the question is the compiler, not the data."""
   keras.utils.set_random_seed(0)
@@ -113,8 +113,8 @@ def test_xla_step_equals_the_uncompiled_one():
   plain_losses, plain, _ = _steps(False, initial, features, labels)
   xla_losses, compiled, xla_step = _steps(True, initial, features, labels)
   change = max(float(np.abs(a - b).max()) for a, b in zip(plain, initial))
-  assert change > 1e-3
-  np.testing.assert_allclose(xla_losses, plain_losses, atol=1e-5)
+  assert change > 1e-4
+  np.testing.assert_allclose(xla_losses, plain_losses, rtol=1e-5)
   difference = max(float(np.abs(a - b).max()) for a, b in zip(plain, compiled))
   assert difference <= 1e-4 * change + 1e-7, (difference, change)
   # It really was compiled: the graph holds an XLA cluster.
@@ -176,6 +176,7 @@ def _weights(workdir, step):
           if name.startswith("model/")}
 
 
+@pytest.mark.slow
 def test_steps_per_loop_trains_like_single_steps(fake_config, tmp_path):
   """8 steps as 2 loops of 4 = 8 single steps (same pairs, same weights)."""
   looped = str(tmp_path / "looped")
@@ -196,6 +197,7 @@ def test_steps_per_loop_trains_like_single_steps(fake_config, tmp_path):
   assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
 
+@pytest.mark.slow
 def test_sigterm_stops_at_a_loop_boundary_and_resumes(fake_config, tmp_path):
   """SIGTERM during a run of 4-step loops: the run stops at a multiple of 4
   with a checkpoint of exactly that step, and a rerun resumes from it."""
@@ -233,6 +235,7 @@ def test_sigterm_stops_at_a_loop_boundary_and_resumes(fake_config, tmp_path):
 
 # --- the plan, and 2 workers x 8 replicas ------------------------------------
 
+@pytest.mark.slow
 def test_paper_config_prints_its_plan_first(tmp_path):
   """`--config=paper` on 16 rehearsal replicas: the plan comes before the
   (here expected) failure to find the dataset."""
