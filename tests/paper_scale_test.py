@@ -34,7 +34,7 @@ def replicas16():
   """The JSON results of tests/replicas16.py, by check (one subprocess)."""
   done = subprocess.run(
       [sys.executable, os.path.join(dist.TESTS, "replicas16.py")],
-      env=dist._env(), capture_output=True, text=True, timeout=900)
+      env=dist._env(), capture_output=True, text=True, timeout=1800)
   assert done.returncode == 0, done.stderr[-3000:]
   return {r["check"]: r for r in
           (json.loads(l) for l in done.stdout.splitlines() if l.startswith("{"))}
@@ -98,6 +98,7 @@ def _steps(jit_compile: bool, initial, features, labels, steps: int = 2):
   return losses, model.get_weights(), train_step
 
 
+@pytest.mark.slow
 def test_xla_step_equals_the_uncompiled_one():
   """Two SGD steps with BN: losses within 1e-5 relative, weights within 1e-4 of the
   largest change (XLA fuses and reorders float32 arithmetic). Small inputs:
