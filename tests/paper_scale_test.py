@@ -280,7 +280,7 @@ def test_two_workers_of_8_replicas_kill_and_resume(tmp_path, fake_videos_dir):
 
   processes = start()
   try:
-    dist._wait_for_checkpoint(workdir, processes[0], deadline_seconds=600)
+    dist._wait_for_checkpoint(workdir, processes[0], deadline_seconds=1200)
   finally:
     for process in processes:
       process.kill()
@@ -292,7 +292,7 @@ def test_two_workers_of_8_replicas_kill_and_resume(tmp_path, fake_videos_dir):
   outputs = []
   try:
     for process in processes:
-      outputs.append(process.communicate(timeout=600))
+      outputs.append(process.communicate(timeout=1200))
   finally:
     for process in processes:
       if process.poll() is None:
