@@ -21,6 +21,14 @@ from one run on a loaded machine.
 
 Every figure comes with the machine's load average at the time: other
 processes on the same cores lower it.
+
+With --service_workers=N, instead: starts a tf.data service dispatcher and
+N workers on this machine (each its own process) and reads the same
+training pipeline through them (`data.service_address`), for 1 .. N
+workers, beside the local pipeline measured in the same run (alternating,
+local first). On one small machine the workers share the same cores as
+the reader, so the figure shows the service's overhead, not a speed-up;
+the speed-up comes from workers on other machines.
 """
 
 import json
@@ -46,6 +54,10 @@ _COMPARE = flags.DEFINE_string(
     "with this tree's, on 1 core")
 _AB_REPEATS = flags.DEFINE_integer("ab_repeats", 3,
                                    "--compare_commit: runs of each")
+_SERVICE_WORKERS = flags.DEFINE_integer(
+    "service_workers", 0, "if > 0: pairs/s through a local tf.data service "
+    "with 1 .. this many workers, against the local pipeline")
+_SERVICE = flags.DEFINE_string("service", None, "internal: dispatcher address")
 
 
 def build_dataset(data_dir: str) -> tuple[str, str]:
@@ -72,8 +84,10 @@ def _config(dataset: str, data_dir: str):
       "data.shuffle_videos=64"])
 
 
-def measure_pipeline(dataset: str, data_dir: str, seconds: float) -> dict:
-  """Pairs/s of the training pipeline on the cores this process may use."""
+def measure_pipeline(dataset: str, data_dir: str, seconds: float,
+                     service: str | None = None) -> dict:
+  """Pairs/s of the training pipeline on the cores this process may use
+  (or read through the tf.data service at `service`)."""
   import tensorflow as tf
   from l3_tf import input_pipeline
 
@@ -82,8 +96,8 @@ def measure_pipeline(dataset: str, data_dir: str, seconds: float) -> dict:
   batch = config.train.batch_size_per_replica
   options = tf.data.Options()
   options.threading.private_threadpool_size = cores
-  dataset_ = input_pipeline.train_dataset(config, batch, seed=0).with_options(
-      options)
+  dataset_ = input_pipeline.train_dataset(
+      config, batch, seed=0, service_address=service).with_options(options)
   iterator = iter(dataset_)
   for _ in range(10):  # warm-up: shuffle buffer, autotuning
     next(iterator)
@@ -190,6 +204,50 @@ def compare_pipelines(commit: str, dataset: str, data_dir: str,
           "cpu_ratio": round(statistics.median(cpu_rates["after"])
                              / statistics.median(cpu_rates["before"]), 2),
           "load_averages": loads}
+def _start_server(*args) -> tuple[subprocess.Popen, str]:
+  """experiments/data_service.py in a child; (process, its address)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+  process = subprocess.Popen(
+      [sys.executable, "-m", "experiments.data_service", *args], cwd=root,
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  line = process.stdout.readline()
+  if not line.startswith("DATA_SERVICE "):
+    process.kill()
+    raise RuntimeError(f"data service {args} did not start: {line!r}")
+  return process, line.split()[2]
+
+
+def compare_service(dataset: str, data_dir: str, seconds: float,
+                    max_workers: int) -> dict:
+  """Pairs/s locally and through a local tf.data service of 1..N workers."""
+  dispatcher, address = _start_server("--role=dispatcher")
+  servers = [dispatcher]
+  summary = {"cores": len(os.sched_getaffinity(0)), "seconds": seconds}
+  common = ["--role=pipeline", f"--dataset={dataset}",
+            f"--data_dir={data_dir}", f"--seconds={seconds}"]
+  try:
+    for workers in range(1, max_workers + 1):
+      servers.append(_start_server("--role=worker",
+                                   f"--dispatcher_address={address}")[0])
+      local = _child(common)
+      print(json.dumps({"source": "local", **local}))
+      served = _child(common + [f"--service={address}"])
+      print(json.dumps({"source": f"service, {workers} worker(s)", **served}))
+      summary[f"pairs_per_second_local_{workers}"] = round(
+          local["pairs_per_second"], 1)
+      summary[f"pairs_per_second_service_{workers}_workers"] = round(
+          served["pairs_per_second"], 1)
+      summary[f"service_over_local_{workers}_workers"] = round(
+          served["pairs_per_second"] / local["pairs_per_second"], 2)
+      summary[f"load_average_{workers}_workers"] = round(
+          served["load_average_before"], 2)
+  finally:
+    for server in reversed(servers):
+      server.terminate()
+      server.wait(timeout=60)
+  return summary
 
 
 def main(argv):
@@ -197,7 +255,7 @@ def main(argv):
   data_dir = os.path.abspath(_DATA_DIR.value)
   if _ROLE.value == "pipeline":
     print(json.dumps(measure_pipeline(_DATASET.value, data_dir,
-                                      _SECONDS.value)))
+                                      _SECONDS.value, _SERVICE.value)))
     return
   if _ROLE.value == "step":
     print(json.dumps(measure_step(_DTYPE.value, _STEPS.value)))
@@ -209,6 +267,10 @@ def main(argv):
     comparison = compare_pipelines(_COMPARE.value, dataset, data_dir,
                                    _SECONDS.value, _AB_REPEATS.value)
     print("BENCHMARK " + json.dumps({"data": description, **comparison}))
+  if _SERVICE_WORKERS.value > 0:
+    summary = compare_service(dataset, data_dir, _SECONDS.value,
+                              _SERVICE_WORKERS.value)
+    print("BENCHMARK " + json.dumps({"data": description, **summary}))
     return
   available = sorted(os.sched_getaffinity(0))
   summary = {"data": description}

@@ -12,6 +12,12 @@ no input gradient (2x). BN, ReLU, pooling and the fusion head are counted as
 zero: they are memory-bound and their FLOPs are < 1% of the convs'.
 
   python benchmarks/model_step.py [--batch_size=16] [--steps=5] [--dtype=float32]
+
+With --compare_jit, it instead times the real training step
+(`l3_tf.train.make_train_step`) without and with XLA (`train.jit_compile`),
+alternating timed steps of the two so that both see the same load, and
+prints both medians, their ratio, and the largest difference of loss and
+weights after the same steps from the same start.
 """
 
 import json
@@ -30,6 +36,8 @@ from l3_tf import model as model_lib
 _BATCH = flags.DEFINE_integer("batch_size", 16, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps (after 2 warm-up)")
 _WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "network width")
+_COMPARE_JIT = flags.DEFINE_bool(
+    "compare_jit", False, "time the training step without and with XLA")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16"],
                            "compute policy of the model")
 
@@ -107,9 +115,61 @@ def measure_training_step(config: model_lib.ModelConfig, batch: int,
   return float(np.median(times))
 
 
+def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
+  """Median seconds per step of `train.make_train_step` without / with XLA.
+
+  One model and optimizer (memory: two full-width models plus XLA's
+  compilation did not fit beside other jobs), two step functions, timed
+  alternately (A, B, A, B, ...) after 2 warm-up calls each. The loss of
+  each function's first call, from the same weights, is reported too.
+  """
+  from l3_tf import train
+
+  strategy = tf.distribute.get_strategy()
+  keras.utils.set_random_seed(0)
+  model = model_lib.avc_network(config)
+  initial = model.get_weights()
+  optimizer = keras.optimizers.Adam(1e-4)
+  optimizer.build(model.trainable_variables)
+  step = tf.Variable(0, dtype=tf.int64)
+  inputs = {
+      "image": tf.random.uniform([batch, 224, 224, 3], -1, 1, seed=1),
+      "spectrogram": tf.random.normal([batch, 257, 199, 1], seed=2),
+  }
+  labels = tf.cast(tf.range(batch) % 2, tf.int32)
+  functions = {jit: train.make_train_step(model, optimizer, strategy, batch,
+                                          step, jit_compile=jit)
+               for jit in (False, True)}
+  first_loss = {}
+  for jit, function in functions.items():
+    model.set_weights(initial)
+    first_loss[jit] = float(function(inputs, labels)["loss"])
+  times = {False: [], True: []}
+  for index in range(1 + steps):
+    for jit, function in functions.items():
+      start = time.perf_counter()
+      function(inputs, labels)["loss"].numpy()
+      if index >= 1:
+        times[jit].append(time.perf_counter() - start)
+  off, on = float(np.median(times[False])), float(np.median(times[True]))
+  return {
+      "batch_size": batch, "width_multiplier": config.width_multiplier,
+      "dtype": keras.mixed_precision.global_policy().name,
+      "timed_steps_each": steps,
+      "seconds_per_step_no_jit": round(off, 3),
+      "seconds_per_step_jit": round(on, 3),
+      "jit_speedup": round(off / on, 3),
+      "first_loss_difference": abs(first_loss[False] - first_loss[True]),
+  }
+
+
 def main(argv):
   del argv
   keras.mixed_precision.set_global_policy(_DTYPE.value)
+  if _COMPARE_JIT.value:
+    config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
+    print(json.dumps(compare_jit(config, _BATCH.value, _STEPS.value)))
+    return
   config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
   peak = measure_conv_peak()
   seconds = measure_training_step(config, _BATCH.value, _STEPS.value)

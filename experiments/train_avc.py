@@ -5,7 +5,10 @@
 
 Resumes from the latest checkpoint in the workdir. One device by default;
 `--set train.devices=/gpu:0,/gpu:1` or all visible GPUs mirror; TF_CONFIG
-with several tasks trains across machines (MultiWorkerMirroredStrategy).
+with several tasks trains across machines (MultiWorkerMirroredStrategy);
+`--set train.cpu_replicas=16` rehearses 16 replicas on this CPU. The
+resolved plan (replicas, batch, BN, precision, XLA, steps per loop, input)
+is logged before anything else.
 Exit status: 0 done, 1 bad configuration, a damaged record (named), another
 trainer on the workdir, or diverged (train.max_bad_steps non-finite steps in
 a row), 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
@@ -34,7 +37,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   try:
     config = flags_lib.resolved_config()
-    strategy = distribute.make_strategy(config.train.devices)
+    strategy = distribute.make_strategy(config.train.devices,
+                                        config.train.cpu_replicas)
     result = train.train_and_evaluate(config, _WORKDIR.value, strategy)
   except bad_records.BadRecordError as e:  # a damaged shard or frame
     raise SystemExit(f"error: {e}") from None

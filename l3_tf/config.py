@@ -38,6 +38,11 @@ class DataConfig:
       naming the shard and record, after a checkpoint) or "skip" (leave it
       out, count it in <workdir>/skipped_records.tsv and TensorBoard); see
       `l3_tf.bad_records`. Evaluation always fails.
+    service_address: a tf.data service dispatcher ("grpc://host:port", see
+      `l3_tf.data_service` and experiments/data_service.py). When set, the
+      training pipeline runs on the service's workers (other machines'
+      CPUs) and the trainer reads finished batches from them; each service
+      worker draws pairs with its own seed. None: the pipeline runs here.
   """
 
   dataset: str = "flickr_soundnet"
@@ -51,6 +56,7 @@ class DataConfig:
   eval_seed: int = 0
   eval_batch_size: int = 64
   on_bad_record: str = "fail"
+  service_address: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +95,21 @@ class TrainConfig:
       Ignored when TF_CONFIG asks for several workers.
     max_bad_steps: consecutive steps with a non-finite loss or gradient
       (each skipped, not applied) after which training stops with an error.
+    cpu_replicas: if > 0, split this machine's CPU into that many logical
+      devices and mirror over them (also on each worker of a TF_CONFIG
+      cluster): rehearses an N-accelerator run on CPUs (tests). 0: off.
+    jit_compile: compile each replica's forward and backward pass with
+      XLA. Off by default: on this machine's CPU (AMD EPYC, 2 cores) the
+      compiled step ran at 0.44x the speed of the uncompiled one (batch 16,
+      width 1/4; the full-width XLA compile was OOM-killed beside other
+      jobs; WORKSPACE.md, "What it would cost"). On GPUs XLA fuses BN /
+      ReLU / pooling around the convs and is usually worth turning on
+      (`--set train.jit_compile=true`); measure it there.
+    steps_per_loop: steps run inside one `tf.function` call (a `tf.range`
+      loop over the distributed iterator), so that the host does not stall
+      the accelerators between steps. Logging, checkpoints, evaluation,
+      image summaries and SIGTERM are handled at loop boundaries (a loop
+      never runs past one of their periods), so resuming is exact there.
   """
 
   batch_size_per_replica: int = 16
@@ -109,6 +130,9 @@ class TrainConfig:
   seed: int = 0
   devices: tuple[str, ...] = ()
   max_bad_steps: int = 10
+  cpu_replicas: int = 0
+  jit_compile: bool = False
+  steps_per_loop: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,10 @@
   >= 2 visible GPUs            -> MirroredStrategy over all of them
   otherwise                    -> the default strategy (one device)
 
+`cpu_replicas=N` first splits the CPU into N logical devices and mirrors
+over them, also on every worker of a cluster: a rehearsal of an
+N-accelerator run on CPUs (e.g. 2 workers x 8 = the paper's 16 replicas).
+
 The training loop is the same for all: datasets go through
 `strategy.distribute_datasets_from_function` with per-replica batches, the
 loss is averaged over the *global* batch, and Keras optimizers sum the
@@ -35,8 +39,8 @@ def cluster_tasks(tf_config: str | None = None) -> dict[str, list[str]]:
   return cluster
 
 
-def make_strategy(devices: tuple[str, ...] | list[str] = ()
-                  ) -> tf.distribute.Strategy:
+def make_strategy(devices: tuple[str, ...] | list[str] = (),
+                  cpu_replicas: int = 0) -> tf.distribute.Strategy:
   """The strategy for this process (see module docstring).
 
   Create it before any other TensorFlow op runs: MultiWorkerMirroredStrategy
@@ -44,14 +48,27 @@ def make_strategy(devices: tuple[str, ...] | list[str] = ()
 
   Args:
     devices: devices to mirror over on this machine; empty for automatic.
+    cpu_replicas: if > 0, split the CPU into this many logical devices and
+      mirror over them (`train.cpu_replicas`).
 
   Raises:
-    ValueError: a device that does not exist, or a malformed TF_CONFIG.
+    ValueError: a device that does not exist, both `devices` and
+      `cpu_replicas`, or a malformed TF_CONFIG.
   """
+  if cpu_replicas < 0:
+    raise ValueError(f"train.cpu_replicas={cpu_replicas} must be >= 0")
+  if cpu_replicas and devices:
+    raise ValueError(f"train.devices={tuple(devices)} and train.cpu_replicas="
+                     f"{cpu_replicas} are both set; choose one")
+  if cpu_replicas:
+    split_cpu(cpu_replicas)
+    devices = tuple(f"/cpu:{i}" for i in range(cpu_replicas))
   cluster = cluster_tasks()
   num_tasks = sum(len(tasks) for job, tasks in cluster.items()
                   if job in ("chief", "worker"))
   if num_tasks > 1:
+    if cpu_replicas > 1:
+      return _multi_worker_over_cpus(cpu_replicas)
     return tf.distribute.MultiWorkerMirroredStrategy()
   if devices:
     def key(name):
@@ -72,6 +89,31 @@ def make_strategy(devices: tuple[str, ...] | list[str] = ()
   if len(gpus) == 1:
     return tf.distribute.OneDeviceStrategy("/gpu:0")
   return tf.distribute.get_strategy()
+
+
+def _multi_worker_over_cpus(num_devices: int) -> tf.distribute.Strategy:
+  """MultiWorkerMirroredStrategy with `num_devices` logical CPUs per worker.
+
+  TensorFlow gives a worker without GPUs exactly one replica (its CPU);
+  this overrides that choice, and only that, while the strategy is built.
+  The collectives, input distribution and checkpointing are the strategy's
+  own.
+  """
+  # pylint: disable=g-import-not-at-top,protected-access
+  from tensorflow.python.distribute import collective_all_reduce_strategy
+  extended = collective_all_reduce_strategy.CollectiveAllReduceExtended
+  original = extended._initialize_local_devices
+
+  def local_cpus(self, cluster_resolver, worker_device):
+    del self, cluster_resolver
+    return (tuple(f"{worker_device}/device:CPU:{i}"
+                  for i in range(num_devices)), "CPU")
+
+  extended._initialize_local_devices = local_cpus
+  try:
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  finally:
+    extended._initialize_local_devices = original
 
 
 def split_cpu(num_devices: int) -> None:
@@ -112,6 +154,19 @@ def is_chief(strategy) -> bool:
     resolver = strategy.cluster_resolver
     return "chief" not in resolver.cluster_spec().as_dict()
   return False
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+  """The public name of a strategy ("MultiWorkerMirroredStrategy", ...)."""
+  # (The class behind tf.distribute.MultiWorkerMirroredStrategy is named
+  # CollectiveAllReduceStrategy.)
+  for cls, name in ((tf.distribute.MultiWorkerMirroredStrategy,
+                     "MultiWorkerMirroredStrategy"),
+                    (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+                    (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
+    if isinstance(strategy, cls):
+      return name
+  return "default strategy (one device)"
 
 
 def worker_name(strategy) -> str:

@@ -36,6 +36,7 @@ import tensorflow_datasets as tfds
 
 from l3_tf import audio_frontend
 from l3_tf import filesystems
+from l3_tf import data_service
 from l3_tf import image_ops
 from l3_tf import pairs as pairs_lib
 from l3_tf import video_example
@@ -207,7 +208,9 @@ def pairs_from_videos(videos: tf.data.Dataset, config, seed: int,
   # per group, a padded one ~5 ms (commit e5e42d5). Padding costs little
   # (videos are mostly of similar length).
   groups = videos.padded_batch(group_size, drop_remainder=True)
-  base_seed = tf.constant([seed, _GROUP_SALT], tf.int64)
+  # `seed` may be a tensor (a per-worker seed of the tf.data service).
+  base_seed = tf.stack([tf.cast(seed, tf.int64),
+                        tf.constant(_GROUP_SALT, tf.int64)])
 
   # Plain graph code: skipping AutoGraph's conversion saves seconds of
   # pipeline start-up.
@@ -283,7 +286,8 @@ def _finish(examples: tf.data.Dataset, config, batch_size: int, training: bool,
 def train_dataset(config, batch_size: int,
                   input_context: tf.distribute.InputContext | None = None,
                   seed: int = 0, with_metadata: bool = False,
-                  builder=None, labelled: bool = False) -> tf.data.Dataset:
+                  builder=None, labelled: bool = False,
+                  service_address: str | None = None) -> tf.data.Dataset:
   """The endless, shuffled, augmented training stream of one input pipeline.
 
   Args:
@@ -296,6 +300,11 @@ def train_dataset(config, batch_size: int,
     builder: the TFDS builder (default: `load_builder` from the config).
     labelled: frames and windows with their video's class label (module
       docstring); any batch size.
+    service_address: a tf.data service dispatcher ("grpc://host:port"):
+      the pipeline is registered with it and runs on its workers, each
+      shuffling videos and drawing pairs with a seed of its own
+      (`l3_tf.data_service.per_worker_seed`); the result reads their
+      batches. None: the pipeline runs in this process.
   """
   if batch_size % 2 and not labelled:
     raise ValueError(f"batch_size={batch_size} must be even so that each "
@@ -306,18 +315,25 @@ def train_dataset(config, batch_size: int,
   videos = _usable_videos(builder, config.data.train_split, config, labelled,
                           input_context=input_context, shuffle_files=True,
                           seed=seed)
-  # Shuffle inside each epoch, then repeat: a video appears once per epoch,
-  # so a group of >= 3 consecutive videos always holds >= 2 distinct ones.
-  videos = videos.shuffle(config.data.shuffle_videos, seed=seed,
-                          reshuffle_each_iteration=True).repeat()
-  pairs = pairs_from_videos(videos, config, seed, training=True,
-                            labelled=labelled)
-  examples = pairs.map(
-      tf.autograph.experimental.do_not_convert(
-          lambda p: make_example(p, config, training=True)),
-      num_parallel_calls=AUTOTUNE)
-  return _finish(examples, config, batch_size, training=True,
-                 with_metadata=with_metadata)
+
+  def seeded(seed):  # an int, or an int64 tensor under the data service
+    # Shuffle inside each epoch, then repeat: a video appears once per epoch,
+    # so a group of >= 3 consecutive videos always holds >= 2 distinct ones.
+    shuffled = videos.shuffle(config.data.shuffle_videos, seed=seed,
+                              reshuffle_each_iteration=True).repeat()
+    pairs = pairs_from_videos(shuffled, config, seed, training=True,
+                              labelled=labelled)
+    examples = pairs.map(
+        tf.autograph.experimental.do_not_convert(
+            lambda p: make_example(p, config, training=True)),
+        num_parallel_calls=AUTOTUNE)
+    return _finish(examples, config, batch_size, training=True,
+                   with_metadata=with_metadata)
+
+  if service_address is None:
+    return seeded(seed)
+  return data_service.distribute(data_service.per_worker_seed(seed, seeded),
+                                 service_address)
 
 
 def eval_dataset(config, split: str | None = None, num_pairs: int | None = None,

@@ -28,6 +28,8 @@ from l3_tf import image_ops
 # vision 28x28 / (7, 7) -> 4x4x512 = 8192.
 AUDIO_TAP_POOL = (8, 8)
 VISION_TAP_POOL = (7, 7)
+# `ModelConfig.batch_norm`: BN statistics per replica or over the global batch.
+BATCH_NORM_MODES = ("per_replica", "synchronized")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,15 @@ class ModelConfig:
       variant whose convs carry a bias instead (used by distribution tests).
     batch_norm_momentum: moving-statistics momentum of BN. Evaluation uses
       the moving statistics, so short runs want a smaller momentum.
+    batch_norm: where BN takes its batch statistics under a multi-replica
+      strategy: "per_replica" (each replica normalises by its own 16 pairs)
+      or "synchronized" (mean and variance all-reduced over the global
+      batch: the statistics of one device holding the whole batch, at the
+      cost of one all-reduce per BN layer and step). The default is
+      "per_replica" because that is what the paper's implementation almost
+      certainly had: it predates synchronized BN in TensorFlow (TF 1.x
+      towers each ran their own `tf.layers.batch_normalization`; cross-replica
+      BN arrived as `SyncBatchNormalization` in TF 2.2, 2020).
     kernel_initializer: initializer of every kernel.
   """
 
@@ -55,8 +66,12 @@ class ModelConfig:
   use_batch_norm: bool = True
   batch_norm_momentum: float = 0.99
   kernel_initializer: str = "he_normal"
+  batch_norm: str = "per_replica"
 
   def __post_init__(self):
+    if self.batch_norm not in BATCH_NORM_MODES:
+      raise ValueError(f"batch_norm={self.batch_norm!r}; expected one of "
+                       f"{list(BATCH_NORM_MODES)}")
     if self.width_multiplier <= 0:
       raise ValueError(f"width_multiplier={self.width_multiplier} must be > 0")
     if len(self.block_widths) != 4:
@@ -85,7 +100,8 @@ def _conv_bn(x, filters: int, name: str, config: ModelConfig):
       kernel_regularizer=_regularizer(config), name=name)(x)
   if config.use_batch_norm:
     x = keras.layers.BatchNormalization(
-        momentum=config.batch_norm_momentum, name=f"{name}_bn")(x)
+        momentum=config.batch_norm_momentum,
+        synchronized=config.batch_norm == "synchronized", name=f"{name}_bn")(x)
   return x, keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3_tf import bad_records
+from l3_tf import data_service
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import filesystems
@@ -104,6 +105,10 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
   if train.learning_rate <= 0:
     raise ValueError(f"train.learning_rate={train.learning_rate} must be > 0")
   precision_lib.resolve(train)
+  if train.steps_per_loop <= 0:
+    raise ValueError(f"train.steps_per_loop={train.steps_per_loop} must be > 0")
+  if data.service_address is not None:
+    data_service.split_address(data.service_address)  # names a bad address
   if not 0 <= train.audio_gain_max < 1:
     raise ValueError(f"train.audio_gain_max={train.audio_gain_max} must be "
                      "in [0, 1)")
@@ -130,9 +135,65 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
               train_videos, eval_videos, builder)
 
 
+def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
+  """What a run will do, in a few lines (logged before anything else).
+
+  Raises:
+    ValueError: the batch does not split over the replicas.
+  """
+  train_cfg, data = config.train, config.data
+  replicas = strategy.num_replicas_in_sync
+  workers = distribute.num_workers(strategy)
+  per_replica, global_batch = distribute.batch_sizes(
+      train_cfg.batch_size_per_replica, train_cfg.global_batch_size, replicas)
+  precision = ("mixed_bfloat16 (bfloat16 compute, float32 variables)"
+               if train_cfg.mixed_precision else "float32")
+  batch_norm = (config.model.batch_norm if config.model.use_batch_norm
+                else "none (BN-free variant)")
+  source = (f"tf.data service at {data.service_address} (per-worker seeds)"
+            if data.service_address else
+            f"local, {workers} input pipeline(s) (one per worker)")
+  lines = [
+      f"config {config.name!r}: {train_cfg.num_steps} steps",
+      f"strategy: {distribute.strategy_name(strategy)}, {replicas} replica(s) on "
+      f"{workers} worker(s)",
+      f"batch: {per_replica} pairs per replica x {replicas} = {global_batch} "
+      "per step",
+      f"model: width x {config.model.width_multiplier:g}, batch norm "
+      f"{batch_norm}",
+      f"precision: {precision}",
+      f"XLA (train.jit_compile): {'on' if train_cfg.jit_compile else 'off'}",
+      f"steps per loop: {train_cfg.steps_per_loop}",
+      f"input: {data.dataset!r} split {data.train_split!r}, {source}",
+  ]
+  return "plan:\n  " + "\n  ".join(lines)
+
+
 def pipeline_seed(seed: int, start_step: int) -> int:
   """The input-pipeline seed of a run that starts at `start_step`."""
   return input_pipeline.derive_seed(seed, start_step)
+
+
+def steps_in_next_loop(step: int, train_cfg) -> int:
+  """Steps the next call runs: up to `steps_per_loop`, never past a boundary.
+
+  A loop ends on every multiple of the logging, checkpoint and evaluation
+  periods and on `num_steps`, so that they (and SIGTERM, checked between
+  calls) happen exactly where they would one step at a time. A step that
+  writes pair images runs on its own (the images need its batch here).
+  """
+  count = min(train_cfg.steps_per_loop, train_cfg.num_steps - step)
+  for period in (train_cfg.log_every_steps, train_cfg.checkpoint_every_steps,
+                 train_cfg.eval_every_steps):
+    if period:
+      count = min(count, period - step % period)
+  images_every = train_cfg.summary_images_every_steps
+  if images_every and count > 1:
+    for n in range(1, count + 1):
+      if (step + n) % images_every == 0 or step + n == 1:
+        # Loop up to the step before it; that step alone comes next.
+        return max(1, n - 1)
+  return max(1, count)
 
 
 class _StopFlag:
@@ -205,7 +266,8 @@ def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
 
 
 def make_train_step(model: keras.Model, optimizer, strategy,
-                    global_batch_size: int, step: tf.Variable):
+                    global_batch_size: int, step: tf.Variable,
+                    jit_compile: bool = False, loop: bool = False):
   """The synchronous training step: `(features, labels) -> metrics`.
 
   Each replica averages its pairs' cross-entropy over the *global* batch and
@@ -219,6 +281,12 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     strategy: the tf.distribute strategy.
     global_batch_size: pairs per step over all replicas.
     step: int64 variable incremented once per step.
+    jit_compile: compile each replica's forward and backward pass with XLA
+      (the optimizer's update runs outside the compiled cluster).
+    loop: return `train_loop(iterator, num_steps)` instead, which runs
+      `num_steps` steps in one call (a `tf.range` loop, each step reading
+      `next(iterator)` of a distributed iterator) and returns the metrics
+      averaged over its good steps (`train.steps_per_loop`).
 
   A step whose loss or any gradient is not finite is not applied (nor its
   BN statistics updates) and does not advance `step` (see
@@ -227,15 +295,18 @@ def make_train_step(model: keras.Model, optimizer, strategy,
   Returns:
     A tf.function taking distributed (or plain, one replica) features and
     int32 labels, returning {"loss": data loss, "regularization",
-    "accuracy"} reduced over the global batch, and "bad_steps" (0 or 1).
+    "accuracy"} reduced over the global batch, "bad_steps" (0 or 1) and
+    "good_steps" (1 - bad_steps). `train_loop`: the same keys, the metrics
+    averaged over the loop's good steps, "good_steps" counted and
+    "bad_steps" the bad steps in a row at the loop's end.
   """
   check_grads = not isinstance(optimizer,
                                keras.optimizers.LossScaleOptimizer)
 
-  def replica_step(features, labels):
-    # The forward pass updates the BN moving statistics: kept to undo a bad
-    # step (small: a few vectors per layer).
-    state = [tf.identity(v) for v in model.non_trainable_variables]
+  # Forward and backward; the update stays outside so that XLA can compile
+  # this part under any strategy (an update inside an XLA cluster needs a
+  # cross-replica merge, which XLA cannot compile under MirroredStrategy).
+  def gradients(features, labels):
     with tf.GradientTape() as tape:
       logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
       per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -251,7 +322,18 @@ def make_train_step(model: keras.Model, optimizer, strategy,
       # unchanged otherwise.
       scaled_total = optimizer.scale_loss(total)
     grads = tape.gradient(scaled_total, model.trainable_variables)
-    good = step_is_finite(total, grads, check_grads)
+    return grads, logits, loss, regularization, total
+
+  if jit_compile:
+    gradients = tf.function(gradients, jit_compile=True)
+
+  def replica_step(features, labels):
+    # The forward pass updates the BN moving statistics: kept to undo a bad
+    # step (small: a few vectors per layer).
+    state = [tf.identity(v) for v in model.non_trainable_variables]
+    grads, logits, loss, regularization, total_loss = gradients(features,
+                                                                labels)
+    good = step_is_finite(total_loss, grads, check_grads)
     correct = tf.reduce_sum(tf.cast(
         tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
         tf.float32))
@@ -281,9 +363,31 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     step.assign_add(good)
     return {"loss": total(loss), "regularization": total(regularization),
             "accuracy": total(correct) / global_batch_size,
-            "bad_steps": 1 - good}
+            "bad_steps": 1 - good, "good_steps": good}
 
-  return train_step
+  if not loop:
+    return train_step
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    sums = {"loss": 0.0, "regularization": 0.0, "accuracy": 0.0}
+    sums = {key: tf.constant(value) for key, value in sums.items()}
+    good_steps = tf.constant(0, tf.int64)
+    bad_in_a_row = tf.constant(0, tf.int64)
+    for _ in tf.range(num_steps):
+      metrics = train_step(*next(iterator))
+      good = metrics["good_steps"] > 0
+      # A skipped step's metrics may be NaN: they are left out of the sums.
+      sums = {key: sums[key] + tf.where(good, metrics[key], 0.0)
+              for key in sums}
+      good_steps += metrics["good_steps"]
+      bad_in_a_row = tf.where(good, tf.constant(0, tf.int64),
+                              bad_in_a_row + 1)
+    denominator = tf.cast(tf.maximum(good_steps, 1), tf.float32)
+    averaged = {key: value / denominator for key, value in sums.items()}
+    return {**averaged, "good_steps": good_steps, "bad_steps": bad_in_a_row}
+
+  return train_loop
 
 
 class WorkerCheckpoints:
@@ -355,8 +459,14 @@ class _Trainer:
         data_seed=self.data_seed)
     self.checkpoints = WorkerCheckpoints(
         self.checkpoint, workdir, strategy, config.train.keep_checkpoints)
-    self.train_step = make_train_step(self.model, self.optimizer, strategy,
-                                      plan.global_batch_size, self.step)
+    self.train_step = make_train_step(
+        self.model, self.optimizer, strategy, plan.global_batch_size,
+        self.step, jit_compile=config.train.jit_compile)
+    self.train_loop = None
+    if config.train.steps_per_loop > 1:
+      self.train_loop = make_train_step(
+          self.model, self.optimizer, strategy, plan.global_batch_size,
+          self.step, jit_compile=config.train.jit_compile, loop=True)
 
   def restore(self) -> int:
     """Restores the workdir's latest checkpoint, if any; returns the step."""
@@ -413,6 +523,7 @@ def train_and_evaluate(config, workdir: str,
   """
   strategy = strategy or tf.distribute.get_strategy()
   filesystems.prepare(workdir, "workdir")
+  logging.info("%s", describe_plan(config, strategy))
   plan = check_config(config, strategy.num_replicas_in_sync,
                       distribute.num_workers(strategy))
   chief = distribute.is_chief(strategy)
@@ -443,14 +554,21 @@ def train_and_evaluate(config, workdir: str,
   return result
 
 
-def _count_bad_steps(bad_steps: int, metrics: dict, step: int) -> int:
-  """The count of consecutive bad (skipped) steps after one more step."""
-  if not int(metrics["bad_steps"]):
-    return 0
-  logging.warning("a step after step %d had a non-finite loss (%s) or "
-                  "gradient: not applied (%d in a row)", step,
-                  float(metrics["loss"]), bad_steps + 1)
-  return bad_steps + 1
+def _count_bad_steps(bad_steps: int, metrics: dict, num_steps: int,
+                     step: int) -> int:
+  """Consecutive bad (skipped) steps after a call that ran `num_steps`.
+
+  `metrics` of `train_step` or `train_loop`: "good_steps" applied, and
+  "bad_steps" in a row at the end of the call.
+  """
+  good = int(metrics["good_steps"])
+  trailing = int(metrics["bad_steps"])
+  in_a_row = trailing if good else bad_steps + trailing
+  if num_steps - good:
+    logging.warning("%d of %d step(s) up to step %d had a non-finite loss or "
+                    "gradient: not applied (%d in a row)", num_steps - good,
+                    num_steps, step, in_a_row)
+  return in_a_row
 
 
 def _skip_bad_records(config, plan: Plan, skip_log, step: int, error) -> dict:
@@ -488,9 +606,10 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
 
   def dataset_fn(context: tf.distribute.InputContext):
     batch = context.get_per_replica_batch_size(plan.global_batch_size)
-    return input_pipeline.train_dataset(reading["config"], batch, context,
-                                        seed=reading["seed"],
-                                        builder=plan.builder)
+    return input_pipeline.train_dataset(
+        reading["config"], batch, context, seed=reading["seed"],
+        builder=plan.builder,
+        service_address=reading["config"].data.service_address)
 
   train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
   eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
@@ -501,7 +620,7 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   window_seconds, window_steps = 0.0, 0
   timed_seconds, timed_steps = 0.0, 0
   loop_started = time.perf_counter()
-  first = True
+  traced = set()
   last_metrics = {}
   interrupted = None
   diverged = None
@@ -512,8 +631,14 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
     try:
       while step < train_cfg.num_steps and stop.reason is None:
         started = time.perf_counter()
+        loop_steps = steps_in_next_loop(step, train_cfg)
         try:
-          features, labels = next(iterator)
+          if loop_steps > 1:  # several steps in one call, no batch seen here
+            features = labels = None
+            metrics = trainer.train_loop(iterator, tf.constant(loop_steps))
+          else:
+            features, labels = next(iterator)
+            metrics = trainer.train_step(features, labels)
         except (StopIteration, tf.errors.OutOfRangeError):
           raise input_pipeline.DatasetError(
               f"split {config.data.train_split!r} of {config.data.dataset!r} "
@@ -534,24 +659,25 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
           iterator = iter(strategy.distribute_datasets_from_function(
               dataset_fn))
           continue
-        metrics = trainer.train_step(features, labels)
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
-        bad_steps = _count_bad_steps(bad_steps, metrics, step)
-        if bad_steps:
-          if bad_steps >= train_cfg.max_bad_steps:
-            diverged = bad_steps
-            break
+        good_steps = int(metrics["good_steps"])
+        bad_steps = _count_bad_steps(bad_steps, metrics, loop_steps, step)
+        if bad_steps >= train_cfg.max_bad_steps:
+          diverged = bad_steps
+          break
+        if not good_steps:
           continue  # nothing was applied: no logs, no checkpoint
         for key in window:
-          window[key].append(float(metrics[key]))
-        # The first step traces the function: keep it out of the rates.
-        if not first:
+          window[key].extend([float(metrics[key])] * good_steps)
+        # The first call of each function traces it: keep it out of the rates.
+        kind = "loop" if loop_steps > 1 else "step"
+        if kind in traced:
           timed_seconds += elapsed
-          timed_steps += 1
+          timed_steps += loop_steps
           window_seconds += elapsed
-          window_steps += 1
-        first = False
+          window_steps += loop_steps
+        traced.add(kind)
         if step % train_cfg.log_every_steps == 0 or step == train_cfg.num_steps:
           last_metrics = {key: float(np.mean(values))
                           for key, values in window.items()}
@@ -567,7 +693,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
           window = {key: [] for key in window}
           window_seconds, window_steps = 0.0, 0
         images_every = train_cfg.summary_images_every_steps
-        if images_every and (step % images_every == 0 or step == 1) and chief:
+        if (images_every and (step % images_every == 0 or step == 1) and chief
+            and features is not None):
           local = strategy.experimental_local_results
           with train_writer.as_default(step=step):
             for tag, images in pair_images(local(features)[0], local(labels)[0],

@@ -2,17 +2,19 @@
 
 Run in a fresh process (logical devices must be set before TensorFlow starts):
 
-  python tests/mirrored_equivalence.py
+  python tests/mirrored_equivalence.py [--jit_compile]
 
 Builds a BN-free 1/32-width AVC network, takes one step of
 `l3_tf.train.make_train_step` with the same global batch of 8 pairs on one
 device and on 2 replicas x 4 pairs, and prints one JSON line per optimizer
 (SGD: sensitive to how the loss is scaled; Adam: the one training uses)
 with the largest weight difference, the largest weight change and both
-losses.
+losses. With --jit_compile, only Adam, and the mirrored step is compiled
+with XLA (`train.jit_compile`) while the single-device one is not.
 """
 
 import json
+import sys
 
 import keras
 import numpy as np
@@ -34,7 +36,7 @@ def build(strategy, config, weights, optimizer_name):
   return model, optimizer, step
 
 
-def compare(optimizer_name: str, mirrored):
+def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
   # A large weight decay makes its share per replica visible in the result.
   config = model_lib.ModelConfig(width_multiplier=1 / 32, use_batch_norm=False,
                                  weight_decay=1e-2)
@@ -72,10 +74,12 @@ def compare(optimizer_name: str, mirrored):
   per_replica_labels = [t.numpy().tolist() for t in
                         mirrored.experimental_local_results(labels_m)]
   metrics_m = train.make_train_step(model_m, optimizer_m, mirrored, batch,
-                                    step_m)(features_m, labels_m)
+                                    step_m, jit_compile=jit_compile)(
+                                        features_m, labels_m)
   mirrored_weights = model_m.get_weights()
   print(json.dumps({
       "optimizer": optimizer_name,
+      "jit_compile": jit_compile,
       "replicas": mirrored.num_replicas_in_sync,
       "per_replica_labels": per_replica_labels,
       "max_weight_difference": max(float(np.abs(a - b).max()) for a, b in
@@ -94,6 +98,9 @@ def main():
   distribute.split_cpu(2)
   mirrored = distribute.make_strategy(("/cpu:0", "/cpu:1"))
   assert isinstance(mirrored, tf.distribute.MirroredStrategy), mirrored
+  if "--jit_compile" in sys.argv[1:]:
+    compare("adam", mirrored, jit_compile=True)
+    return
   for optimizer_name in ("sgd", "adam"):
     compare(optimizer_name, mirrored)
 
