@@ -12,6 +12,8 @@ outputs are skipped unless --overwrite. Files that fail are reported and
 counted; the exit status is 1 if any failed.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import sys
 
 from absl import app

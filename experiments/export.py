@@ -7,6 +7,8 @@ Signatures `audio_embedding`, `image_embedding` and `avc_score` (see
 model before the command succeeds.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import sys
 
 from absl import app

@@ -10,6 +10,8 @@ Exit status: 0 done, 1 bad configuration, 143 stopped by SIGTERM / Ctrl-C
 (after writing a checkpoint).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 
 from absl import app

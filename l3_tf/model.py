@@ -21,6 +21,7 @@ import dataclasses
 import keras
 
 from l3_tf import audio_params as audio_params_lib
+from l3_tf import fused_batch_norm
 from l3_tf import image_ops
 
 # Transfer taps (PAPER.md §5): conv4_2 max-pooled with equal kernel and stride
@@ -84,7 +85,7 @@ def _conv_bn(x, filters: int, name: str, config: ModelConfig):
       kernel_initializer=config.kernel_initializer,
       kernel_regularizer=_regularizer(config), name=name)(x)
   if config.use_batch_norm:
-    x = keras.layers.BatchNormalization(
+    x = fused_batch_norm.FusedBatchNormalization(
         momentum=config.batch_norm_momentum, name=f"{name}_bn")(x)
   return x, keras.layers.ReLU(name=f"{name}_relu")(x)
 
