@@ -32,10 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from l3_tf import cpu_features
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
 from l3_tf import input_pipeline
 from l3_tf import model as model_lib
+from l3_tf import progress as progress_lib
 from l3_tf import workdir as workdir_lib
 
 
@@ -340,6 +342,8 @@ def train_and_evaluate(config, workdir: str,
   previous_policy = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy(
       "mixed_bfloat16" if config.train.mixed_precision else "float32")
+  if config.train.mixed_precision and not tf.config.list_logical_devices("GPU"):
+    cpu_features.warn_if_bf16_is_slow("bfloat16")
   trainer = None
   try:
     trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
@@ -389,7 +393,9 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   last_metrics = {}
   interrupted = None
 
-  with _StopFlag() as stop:
+  with _StopFlag() as stop, progress_lib.StepProgress(
+      train_cfg.num_steps, start_step, plan.global_batch_size,
+      enabled=None if chief else False) as progress:
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     try:
       while step < train_cfg.num_steps and stop.reason is None:
@@ -406,6 +412,7 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
         elapsed = time.perf_counter() - started
         for key in window:
           window[key].append(float(metrics[key]))
+        progress.update(step, elapsed, window["loss"][-1])
         # The first step traces the function: keep it out of the rates.
         if not first:
           timed_seconds += elapsed
