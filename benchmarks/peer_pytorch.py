@@ -84,17 +84,14 @@ def parameter_count(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters()) + buffers
 
 
-def measure_training_step(widths: tuple[int, ...], batch: int, steps: int,
-                          warmup: int = 2, bfloat16: bool = False,
-                          weight_decay: float = 1e-5,
-                          learning_rate: float = 1e-4,
-                          seed: int = 0) -> dict:
-  """Seconds per forward + backward + Adam step, median of `steps`.
+def make_training_step(widths: tuple[int, ...], batch: int,
+                       bfloat16: bool = False, weight_decay: float = 1e-5,
+                       learning_rate: float = 1e-4, seed: int = 0):
+  """One forward + backward + Adam step of the peer, as a callable.
 
   Args:
     widths: the four block widths (after the width multiplier).
-    batch: pairs per step.
-    steps: timed steps, after `warmup` untimed ones.
+    batch: pairs per step (random inputs, half positives).
     bfloat16: run forward and backward under CPU autocast to bfloat16
       (weights and optimizer stay float32), PyTorch's mixed precision.
     weight_decay: L2 coefficient on every kernel, added to the loss.
@@ -102,7 +99,7 @@ def measure_training_step(widths: tuple[int, ...], batch: int, steps: int,
     seed: of the weights and the random inputs.
 
   Returns:
-    {"seconds_per_step", "pairs_per_second", "parameters", "threads"}.
+    (step, model): `step()` runs one step and returns the loss (a float).
   """
   torch.manual_seed(seed)
   model = AVCNetwork(tuple(widths)).to(memory_format=torch.channels_last)
@@ -116,7 +113,7 @@ def measure_training_step(widths: tuple[int, ...], batch: int, steps: int,
   labels = torch.arange(batch) % 2
   kernels = model.kernels()
 
-  def step():
+  def step() -> float:
     optimizer.zero_grad(set_to_none=True)
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if bfloat16
                 else contextlib.nullcontext())
@@ -126,8 +123,21 @@ def measure_training_step(widths: tuple[int, ...], batch: int, steps: int,
     loss = loss + weight_decay * sum(torch.sum(k * k) for k in kernels)
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())
 
+  return step, model
+
+
+def measure_training_step(widths: tuple[int, ...], batch: int, steps: int,
+                          warmup: int = 2, **kwargs) -> dict:
+  """Seconds per step (median of `steps` after `warmup`), this process alone.
+
+  `kwargs` go to `make_training_step`.
+
+  Returns:
+    {"seconds_per_step", "pairs_per_second", "parameters", "threads"}.
+  """
+  step, model = make_training_step(widths, batch, **kwargs)
   for _ in range(warmup):
     step()
   times = []

@@ -29,6 +29,7 @@ class StepProgress:
     self.pairs_per_step = pairs_per_step
     self._step = start_step
     self._rate = None  # pairs/s, exponentially smoothed as tqdm smooths
+    self._loss = None  # the last one given
     self._bar = tqdm.tqdm(
         total=total_steps, initial=start_step, unit="step", desc="train",
         dynamic_ncols=True, file=file or sys.stderr,
@@ -47,8 +48,9 @@ class StepProgress:
       rate = self.pairs_per_step * (step - self._step) / seconds
       self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
       postfix.append(f"{self._rate:.1f} pairs/s")
-    if loss is not None:
-      postfix.append(f"loss {loss:.3f}")
+    self._loss = self._loss if loss is None else loss
+    if self._loss is not None:
+      postfix.append(f"loss {self._loss:.3f}")
     if postfix:
       self._bar.set_postfix_str(", ".join(postfix), refresh=False)
     self._bar.update(step - self._step)
