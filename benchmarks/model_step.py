@@ -49,6 +49,9 @@ _WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "network width")
 _PEER = flags.DEFINE_enum(
     "peer", None, ["pytorch"],
     "also time the same architecture in this framework, interleaved")
+_PEER_BF16 = flags.DEFINE_bool(
+    "peer_bf16", True, "with --peer: also compare bf16 where the CPU has "
+    "bf16 units")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16"],
                            "compute policy of the model")
 
@@ -151,7 +154,8 @@ def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
 
 
 def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
-                         steps: int, warmup: int = 2) -> dict:
+                         steps: int, warmup: int = 2,
+                         bfloat16: bool = True) -> dict:
   """This project vs plain Keras vs PyTorch, one process, interleaved.
 
   Returns:
@@ -169,7 +173,8 @@ def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
             "batch_size": batch, "width_multiplier": config.width_multiplier,
             "widths": list(config.widths), "timed_steps": steps,
             "warmup_steps": warmup}
-  precisions = ["float32"] + (["bfloat16"] if features.has_bf16_units else [])
+  precisions = ["float32"] + (["bfloat16"] if bfloat16 and
+                               features.has_bf16_units else [])
   flops = training_flops_per_pair(config.widths) * batch
   for precision in precisions:
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
@@ -212,7 +217,8 @@ def main(argv):
   del argv
   if _PEER.value == "pytorch":
     config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
-    print(json.dumps(compare_with_pytorch(config, _BATCH.value, _STEPS.value)))
+    print(json.dumps(compare_with_pytorch(config, _BATCH.value, _STEPS.value,
+                                          bfloat16=_PEER_BF16.value)))
     return
   keras.mixed_precision.set_global_policy(_DTYPE.value)
   config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
