@@ -18,8 +18,22 @@ With --compare_jit, it instead times the real training step
 alternating timed steps of the two so that both see the same load, and
 prints both medians, their ratio, and the largest difference of loss and
 weights after the same steps from the same start.
+
+With --peer=pytorch (the `bench` extra), it instead times, in this one
+process and interleaved step by step (A, B, C, A, B, C, ...) so that all see
+the same load: this project's training step (`l3_tf.train.make_train_step`),
+the same network with Keras' generic BatchNormalization
+(`model.fused_batch_norm=False`, "plain Keras"), and the same architecture
+in PyTorch (`benchmarks/peer_pytorch.py`), in float32 and, where the CPU has
+bf16 units (AMX or AVX512-BF16), in bfloat16 (Keras mixed_bfloat16 vs torch
+CPU autocast). It prints the CPU model, its bf16 features, every rate, the
+ratios to PyTorch and each one's share of the same-run conv peak:
+
+  python benchmarks/model_step.py --peer=pytorch --width_multiplier=0.125 \
+      --batch_size=32 --steps=3
 """
 
+import dataclasses
 import json
 import time
 
@@ -31,13 +45,21 @@ import numpy as np
 import tensorflow as tf
 
 from l3_tf import audio_params as audio_params_lib
+from l3_tf import cpu_features
 from l3_tf import model as model_lib
+from l3_tf import model_summary
 
 _BATCH = flags.DEFINE_integer("batch_size", 16, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps (after 2 warm-up)")
 _WIDTH = flags.DEFINE_float("width_multiplier", 1.0, "network width")
 _COMPARE_JIT = flags.DEFINE_bool(
     "compare_jit", False, "time the training step without and with XLA")
+_PEER = flags.DEFINE_enum(
+    "peer", None, ["pytorch"],
+    "also time the same architecture in this framework, interleaved")
+_PEER_BF16 = flags.DEFINE_bool(
+    "peer_bf16", True, "with --peer: also compare bf16 where the CPU has "
+    "bf16 units")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "mixed_bfloat16"],
                            "compute policy of the model")
 
@@ -115,6 +137,15 @@ def measure_training_step(config: model_lib.ModelConfig, batch: int,
   return float(np.median(times))
 
 
+def _random_batch(batch: int):
+  """Fixed random inputs and balanced labels of one training step."""
+  inputs = {
+      "image": tf.random.uniform([batch, 224, 224, 3], -1, 1, seed=1),
+      "spectrogram": tf.random.normal([batch, 257, 199, 1], seed=2),
+  }
+  return inputs, tf.cast(tf.range(batch) % 2, tf.int32)
+
+
 def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   """Median seconds per step of `train.make_train_step` without / with XLA.
 
@@ -132,11 +163,7 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   optimizer = keras.optimizers.Adam(1e-4)
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
-  inputs = {
-      "image": tf.random.uniform([batch, 224, 224, 3], -1, 1, seed=1),
-      "spectrogram": tf.random.normal([batch, 257, 199, 1], seed=2),
-  }
-  labels = tf.cast(tf.range(batch) % 2, tf.int32)
+  inputs, labels = _random_batch(batch)
   functions = {jit: train.make_train_step(model, optimizer, strategy, batch,
                                           step, jit_compile=jit)
                for jit in (False, True)}
@@ -163,8 +190,93 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   }
 
 
+def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
+  """A `train.make_train_step` step on fixed random inputs, as a callable."""
+  from l3_tf import train
+
+  keras.mixed_precision.set_global_policy(policy)
+  try:
+    model = model_lib.avc_network(config)
+    optimizer = keras.optimizers.Adam(1e-4)
+    optimizer.build(model.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64)
+    train_step = train.make_train_step(model, optimizer,
+                                       tf.distribute.get_strategy(), batch,
+                                       step)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  inputs, labels = _random_batch(batch)
+  return (lambda: float(train_step(inputs, labels)["loss"]),
+          model_summary.parameter_counts(model)["total"])
+
+
+def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
+                         steps: int, warmup: int = 2,
+                         bfloat16: bool = True) -> dict:
+  """This project vs plain Keras vs PyTorch, one process, interleaved.
+
+  Returns:
+    {"cpu": cpu_features, "torch", "float32": {...}, "bfloat16": {...} (only
+    with bf16 units)}, each precision holding seconds and pairs/s per
+    contender, "project_over_pytorch", "plain_keras_over_pytorch",
+    "conv_peak_gflops" and each contender's "ratio_to_peak".
+  """
+  import peer_pytorch  # benchmarks/, the `bench` extra
+  import torch
+
+  features = cpu_features.cpu_features()
+  result = {"cpu": features.as_dict(), "torch": torch.__version__,
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "batch_size": batch, "width_multiplier": config.width_multiplier,
+            "widths": list(config.widths), "timed_steps": steps,
+            "warmup_steps": warmup}
+  precisions = ["float32"] + (["bfloat16"] if bfloat16 and
+                               features.has_bf16_units else [])
+  flops = training_flops_per_pair(config.widths) * batch
+  for precision in precisions:
+    policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
+    project, parameters = _keras_step(config, batch, policy)
+    plain, _ = _keras_step(
+        dataclasses.replace(config, fused_batch_norm=False), batch, policy)
+    peer, peer_model = peer_pytorch.make_training_step(
+        config.widths, batch, bfloat16=precision == "bfloat16")
+    contenders = {"project": project, "plain_keras": plain, "pytorch": peer}
+    times = {name: [] for name in contenders}
+    for index in range(warmup + steps):
+      for name, run in contenders.items():
+        start = time.perf_counter()
+        run()
+        if index >= warmup:
+          times[name].append(time.perf_counter() - start)
+    peak = measure_conv_peak(
+        dtype=tf.bfloat16 if precision == "bfloat16" else tf.float32)
+    seconds = {name: float(np.median(t)) for name, t in times.items()}
+    result[precision] = {
+        "seconds_per_step": {k: round(v, 3) for k, v in seconds.items()},
+        "pairs_per_second": {k: round(batch / v, 2)
+                             for k, v in seconds.items()},
+        "project_over_pytorch": round(seconds["pytorch"] / seconds["project"],
+                                      3),
+        "plain_keras_over_pytorch": round(
+            seconds["pytorch"] / seconds["plain_keras"], 3),
+        "project_over_plain_keras": round(
+            seconds["plain_keras"] / seconds["project"], 3),
+        "conv_peak_gflops": round(peak, 1),
+        "ratio_to_peak": {k: round(flops / v / 1e9 / peak, 3)
+                          for k, v in seconds.items()},
+        "parameters": {"project": parameters,
+                       "pytorch": peer_pytorch.parameter_count(peer_model)},
+    }
+  return result
+
+
 def main(argv):
   del argv
+  if _PEER.value == "pytorch":
+    config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)
+    print(json.dumps(compare_with_pytorch(config, _BATCH.value, _STEPS.value,
+                                          bfloat16=_PEER_BF16.value)))
+    return
   keras.mixed_precision.set_global_policy(_DTYPE.value)
   if _COMPARE_JIT.value:
     config = model_lib.ModelConfig(width_multiplier=_WIDTH.value)

@@ -31,6 +31,8 @@ loaded), so ESC-10 at hop 0.5 s (3,600 sub-clips) plus the SVMs stays within
 45 minutes; hop 0.25 s would double the features and quadruple the SVMs.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time

@@ -11,6 +11,8 @@ fixed pairs as L3-Net. Writes <output_dir>/avc_table.{json,md}; with
 --record_dir, one report record per filled cell.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time

@@ -17,6 +17,8 @@ the training run in <workdir>/avc starts from scratch every time (pass
 --noretrain to only re-evaluate an existing one).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import shutil

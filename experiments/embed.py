@@ -19,6 +19,8 @@ Exit status: 0 all done, 1 some inputs failed, 2 bad usage (one line on
 stderr naming the bad flag, input or model).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import sys
 import warnings
 

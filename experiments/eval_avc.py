@@ -5,6 +5,8 @@
 Writes <workdir>/eval_<split>.json (accuracy, num_pairs, step, ...).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 
 from absl import app

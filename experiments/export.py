@@ -20,6 +20,8 @@ output and a PASS / FAIL line (exit status 1 on FAIL).
 LiteRT and ONNX need the `export` extra: pip install 'l3_tf[export]'.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import sys
 
 from absl import app

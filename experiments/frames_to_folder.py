@@ -8,6 +8,8 @@ The folder (<output_dir>/<split>/<class>/<video>_<k>.jpg) feeds
 --image_folder=<output_dir> --eval_split=test`.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 
 from absl import app

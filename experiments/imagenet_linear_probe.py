@@ -9,6 +9,8 @@
 and ILSVRC2012_img_val.tar in <data_dir>/downloads/manual/ first.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time

@@ -8,6 +8,8 @@ changes; the first run inserts the marked table after "## Results". Records
 come from the experiment binaries' --record / --record_dir flags.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import os
 
 from absl import app

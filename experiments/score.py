@@ -12,6 +12,8 @@ draws, over the image, how much each location supports the correspondence
 (l3_tf/localize.py); it needs a training workdir, not an export.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import sys
 

@@ -15,6 +15,8 @@ a row), 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
 (after writing a checkpoint).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 
 from absl import app

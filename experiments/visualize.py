@@ -14,6 +14,8 @@ are added, for the trained and the random weights. Prints
 one VISUALIZE_RESULT JSON line.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import sys
 

@@ -21,6 +21,7 @@ import dataclasses
 import keras
 
 from l3_tf import audio_params as audio_params_lib
+from l3_tf import fused_batch_norm
 from l3_tf import image_ops
 
 # Transfer taps (PAPER.md §5): conv4_2 max-pooled with equal kernel and stride
@@ -57,6 +58,9 @@ class ModelConfig:
       towers each ran their own `tf.layers.batch_normalization`; cross-replica
       BN arrived as `SyncBatchNormalization` in TF 2.2, 2020).
     kernel_initializer: initializer of every kernel.
+    fused_batch_norm: BN on TensorFlow's fused kernel
+      (`l3_tf.fused_batch_norm`; same variables and arithmetic, about 2x
+      faster training at the demo width); False: Keras' generic BN.
   """
 
   block_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
@@ -67,6 +71,7 @@ class ModelConfig:
   batch_norm_momentum: float = 0.99
   kernel_initializer: str = "he_normal"
   batch_norm: str = "per_replica"
+  fused_batch_norm: bool = True
 
   def __post_init__(self):
     if self.batch_norm not in BATCH_NORM_MODES:
@@ -99,7 +104,12 @@ def _conv_bn(x, filters: int, name: str, config: ModelConfig):
       kernel_initializer=config.kernel_initializer,
       kernel_regularizer=_regularizer(config), name=name)(x)
   if config.use_batch_norm:
-    x = keras.layers.BatchNormalization(
+    # The fused kernel is per replica: synchronized BN stays Keras' own.
+    batch_norm = (fused_batch_norm.FusedBatchNormalization
+                  if config.fused_batch_norm
+                  and config.batch_norm != "synchronized"
+                  else keras.layers.BatchNormalization)
+    x = batch_norm(
         momentum=config.batch_norm_momentum,
         synchronized=config.batch_norm == "synchronized", name=f"{name}_bn")(x)
   return x, keras.layers.ReLU(name=f"{name}_relu")(x)

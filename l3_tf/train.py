@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3_tf import bad_records
+from l3_tf import cpu_features
 from l3_tf import data_service
 from l3_tf import distribute
 from l3_tf import evaluate as evaluate_lib
@@ -40,6 +41,7 @@ from l3_tf import filesystems
 from l3_tf import input_pipeline
 from l3_tf import model as model_lib
 from l3_tf import precision as precision_lib
+from l3_tf import progress as progress_lib
 from l3_tf import workdir as workdir_lib
 
 
@@ -531,9 +533,12 @@ def train_and_evaluate(config, workdir: str,
   lock = workdir_lib.WorkdirLock(workdir) if chief else None
   if chief:
     workdir_lib.write_config(workdir, config)
+  precision = precision_lib.resolve(config.train)
+  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+    cpu_features.warn_if_bf16_is_slow(precision)
   trainer = None
   try:
-    with precision_lib.policy_scope(precision_lib.resolve(config.train)):
+    with precision_lib.policy_scope(precision):
       trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
       result = _run(config, workdir, strategy, plan, trainer)
   finally:
@@ -626,7 +631,9 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   diverged = None
   bad_steps = 0  # consecutive
 
-  with _StopFlag() as stop:
+  with _StopFlag() as stop, progress_lib.StepProgress(
+      train_cfg.num_steps, start_step, plan.global_batch_size,
+      enabled=None if chief else False) as progress:
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     try:
       while step < train_cfg.num_steps and stop.reason is None:
@@ -670,6 +677,7 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
           continue  # nothing was applied: no logs, no checkpoint
         for key in window:
           window[key].extend([float(metrics[key])] * good_steps)
+        progress.update(step, elapsed, window["loss"][-1])
         # The first call of each function traces it: keep it out of the rates.
         kind = "loop" if loop_steps > 1 else "step"
         if kind in traced:
