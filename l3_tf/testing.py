@@ -50,16 +50,21 @@ def tiny_config(width_multiplier: float = 1 / 32):
 
 
 def make_trained_workdir(workdir: str, width_multiplier: float = 1 / 32,
-                         steps: int = 3, seed: int = 0):
+                         steps: int = 3, seed: int = 0,
+                         fusion: str = "concat"):
   """A training workdir holding a tiny, briefly trained AVC network.
 
   A few Adam steps on random pairs (training=True) make the weights and the
   BN moving statistics differ from their initial values, so that tests of
   export and embedding see a model whose inference path is non-trivial.
 
+  `fusion` "distance" makes it an AVE-Net.
+
   Returns:
     (config, the trained float32 `avc_network`).
   """
+  import dataclasses
+
   import keras
   import numpy as np
   import tensorflow as tf
@@ -68,6 +73,8 @@ def make_trained_workdir(workdir: str, width_multiplier: float = 1 / 32,
   from l3_tf import workdir as workdir_lib
 
   config = tiny_config(width_multiplier)
+  config = dataclasses.replace(config, model=dataclasses.replace(
+      config.model, fusion=fusion))
   keras.utils.set_random_seed(seed)
   avc = model_lib.avc_network(config.model, config.image, config.audio)
   optimizer = keras.optimizers.Adam(1e-3)
