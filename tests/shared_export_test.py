@@ -1,7 +1,5 @@
 """The AVE-Net export's shared-space signatures and `Embedder.shared_embedding`."""
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,18 +10,13 @@ import pytest
 
 from l3_tf import embed
 from l3_tf import export as export_lib
-from l3_tf import testing
 
 
 @pytest.fixture(scope="module")
-def avenet_export(tmp_path_factory):
-  """A tiny trained AVE-Net workdir and its (verified) SavedModel."""
-  root = tmp_path_factory.mktemp("avenet_export")
-  workdir = str(root / "workdir")
-  config, avc = testing.make_trained_workdir(workdir, fusion="distance")
-  path = export_lib.export_workdir(workdir, str(root / "saved_model"))
-  return types.SimpleNamespace(workdir=workdir, config=config, avc=avc,
-                               path=path)
+def avenet_export(tiny_avenet_export):
+  return types.SimpleNamespace(
+      workdir=tiny_avenet_export.workdir, config=tiny_avenet_export.config,
+      avc=tiny_avenet_export.avc, path=tiny_avenet_export.saved_model)
 
 
 # Imports nothing of l3_tf: the export must be self-contained.
