@@ -12,7 +12,10 @@ the best round is kept (other processes slow rounds down, never speed one
 up); `ratio_vs_numpy` = numpy latency / library latency of the same round.
 
   python benchmarks/search_index.py [--num_vectors=100000] [--queries=200]
-      [--rounds=3] [--threads=2]
+      [--rounds=3] [--threads=2] [--libraries=usearch,hnswlib,faiss]
+
+(`--libraries` sets the order within a round: on a machine whose load
+drifts, run a second time in the reverse order.)
 
 faiss-cpu and hnswlib are not dependencies: install them to compare
 (`pip install faiss-cpu hnswlib`); absent ones are reported as such.
@@ -31,6 +34,8 @@ _N = flags.DEFINE_integer("num_vectors", 100_000, "index size")
 _Q = flags.DEFINE_integer("queries", 200, "single queries timed")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "alternating rounds")
 _THREADS = flags.DEFINE_integer("threads", 2, "build threads")
+_LIBRARIES = flags.DEFINE_list("libraries", ["usearch", "hnswlib", "faiss"],
+                               "libraries, in the order each round runs them")
 DIM, K, M, EF_ADD, EF = 128, 10, 16, 128, 64
 
 
@@ -102,7 +107,8 @@ def _recall(found, exact):
 def main(argv):
   del argv
   data, queries = _data(_N.value, _Q.value)
-  libraries = {"usearch": _usearch, "hnswlib": _hnswlib, "faiss": _faiss}
+  known = {"usearch": _usearch, "hnswlib": _hnswlib, "faiss": _faiss}
+  libraries = {name: known[name] for name in _LIBRARIES.value}
   available = {}
   for name, fn in libraries.items():
     try:
