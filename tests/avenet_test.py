@@ -97,7 +97,7 @@ def test_configs():
   assert again.model.fusion == "distance"
 
 
-@pytest.mark.slow  # ~40 s on 2 free cores (two traced training runs)
+@pytest.mark.slow  # 28 s at load ~4 on 2 cores (two traced training runs)
 def test_train_resume_evaluate(fake_config, tmp_path):
   """The one training loop trains AVE-Net, records it, and resumes it."""
   config = dataclasses.replace(
