@@ -94,6 +94,7 @@ setuptools.setup(
         "console_scripts": [
             "l3-embed = experiments.embed:run",
             "l3-score = experiments.score:run",
+            "l3-search = experiments.search:run",
         ],
     },
 )

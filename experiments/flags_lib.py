@@ -6,7 +6,7 @@ from experiments import configs
 from l3_tf import config as config_lib
 
 CONFIG = flags.DEFINE_string(
-    "config", "paper", f"experiment config, one of {list(configs.NAMES)}")
+    "config", "paper", f"experiment config, one of {list(configs.NAMES + configs.AVENET_NAMES)}")
 SET = flags.DEFINE_multi_string(
     "set", [], "override one config field, e.g. --set train.num_steps=100 "
     "--set data.data_dir=/data (repeatable)")

@@ -667,6 +667,47 @@ class Embedder:
         tf.constant(image), tf.constant(waveform))["probability"].numpy()
     return probability[0] if single else probability
 
+  def shared_embedding(self, *, images=None, windows=None,
+                       batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """float32 [n, 128] unit-norm vectors in an AVE-Net's shared audio-image
+    space, of images or of 1-second sounds (exactly one of the two).
+
+    Image and sound vectors are comparable: the nearest sounds of an image
+    (Euclidean distance) are those the model thinks go with it.
+
+    Args:
+      images: uint8 [n, h, w, c] or [h, w, c] (any size, as `embed_images`).
+      windows: float32 [n, 48000] or [48000] 1-second windows at 48 kHz.
+      batch_size: inputs per network call.
+
+    Raises:
+      ValueError: not exactly one of `images` / `windows`, a window of the
+        wrong length, or a model without a shared space (L3-Net).
+    """
+    if (images is None) == (windows is None):
+      raise ValueError("pass exactly one of images= or windows=")
+    if export_lib.SHARED_AUDIO_EMBEDDING not in self.embedding_sizes:
+      raise ValueError(f"{self.source}: {export_lib.NO_SHARED_SPACE}")
+    key = export_lib.SHARED_OUTPUT
+    if images is not None:
+      images = np.asarray(images)
+      images = to_rgb_uint8(images[np.newaxis] if images.ndim == 3 else images)
+      inputs, function = images, self._functions.shared_image_embedding
+    else:
+      inputs = np.asarray(windows, np.float32)
+      inputs = inputs[np.newaxis] if inputs.ndim == 1 else inputs
+      window = self.audio_params.clip_samples
+      if inputs.ndim != 2 or inputs.shape[1] != window:
+        raise ValueError(f"windows shape={np.shape(windows)}: expected "
+                         f"[n, {window}] at {self.audio_params.sample_rate_hz}"
+                         " Hz")
+      function = self._functions.shared_audio_embedding
+    size = self.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][key]
+    out = np.empty((inputs.shape[0], size), np.float32)
+    for part in _batches(inputs.shape[0], batch_size):
+      out[part] = function(tf.constant(inputs[part]))[key].numpy()
+    return out
+
   # -- files ----------------------------------------------------------------
 
   def embed_audio_file(self, path: str | os.PathLike, *,

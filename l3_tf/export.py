@@ -18,6 +18,18 @@ A wrong dtype, a waveform that is not 48000 samples long, a batch of 0, or
 image and waveform batches of different sizes raise `InvalidArgumentError`
 in the caller; the loaded model stays usable.
 
+An AVE-Net (`model.fusion = "distance"`) adds two signatures into its
+shared, unit-norm audio-image space (`SHARED_SIGNATURES`):
+
+  shared_audio_embedding(waveform: float32 [batch, 48000])
+      -> {"shared_embedding": [batch, 128]}
+  shared_image_embedding(image: uint8 [batch, height, width, 3])
+      -> {"shared_embedding": [batch, 128]}
+
+Nearest neighbours there answer "which sounds go with this image" (and
+sound-to-sound, image-to-image). An L3 export has no such space: its
+`assets/export.json` says so (`shared_space: null` and a note).
+
 W4 is the width of the last conv block: 512 for the paper's network, 512 *
 width_multiplier for a narrowed one. The output *names* stay those of the
 full network (`embedding_6144` is 4 x 3 x W4 wide), so client code does not
@@ -60,6 +72,15 @@ AUDIO_EMBEDDING = "audio_embedding"
 IMAGE_EMBEDDING = "image_embedding"
 AVC_SCORE = "avc_score"
 SIGNATURES = (AUDIO_EMBEDDING, IMAGE_EMBEDDING, AVC_SCORE)
+SHARED_AUDIO_EMBEDDING = "shared_audio_embedding"
+SHARED_IMAGE_EMBEDDING = "shared_image_embedding"
+SHARED_SIGNATURES = (SHARED_AUDIO_EMBEDDING, SHARED_IMAGE_EMBEDDING)
+SHARED_OUTPUT = "shared_embedding"
+NO_SHARED_SPACE = (
+    "this model is L3-Net (model.fusion='concat'): its audio and image "
+    "embeddings live in two different spaces and cannot be compared; only "
+    "an AVE-Net export (model.fusion='distance') has shared_audio_embedding "
+    "and shared_image_embedding")
 
 AUDIO_TAPS = ("embedding_512", "embedding_6144")
 IMAGE_TAPS = ("embedding_512", "embedding_8192")
@@ -120,6 +141,13 @@ class L3Serving(tf.Module):
         self._image_embedding, input_signature=[image_spec])
     self.avc_score = tf.function(
         self._avc_score, input_signature=[image_spec, waveform_spec])
+    self.has_shared_space = model_lib.has_shared_space(avc)
+    if self.has_shared_space:
+      self._projections = model_lib.projections_of(avc)
+      self.shared_audio_embedding = tf.function(
+          self._shared_audio_embedding, input_signature=[waveform_spec])
+      self.shared_image_embedding = tf.function(
+          self._shared_image_embedding, input_signature=[image_spec])
 
   def _spectrogram(self, waveform):
     # A loaded signature lets other lengths through; checked here, they fail
@@ -158,11 +186,30 @@ class L3Serving(tf.Module):
     return {"probability": _nan_where_not_finite(probability,
                                                  waveform)}  # [batch]
 
+  def _shared_audio_embedding(self, waveform):
+    pool4 = self._audio(self._spectrogram(waveform),
+                        training=False)["embedding_512"]  # [batch, W4]
+    shared = self._projections[1](pool4, training=False)  # [batch, 128]
+    return {SHARED_OUTPUT: tf.cast(shared, tf.float32)}
+
+  def _shared_image_embedding(self, image):
+    pool4 = self._vision(self._image(image), training=False)["embedding_512"]
+    shared = self._projections[0](pool4, training=False)  # [batch, 128]
+    return {SHARED_OUTPUT: tf.cast(shared, tf.float32)}
+
+  def signature_names(self) -> tuple[str, ...]:
+    """The serving signatures of this model (AVE-Net: + the shared ones)."""
+    return SIGNATURES + (SHARED_SIGNATURES if self.has_shared_space else ())
+
   def embedding_sizes(self) -> dict[str, dict[str, int]]:
     """{"audio_embedding": {"embedding_512": 512, ...}, ...} of this model."""
     vision = {k: int(self._vision.output[k].shape[-1]) for k in IMAGE_TAPS}
     audio = {k: int(self._audio.output[k].shape[-1]) for k in AUDIO_TAPS}
-    return {AUDIO_EMBEDDING: audio, IMAGE_EMBEDDING: vision}
+    sizes = {AUDIO_EMBEDDING: audio, IMAGE_EMBEDDING: vision}
+    if self.has_shared_space:
+      dim = int(self._projections[0].output.shape[-1])
+      sizes.update({name: {SHARED_OUTPUT: dim} for name in SHARED_SIGNATURES})
+    return sizes
 
 
 def _nan_where_not_finite(outputs: tf.Tensor, waveform: tf.Tensor
@@ -242,8 +289,14 @@ def _asset_texts(module: L3Serving, config: config_lib.Config,
                  step: int | None, checkpoint: str | None) -> dict[str, str]:
   export_info = {
       "format_version": 1,
-      "signatures": list(SIGNATURES),
+      "signatures": list(module.signature_names()),
       "embedding_sizes": module.embedding_sizes(),
+      "fusion": config.model.fusion,
+      "shared_space": ({"dim": module.embedding_sizes()[
+          SHARED_AUDIO_EMBEDDING][SHARED_OUTPUT], "metric": "euclidean",
+                        "unit_norm": True}
+                       if module.has_shared_space else None),
+      "shared_space_note": None if module.has_shared_space else NO_SHARED_SPACE,
       "compute_dtype": module.compute_dtype,
       "batch_norm_folded": module.batch_norm_folded,
       "step": step,
@@ -300,7 +353,7 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
       # Tracked Asset attributes are copied into <export>/assets/<name>.
       setattr(module, f"asset_{name.split('.')[0]}", tf.saved_model.Asset(path))
     signatures = {name: getattr(module, name).get_concrete_function()
-                  for name in SIGNATURES}
+                  for name in module.signature_names()}
     tf.saved_model.save(module, staging, signatures=signatures)
   if tf.io.gfile.exists(output_path):
     tf.io.gfile.rmtree(output_path)
@@ -392,11 +445,18 @@ def keras_reference_outputs(avc: keras.Model, config: config_lib.Config,
   vision_taps = vision(image, training=False)
   audio_taps = audio(spectrogram, training=False)
   logits = avc({"image": image, "spectrogram": spectrogram}, training=False)
-  return {
+  outputs = {
       AUDIO_EMBEDDING: {k: audio_taps[k].numpy() for k in AUDIO_TAPS},
       IMAGE_EMBEDDING: {k: vision_taps[k].numpy() for k in IMAGE_TAPS},
       AVC_SCORE: {"probability": tf.nn.softmax(logits)[:, 1].numpy()},
   }
+  if model_lib.has_shared_space(avc):
+    vision_projection, audio_projection = model_lib.projections_of(avc)
+    outputs[SHARED_AUDIO_EMBEDDING] = {SHARED_OUTPUT: audio_projection(
+        audio_taps["embedding_512"], training=False).numpy()}
+    outputs[SHARED_IMAGE_EMBEDDING] = {SHARED_OUTPUT: vision_projection(
+        vision_taps["embedding_512"], training=False).numpy()}
+  return outputs
 
 
 def signature_outputs(functions, inputs: dict[str, np.ndarray]
@@ -412,10 +472,13 @@ def signature_outputs(functions, inputs: dict[str, np.ndarray]
   waveform = tf.constant(inputs["waveform"])
   arguments = {AUDIO_EMBEDDING: {"waveform": waveform},
                IMAGE_EMBEDDING: {"image": image},
-               AVC_SCORE: {"image": image, "waveform": waveform}}
+               AVC_SCORE: {"image": image, "waveform": waveform},
+               SHARED_AUDIO_EMBEDDING: {"waveform": waveform},
+               SHARED_IMAGE_EMBEDDING: {"image": image}}
+  names = SIGNATURES + tuple(n for n in SHARED_SIGNATURES if n in functions)
   return {name: {k: v.numpy()
                  for k, v in functions[name](**arguments[name]).items()}
-          for name in SIGNATURES}
+          for name in names}
 
 
 def max_differences(a: dict[str, dict], b: dict[str, dict]) -> dict[str, float]:

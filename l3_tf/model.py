@@ -14,9 +14,15 @@ dict of named taps, so callers select features by key, never by layer name:
 
 (shapes at width multiplier 1). The AVC network joins the two 512-d pool4
 vectors: concat 1024 -> fc1 128 ReLU -> fc2 2 logits.
+
+`ModelConfig.fusion = "distance"` swaps that head for AVE-Net's ("Objects
+that Sound", Arandjelovic & Zisserman 2018; see `distance_head`): the same
+towers, each 512-d vector projected to a shared, L2-normalised 128-d space,
+and their Euclidean distance as the only input of the 2-way classifier.
 """
 
 import dataclasses
+import math
 
 import keras
 
@@ -31,6 +37,9 @@ AUDIO_TAP_POOL = (8, 8)
 VISION_TAP_POOL = (7, 7)
 # `ModelConfig.batch_norm`: BN statistics per replica or over the global batch.
 BATCH_NORM_MODES = ("per_replica", "synchronized")
+
+# `ModelConfig.fusion`: L3's concatenation head, or AVE-Net's distance head.
+FUSIONS = ("concat", "distance")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +70,9 @@ class ModelConfig:
     fused_batch_norm: BN on TensorFlow's fused kernel
       (`l3_tf.fused_batch_norm`; same variables and arithmetic, about 2x
       faster training at the demo width); False: Keras' generic BN.
+    fusion: "concat" (L3: fc1 on the concatenated 512-d vectors) or
+      "distance" (AVE-Net: both vectors projected to a shared, unit-norm
+      `fusion_units`-d space; the logits come from their distance alone).
   """
 
   block_widths: tuple[int, int, int, int] = (64, 128, 256, 512)
@@ -72,11 +84,14 @@ class ModelConfig:
   kernel_initializer: str = "he_normal"
   batch_norm: str = "per_replica"
   fused_batch_norm: bool = True
+  fusion: str = "concat"
 
   def __post_init__(self):
     if self.batch_norm not in BATCH_NORM_MODES:
       raise ValueError(f"batch_norm={self.batch_norm!r}; expected one of "
                        f"{list(BATCH_NORM_MODES)}")
+    if self.fusion not in FUSIONS:
+      raise ValueError(f"fusion={self.fusion!r}; expected one of {FUSIONS}")
     if self.width_multiplier <= 0:
       raise ValueError(f"width_multiplier={self.width_multiplier} must be > 0")
     if len(self.block_widths) != 4:
@@ -167,7 +182,12 @@ def audio_tower(config: ModelConfig = ModelConfig(),
 
 
 def fusion_head(config: ModelConfig = ModelConfig()) -> keras.Model:
-  """([b, 512], [b, 512]) -> [b, 2] logits (index 1 = "corresponds")."""
+  """([b, 512], [b, 512]) -> [b, 2] logits (index 1 = "corresponds").
+
+  With `config.fusion == "distance"` this is AVE-Net's `distance_head`.
+  """
+  if config.fusion == "distance":
+    return distance_head(config)
   width = config.widths[-1]
   vision = keras.Input((width,), name="vision_embedding")
   audio = keras.Input((width,), name="audio_embedding")
@@ -209,3 +229,93 @@ def towers_of(avc: keras.Model) -> tuple[keras.Model, keras.Model, keras.Model]:
   """(vision_tower, audio_tower, fusion_head) of an `avc_network` model."""
   return (avc.get_layer("vision_tower"), avc.get_layer("audio_tower"),
           avc.get_layer("fusion_head"))
+
+
+# AVE-Net ("Objects that Sound", Arandjelovic & Zisserman, ECCV 2018, §3.1).
+VISION_PROJECTION = "vision_projection"
+AUDIO_PROJECTION = "audio_projection"
+
+
+class PairDistance(keras.layers.Layer):
+  """Euclidean distance of two batches of vectors: ([b, d], [b, d]) -> [b, 1].
+
+  Computed in float32 whatever the policy; sqrt(max(s, 1e-12)) keeps the
+  gradient finite when the two vectors coincide.
+  """
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault("dtype", "float32")
+    super().__init__(**kwargs)
+
+  def call(self, inputs):
+    a, b = inputs
+    squared = keras.ops.sum(keras.ops.square(a - b), axis=-1, keepdims=True)
+    return keras.ops.sqrt(keras.ops.maximum(squared, 1e-12))  # [b, 1]
+
+
+def projection(config: ModelConfig, name: str) -> keras.Model:
+  """One modality's map into the shared space: [b, W4] -> [b, 128], unit norm.
+
+  fc1 (W4 -> fusion_units, ReLU) -> fc2 (-> fusion_units) -> L2 normalisation.
+  """
+  inputs = keras.Input((config.widths[-1],), name=f"{name}_input")
+  x = keras.layers.Dense(
+      config.fusion_units, activation="relu",
+      kernel_initializer=config.kernel_initializer,
+      kernel_regularizer=_regularizer(config), name="fc1")(inputs)  # [b, 128]
+  x = keras.layers.Dense(
+      config.fusion_units, kernel_regularizer=_regularizer(config),
+      name="fc2")(x)  # [b, 128]
+  x = keras.layers.UnitNormalization(axis=-1, dtype="float32",
+                                     name="l2_normalize")(x)  # [b, 128]
+  return keras.Model(inputs, x, name=name)
+
+
+def distance_head(config: ModelConfig = ModelConfig()) -> keras.Model:
+  """AVE-Net's head: ([b, W4], [b, W4]) -> [b, 2] logits (1 = "corresponds").
+
+  Each 512-d vector goes through its own `projection` (sub-models named
+  `VISION_PROJECTION` and `AUDIO_PROJECTION`) into a shared, unit-norm
+  space; the Euclidean distance d in [0, 2] of the two is the only input of
+  fc3 (1 -> 2). fc3 starts at logits (d - sqrt 2, sqrt 2 - d), i.e.
+  P(corresponds) = sigmoid(2 (sqrt 2 - d)): the distance of two random unit
+  vectors in 128-d is about sqrt 2, so training starts undecided and closer
+  pairs already lean towards "corresponds". (The paper does not give fc3's
+  initialisation; this is our choice.)
+  """
+  width = config.widths[-1]
+  vision = keras.Input((width,), name="vision_embedding")
+  audio = keras.Input((width,), name="audio_embedding")
+  vision_shared = projection(config, VISION_PROJECTION)(vision)  # [b, 128]
+  audio_shared = projection(config, AUDIO_PROJECTION)(audio)  # [b, 128]
+  distance = PairDistance(name="distance")([vision_shared, audio_shared])  # [b, 1]
+  logits = keras.layers.Dense(
+      2, kernel_initializer=keras.initializers.Constant([[1.0, -1.0]]),
+      bias_initializer=keras.initializers.Constant(
+          [-math.sqrt(2.0), math.sqrt(2.0)]),
+      kernel_regularizer=_regularizer(config), dtype="float32",
+      name="fc3")(distance)  # [b, 2]
+  return keras.Model([vision, audio], logits, name="fusion_head")
+
+
+def has_shared_space(avc: keras.Model) -> bool:
+  """Whether an `avc_network` is an AVE-Net (its head has projections)."""
+  head = avc.get_layer("fusion_head")
+  return any(layer.name == VISION_PROJECTION for layer in head.layers)
+
+
+def projections_of(avc: keras.Model) -> tuple[keras.Model, keras.Model]:
+  """(vision_projection, audio_projection) of an AVE-Net `avc_network`:
+  [b, W4] -> [b, 128] unit-norm maps into the shared space.
+
+  Raises:
+    ValueError: `avc` is an L3 network (fusion "concat"): its towers live in
+      two different spaces.
+  """
+  if not has_shared_space(avc):
+    raise ValueError(
+        f"model {avc.name!r} has a concatenation fusion head (L3, "
+        "model.fusion='concat'): it has no shared audio-image space; train "
+        "with model.fusion='distance' (AVE-Net) for one")
+  head = avc.get_layer("fusion_head")
+  return head.get_layer(VISION_PROJECTION), head.get_layer(AUDIO_PROJECTION)

@@ -4,11 +4,12 @@ Each experiment binary can write one record (`--record=results/NAME.json`)
 beside its full results. A record says what was measured and at which
 scale, so that a CPU-scale figure is never mistaken for the paper's:
 
-  experiment   "avc" | "sound_classification" | "linear_probe"
+  experiment   "avc" | "sound_classification" | "linear_probe" | "retrieval"
   dataset      e.g. "esc10", "synthetic_av", "kinetics_sounds"
   method       "L3-Net", "Ours random", "Supervised direct combination",
                "Supervised pretraining"
-  metric       "accuracy" or "top1"; value in [0, 1]
+  metric       "accuracy", "top1" or "recall@1" (retrieval: sound-to-image);
+               value in [0, 1]
   details      per-fold accuracies, std, top-5, ... (experiment-specific)
   scale        {"data": which data, full or subset; "network": full or
                narrowed widths; "training": the weights' training}
@@ -29,7 +30,7 @@ import shlex
 import sys
 from typing import Any
 
-EXPERIMENTS = ("avc", "sound_classification", "linear_probe")
+EXPERIMENTS = ("avc", "sound_classification", "linear_probe", "retrieval")
 REQUIRED = ("experiment", "dataset", "method", "metric", "value", "scale",
             "environment", "command")
 SCALE_KEYS = ("data", "network", "training")

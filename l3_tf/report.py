@@ -17,7 +17,8 @@ END = "<!-- l3_tf results table: end -->"
 
 EXPERIMENT_NAMES = {"avc": "AVC accuracy",
                     "sound_classification": "sound classification",
-                    "linear_probe": "visual linear probe"}
+                    "linear_probe": "visual linear probe",
+                    "retrieval": "cross-modal retrieval"}
 DATASET_NAMES = {"flickr_soundnet": "Flickr-SoundNet",
                  "kinetics_sounds": "Kinetics-Sounds", "esc50": "ESC-50",
                  "esc10": "ESC-10", "dcase2013_scenes": "DCASE 2013 scenes",
@@ -85,6 +86,8 @@ def format_value(record: dict[str, Any]) -> str:
   """"81.2% ± 3.1 (5 folds)", "73.4%", "top-1 12.5%, top-5 40.0%"."""
   value = 100 * record["value"]
   details = record.get("details", {})
+  if record["metric"] == "recall@1" and "directions" in details:
+    return format_retrieval(details["directions"])
   if record["metric"] == "top1":
     text = f"top-1 {value:.1f}%"
     if "top5" in details:
@@ -95,6 +98,25 @@ def format_value(record: dict[str, Any]) -> str:
   if folds and len(folds) > 1:
     text += f" ± {100 * details.get('std', 0.0):.1f} ({len(folds)} folds)"
   return text
+
+
+RETRIEVAL_DIRECTIONS = {"audio_to_image": "sound->image",
+                        "image_to_audio": "image->sound",
+                        "audio_to_audio": "sound->sound",
+                        "image_to_image": "image->image"}
+
+
+def format_retrieval(directions: dict[str, dict[str, float]]) -> str:
+  """"sound->image R@1 62.5%, mAP 40.1%, nDCG@30 55.0%; image->sound ..."
+  for the directions a retrieval record has, in `RETRIEVAL_DIRECTIONS`'s
+  order."""
+  parts = []
+  for key, name in RETRIEVAL_DIRECTIONS.items():
+    m = directions.get(key)
+    if m:
+      parts.append(f"{name} R@1 {100 * m['recall@1']:.1f}%, mAP "
+                   f"{100 * m['map']:.1f}%, nDCG@30 {100 * m['ndcg@30']:.1f}%")
+  return "; ".join(parts)
 
 
 def format_scale(record: dict[str, Any]) -> str:

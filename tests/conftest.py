@@ -50,3 +50,19 @@ def easy_trained(tmp_path_factory):
   through `train.train_and_evaluate` (see `testing.train_easy_synthetic`);
   about a minute on 2 free cores."""
   return testing.train_easy_synthetic(str(tmp_path_factory.mktemp("easy")))
+
+
+@pytest.fixture(scope="session")
+def tiny_avenet_export(tmp_path_factory):
+  """A tiny trained AVE-Net (1/32 width, `model.fusion="distance"`) in a
+  workdir, and its SavedModel (verified against Keras while exporting).
+
+  Attributes: workdir, config, avc (the Keras model), saved_model (path).
+  """
+  root = tmp_path_factory.mktemp("tiny_avenet_export")
+  workdir = str(root / "workdir")
+  config, avc = testing.make_trained_workdir(workdir, TINY_WIDTH,
+                                             fusion="distance")
+  saved_model = export_lib.export_workdir(workdir, str(root / "saved_model"))
+  return types.SimpleNamespace(workdir=workdir, config=config, avc=avc,
+                               saved_model=saved_model)

@@ -6,7 +6,6 @@ checking they exit cleanly.
 """
 
 import dataclasses
-import os
 import signal
 import subprocess
 import sys

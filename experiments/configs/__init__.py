@@ -8,12 +8,15 @@ supervised baselines' schedules (`l3_tf.baselines.BaselinesConfig`) live in
 import importlib
 
 NAMES = ("paper", "demo", "test")
+# AVE-Net variants (model.fusion="distance"); no baselines_<name> of their own.
+AVENET_NAMES = ("paper_avenet", "demo_avenet")
 
 
 def get_config(name: str):
   """The `Config` of experiments/configs/<name>.py."""
-  if name not in NAMES:
-    raise ValueError(f"unknown config {name!r}; choose one of {list(NAMES)}")
+  if name not in NAMES + AVENET_NAMES:
+    raise ValueError(f"unknown config {name!r}; choose one of "
+                     f"{list(NAMES + AVENET_NAMES)}")
   return importlib.import_module(f"experiments.configs.{name}").get_config()
 
 
