@@ -81,7 +81,9 @@ setuptools.setup(
         # Approximate nearest-neighbour index behind l3-search.
         "search": ["usearch>=2.12,<3"],
         # The PyTorch peer in benchmarks/ (never imported by l3_tf or tests).
-        "bench": ["torch>=2.4,<3"],
+        # faiss-cpu and hnswlib: the ANN libraries usearch was measured
+        # against (benchmarks/search_index.py); hnswlib builds from source.
+        "bench": ["torch>=2.4,<3", "faiss-cpu>=1.8,<2", "hnswlib>=0.8,<1"],
         # dill: tfds.testing (DatasetBuilderTestCase) imports it.
         # apache-beam: the DirectRunner test of the builders runs in
         # `make test`. moto[server]: a real S3-compatible server on loopback

@@ -11,9 +11,12 @@ Workers read the dataset files named by the trainer's config, so
 server and exits with status 0.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 from absl import app
 from absl import flags
 
+from experiments import cli
 from l3_tf import data_service
 
 _ROLE = flags.DEFINE_enum("role", None, ["dispatcher", "worker"],
@@ -46,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -17,6 +17,8 @@ A separate target from `make demo` so that the demo keeps its time: this
 trains a second network (about as long as the demo's).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time
@@ -24,6 +26,7 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import cli
 from experiments import flags_lib
 from experiments.configs import demo as demo_config
 from l3_tf import distribute
@@ -75,4 +78,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.FLAGS.set_default("config", "demo_avenet")
-  app.run(main)
+  cli.run(main)

@@ -125,17 +125,17 @@ def _show_warning(message, category, *unused_args, **unused_kwargs):
 
 def main(argv):
   warnings.showwarning = _show_warning
+  try:  # object storage unusable here: an environment error (exit 1)
+    filesystems.prepare(_OUTPUT_DIR.value, "--output_dir")
+    filesystems.prepare(_MODEL.value, "--model")
+  except filesystems.FileSystemError as e:
+    sys.exit(f"l3-embed: {e}")
   try:
     options = _options(argv)
     # Inputs are resolved before the model loads: a typo fails at once.
     embed_files.resolve_inputs(options["inputs"], options["kind"])
   except (_Usage, ValueError) as e:
     _usage_exit(e)
-  try:  # object storage unusable here: an environment error (exit 1)
-    filesystems.prepare(_OUTPUT_DIR.value, "--output_dir")
-    filesystems.prepare(_MODEL.value, "--model")
-  except filesystems.FileSystemError as e:
-    sys.exit(f"l3-embed: {e}")
   try:
     embedder = embed_lib.Embedder.load(_MODEL.value, _COMPUTE_DTYPE.value)
   except Exception as e:  # pylint: disable=broad-except

@@ -11,6 +11,8 @@ prints the sound-to-image and image-to-sound tables. `--record_dir` writes
 one report record per network and ranking (shown by `experiments.report`).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time
@@ -18,6 +20,7 @@ import time
 from absl import app
 from absl import flags
 
+from experiments import cli
 from l3_tf import config as config_lib
 from l3_tf import records
 from l3_tf import retrieval
@@ -77,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -16,12 +16,15 @@ JSON; `--modality` keeps one modality (default: both). The model is the
 one the index was built with (`--model` overrides it).
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import sys
 
 from absl import app
 from absl import flags
 
+from experiments import cli
 from l3_tf import embed as embed_lib
 from l3_tf import search_index
 
@@ -89,7 +92,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`l3-search`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

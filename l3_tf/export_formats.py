@@ -426,6 +426,14 @@ def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
   tf.io.gfile.makedirs(output_dir)
   entries, planned = {}, []
   if fmt == "keras":
+    if config.model.fused_batch_norm:
+      # Keras' own BN layers (the same variables and arithmetic as the fused
+      # one, an l3_tf class): the files reload with no l3_tf import.
+      plain = model_lib.avc_network(
+          dataclasses.replace(config.model, fused_batch_norm=False),
+          config.image, config.audio)
+      plain.set_weights(avc.get_weights())
+      avc = plain
     vision, audio, _ = model_lib.towers_of(avc)
     for model, keras_model in (("audio", audio), ("vision", vision),
                                ("avc", avc)):

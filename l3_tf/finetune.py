@@ -79,8 +79,10 @@ def dataset_windows(builder, spec: audio_transfer.AudioDataset,
   windows, clip_index, labels, folds, ids = [], [], [], [], []
   for position, split in enumerate(spec.splits):
     for clip in audio_transfer.read_clips(builder, split, max_clips_per_split):
+      # The SVM protocol's sub-clips: whole windows only (cover_end=False).
       starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
-                                       False, audio_params)  # [T]
+                                       False, audio_params,
+                                       cover_end=False)  # [T]
       clip_windows = embed_lib.extract_windows(
           clip["waveform"], starts, audio_params.clip_samples)  # [T, 48000]
       windows.append(np.round(clip_windows * AUDIO_SCALE).clip(

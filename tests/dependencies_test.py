@@ -59,6 +59,8 @@ IMPORT_TO_DIST = {
     "torch": "torch",
     "tqdm": "tqdm",
     "usearch": "usearch",
+    "faiss": "faiss-cpu",
+    "hnswlib": "hnswlib",
 }
 
 # Declared runtime dependencies that no line imports, and why.
@@ -69,14 +71,7 @@ NOT_IMPORTED = {
     "tensorboard": "implements tf.summary (not installed by TF >= 2.20)",
     "importlib_resources": "TFDS 4.9 needs it for builders outside its package",
     "mlcroissant": "the `tfds build` command line imports it",
-    # Being wired in by other issues at the time of writing; the lead removes
-    # these lines at merge once their branches land.
-    "pyarrow": "issue 12: l3-embed --format=parquet",
 }
-# Extras whose packages may be unused for now (same note as above).
-EXTRAS_IN_PROGRESS = {"search": "issue 17", "bench": "issue 15",
-                      "export": "issue 16"}
-# hypothesis (test extra, fuzzed command lines) is also being wired in.
 
 
 def _requirement_name(node: ast.expr) -> str:
@@ -132,10 +127,13 @@ def _guarded(node, parents) -> bool:
 
 def _dynamic_import(node) -> str | None:
   """The module of `pytest.importorskip("m")` / `importlib.import_module("m")`
-  (lazy by nature), else None."""
-  if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) in
-      ("importorskip", "import_module") and node.args and
-      isinstance(node.args[0], ast.Constant)):
+  / `export_formats.require("m")` (lazy by nature), else None."""
+  if not (isinstance(node, ast.Call) and node.args and
+          isinstance(node.args[0], ast.Constant) and
+          isinstance(node.args[0].value, str)):
+    return None
+  name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+  if name in ("importorskip", "import_module", "require"):
     return node.args[0].value
   return None
 
@@ -208,7 +206,7 @@ def test_every_declared_runtime_dependency_is_used():
   stale = sorted(d for d in NOT_IMPORTED if d in imported or d not in base)
   assert not stale, f"NOT_IMPORTED entries no longer needed: {stale}"
   for extra, names in extras.items():
-    if extra in ("gpu", "test") or extra in EXTRAS_IN_PROGRESS:
+    if extra in ("gpu", "test"):
       continue  # gpu: CUDA wheels of TF; test: pytest plugins and tools.
     assert names & imported, f"extra {extra!r} ({sorted(names)}) is unused"
 
@@ -217,9 +215,4 @@ def test_the_map_has_no_dead_entries():
   used = {name for folder in RUNTIME_DIRS + OTHER_DIRS
           for name, _, _ in imports(folder)}
   unused = sorted(set(IMPORT_TO_DIST) - used)
-  # Names being wired in by other issues (see EXTRAS_IN_PROGRESS).
-  unused = [n for n in unused if n not in ("usearch", "torch", "onnx",
-                                           "onnxruntime", "tf2onnx",
-                                           "ai_edge_litert", "pyarrow",
-                                           "hypothesis")]
   assert not unused, f"IMPORT_TO_DIST maps names nothing imports: {unused}"

@@ -17,9 +17,10 @@ RATE = 48000
 FPS = 8
 SECONDS = 3.2
 HOP = 0.5
-# Centred windows every 0.5 s while they end inside 3.2 s (+ 0.5 s of
-# leading pad): 1 + floor((3.2 + 0.5 - 1) / 0.5) = 6 per video.
-WINDOWS_PER_VIDEO = 6
+# Centred windows every 0.5 s until every sample of 3.2 s (+ 0.5 s of
+# leading pad) is inside one (l3_tf.embed's formula):
+# 1 + ceil((3.2 + 0.5 - 1) / 0.5) = 7 per video.
+WINDOWS_PER_VIDEO = 7
 
 
 def _write_video(path, seed: int):
