@@ -225,13 +225,5 @@ def cross_validate(avc: keras.Model, config: config_lib.Config,
     })
     logging.info("fine-tune round %s: accuracy %.3f (losses %s)", held_out,
                  rounds[-1]["accuracy"], losses)
-  accuracies = [r["accuracy"] for r in rounds]
-  return {
-      "mean_accuracy": float(np.mean(accuracies)),
-      "fold_accuracies": accuracies,
-      "std": float(np.std(accuracies)),
-      "rounds": rounds,
-      "confusion_matrix": confusion.tolist(),
-      "class_names": list(data.class_names),
-      "settings": dataclasses.asdict(settings),
-  }
+  return transfer.summarize_rounds(rounds, confusion, data.class_names,
+                                   settings)

@@ -342,6 +342,14 @@ def cross_validate(data: SubclipFeatures,
         "inner_cv_accuracy": {str(c): a for c, a in
                               classifier.inner_cv_accuracy.items()},
     })
+  return summarize_rounds(rounds, confusion, data.class_names, settings,
+                          predictions=predictions)
+
+
+def summarize_rounds(rounds: list[dict], confusion: np.ndarray,
+                     class_names, settings, **extra) -> dict:
+  """The result record of a cross-validation (SVM or fine-tuning): mean and
+  spread of the rounds' clip accuracies, the confusion matrix, settings."""
   accuracies = [r["accuracy"] for r in rounds]
   return {
       "mean_accuracy": float(np.mean(accuracies)),
@@ -349,8 +357,8 @@ def cross_validate(data: SubclipFeatures,
       "std": float(np.std(accuracies)),
       "rounds": rounds,
       "confusion_matrix": confusion.tolist(),
-      "class_names": list(data.class_names),
-      "predictions": predictions,
+      "class_names": list(class_names),
+      **extra,
       "settings": dataclasses.asdict(settings),
   }
 
