@@ -54,9 +54,7 @@ BINARIES = (
 
 # Binaries whose argument handling another issue owns: their problems are
 # reported under "known" (printed by the test) rather than failing it.
-KNOWN_ELSEWHERE = {
-    "experiments.embed": "issue 12 owns l3-embed's argument validation",
-}
+KNOWN_ELSEWHERE = {}  # binary module -> the issue that owns its problems
 
 SECTIONS = ("train", "data", "model", "audio", "image", "nosuch", "")
 FIELDS = ("num_steps", "learning_rate", "batch_size_per_replica",
