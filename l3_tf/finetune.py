@@ -197,20 +197,12 @@ def cross_validate(avc: keras.Model, config: config_lib.Config,
     accuracy, per-epoch training loss, seconds), confusion_matrix,
     class_names, settings.
   """
-  if test_folds is None:
-    test_folds = [[f] for f in np.unique(data.clip_folds).tolist()]
   windows = tf.constant(windows)  # [n, 48000] int16, shared by the rounds
   num_classes = len(data.class_names)
   confusion = np.zeros((num_classes, num_classes), np.int64)
   rounds = []
-  for held_out in test_folds:
+  for held_out, train, test in transfer.fold_rounds(data, test_folds):
     started = time.perf_counter()
-    is_test = np.isin(data.clip_folds, held_out)
-    if not is_test.any() or is_test.all():
-      raise ValueError(f"test folds {list(held_out)} leave "
-                       f"{int(is_test.sum())} of {len(is_test)} clips for test")
-    train = data.select_clips(np.flatnonzero(~is_test))
-    test = data.select_clips(np.flatnonzero(is_test))
     model, losses = train_round(avc, windows, train, config, settings)
     predicted = clip_scores(model, windows, test, config,
                             settings.batch_size).argmax(axis=1)

@@ -317,18 +317,10 @@ def cross_validate(data: SubclipFeatures,
     round, inner-CV accuracies, the confusion matrix (rows = true class) and
     the per-clip predictions.
   """
-  if test_folds is None:
-    test_folds = [[f] for f in np.unique(data.clip_folds).tolist()]
   num_classes = len(data.class_names)
   confusion = np.zeros((num_classes, num_classes), np.int64)
   rounds, predictions = [], {}
-  for held_out in test_folds:
-    is_test = np.isin(data.clip_folds, held_out)
-    if not is_test.any() or is_test.all():
-      raise ValueError(f"test folds {list(held_out)} leave "
-                       f"{int(is_test.sum())} of {len(is_test)} clips for test")
-    train = data.select_clips(np.flatnonzero(~is_test))
-    test = data.select_clips(np.flatnonzero(is_test))
+  for held_out, train, test in fold_rounds(data, test_folds):
     classifier = fit_classifier(train, settings)
     predicted = predict_clip_scores(classifier, test).argmax(axis=1)
     np.add.at(confusion, (test.clip_labels, predicted), 1)
@@ -344,6 +336,23 @@ def cross_validate(data: SubclipFeatures,
     })
   return summarize_rounds(rounds, confusion, data.class_names, settings,
                           predictions=predictions)
+
+
+def fold_rounds(data, test_folds=None):
+  """(held-out folds, training clips, test clips) of each round.
+
+  `test_folds`: the folds each round holds out (default: each fold once).
+  Raises ValueError for a round that leaves no test or no training clip.
+  """
+  if test_folds is None:
+    test_folds = [[f] for f in np.unique(data.clip_folds).tolist()]
+  for held_out in test_folds:
+    is_test = np.isin(data.clip_folds, held_out)
+    if not is_test.any() or is_test.all():
+      raise ValueError(f"test folds {list(held_out)} leave "
+                       f"{int(is_test.sum())} of {len(is_test)} clips for test")
+    yield (held_out, data.select_clips(np.flatnonzero(~is_test)),
+           data.select_clips(np.flatnonzero(is_test)))
 
 
 def summarize_rounds(rounds: list[dict], confusion: np.ndarray,
