@@ -15,7 +15,11 @@ Where outputs go: with `output_dir`, `<folder>/<sub>/<name>.<ext>` ->
 names do not collide) and a file given by name -> `<output_dir>/<name>
 <suffix>.npz`; without it, beside each input: `<dir of input>/<name>
 <suffix>.npz`. An existing output is skipped unless `overwrite`, file by
-file.
+file. `output_dir` may be a URL TensorFlow's file systems serve (`gs://`,
+and `s3://`, `hdfs://`, `az://` once `l3_tf.filesystems.prepare` has
+registered them): outputs are then written through `tf.io.gfile`, each
+finished locally and copied up whole, so a crash never leaves a partial
+object that a later run would skip as done.
 
 Each `.npz` holds (see `l3_tf.embed` for what a timestamp means):
   audio:  `embedding` float32 [T, D], `timestamps` float64 [T] (window centres)
@@ -42,14 +46,17 @@ import glob
 import os
 import pathlib
 import sys
+import tempfile
 import time
 from typing import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 import tqdm
 
 from l3_tf import embed as embed_lib
 from l3_tf import export as export_lib
+from l3_tf import filesystems
 from l3_tf import media
 
 KINDS = ("audio", "image", "video")
@@ -203,8 +210,12 @@ def output_paths(file: pathlib.Path, relative: pathlib.Path | None,
   if output_dir is None:
     base = file.parent / file.stem
   else:
-    base = pathlib.Path(output_dir) / (relative or file.name)
-    base = base.with_name(pathlib.Path(base.name).stem)
+    inside = pathlib.PurePath(relative or file.name)
+    inside = inside.with_name(pathlib.PurePath(inside.name).stem)
+    if _is_url(output_dir):  # pathlib would fold "s3://b" into "s3:/b"
+      base = f"{output_dir.rstrip('/')}/{inside.as_posix()}"
+    else:
+      base = pathlib.Path(output_dir) / inside
   base = f"{base}{suffix}"
   if kind == "video" and video_output == "split":
     return {part: f"{base}_{part}.{output_format}"
@@ -287,10 +298,28 @@ def read_parquet(path: str) -> dict[str, np.ndarray]:
   return columns
 
 
+def _is_url(path: str | None) -> bool:
+  """Whether `path` goes through a TensorFlow file system (gs://, s3://...)
+  rather than the local one."""
+  return path is not None and filesystems.scheme_of(path) not in ("", "file")
+
+
+def _exists(path: str) -> bool:
+  return tf.io.gfile.exists(path) if _is_url(path) else os.path.exists(path)
+
+
 def _save(path: str, part: str, arrays: dict[str, np.ndarray],
           source: str) -> None:
   """Writes one output atomically: a crash never leaves a file that a later
-  run would take as done."""
+  run would take as done. A URL's object is finished in a local temporary
+  file first and copied up whole."""
+  if _is_url(path):
+    with tempfile.TemporaryDirectory(prefix="l3-embed-") as local:
+      staged = os.path.join(local, path.rsplit("/", 1)[-1])
+      _save(staged, part, arrays, source)
+      tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+      tf.io.gfile.copy(staged, path, overwrite=True)
+    return
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   temporary = f"{path}.partial"
   if path.endswith(".parquet"):
@@ -367,17 +396,26 @@ def embed_one(embedder: embed_lib.Embedder, kind: str, path: str, *,
 def _write_failures(summary: RunSummary, output_dir: str | None) -> None:
   """The failed inputs as a TSV (input, reason); an older list is removed
   when nothing failed, so the file always describes the last run."""
-  path = os.path.join(output_dir or ".",
-                      FAILED_TSV.format(kind=summary.kind))
+  name = FAILED_TSV.format(kind=summary.kind)
+  if _is_url(output_dir):
+    path = f"{output_dir.rstrip('/')}/{name}"
+  else:
+    path = os.path.join(output_dir or ".", name)
   if not summary.failed:
-    if os.path.exists(path):
-      os.remove(path)
+    if _exists(path):
+      tf.io.gfile.remove(path)
     return
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "w", encoding="utf-8") as f:
-    f.write("input\treason\n")
-    for source, reason in summary.failed:
-      f.write(f"{source}\t{' '.join(reason.split())}\n")
+  text = "input\treason\n" + "".join(
+      f"{source}\t{' '.join(reason.split())}\n"
+      for source, reason in summary.failed)
+  if _is_url(path):
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text)
+  else:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+      f.write(text)
   summary.failed_tsv = path
 
 
@@ -433,7 +471,7 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
                   disable=not progress, file=sys.stderr)
   for job in bar:
     parts = [part for part, path in job.outputs.items()
-             if overwrite or not os.path.exists(path)]
+             if overwrite or not _exists(path)]
     if not parts:
       summary.skipped.append(job.input_path)
       continue

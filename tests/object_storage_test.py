@@ -11,17 +11,21 @@ get there is tested on every stack.
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
+import numpy as np
 import pytest
 
 from l3_tf import filesystems
+from l3_tf import testing
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TESTS = os.path.join(_ROOT, "tests")
@@ -187,6 +191,23 @@ def test_s3_round_trip_build_train_kill_resume_export():
                   f"--output={output}"], env)
     assert again.returncode == 1, again.stderr[-3000:]
     assert "exists; pass overwrite=True" in again.stderr
+
+    # l3-embed from the S3 export into an S3 --output_dir.
+    with tempfile.TemporaryDirectory() as local:
+      tone = os.path.join(local, "tone.wav")
+      t = np.arange(int(1.5 * 16000)) / 16000
+      testing.write_audio(tone, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+      embedded = _run(["-m", "experiments.embed", "audio", tone,
+                       f"--model={output}", "--hop_seconds=0.5",
+                       f"--output_dir=s3://{_BUCKET}/embeddings",
+                       "--noprogress"], env)
+      assert embedded.returncode == 0, embedded.stderr[-3000:]
+      assert server.keys("embeddings/") == ["embeddings/tone.npz"]
+      body = server.client().get_object(
+          Bucket=_BUCKET, Key="embeddings/tone.npz")["Body"].read()
+      arrays = np.load(io.BytesIO(body))
+      np.testing.assert_allclose(arrays["timestamps"], [0.0, 0.5, 1.0])
+      assert np.all(np.isfinite(arrays["embedding"]))
 
 
 @needs_tfio
