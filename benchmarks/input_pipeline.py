@@ -96,8 +96,10 @@ def measure_pipeline(dataset: str, data_dir: str, seconds: float,
   batch = config.train.batch_size_per_replica
   options = tf.data.Options()
   options.threading.private_threadpool_size = cores
+  # An older commit's pipeline (--compare_commit) may predate the service.
+  service_kwargs = {} if service is None else {"service_address": service}
   dataset_ = input_pipeline.train_dataset(
-      config, batch, seed=0, service_address=service).with_options(options)
+      config, batch, seed=0, **service_kwargs).with_options(options)
   iterator = iter(dataset_)
   for _ in range(10):  # warm-up: shuffle buffer, autotuning
     next(iterator)

@@ -163,7 +163,8 @@ def train_round(avc: keras.Model, windows: tf.Tensor,
   history = model.fit(
       _batches(windows, rows, labels, config.audio, settings.batch_size,
                settings.seed),
-      epochs=settings.epochs, verbose=0)
+      epochs=settings.epochs, verbose=0,
+      shuffle=False)  # `_batches` shuffles (seeded); fit cannot shuffle a Dataset
   return model, [float(x) for x in history.history["loss"]]
 
 
