@@ -36,12 +36,18 @@ demo: $(STAMP)
 demo-search: $(STAMP)
 	$(BIN)/python -m experiments.demo_search --workdir=$(DEMO_DIR)
 
+# Two pytest-xdist workers, one test file at a time each (`--dist loadfile`,
+# so module fixtures are built once): most tests wait on one core (TF start-up,
+# tracing, subprocesses), so two share 2 cores well. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The suite without the multi-process and end-to-end tests (CI's second stack).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv runs .pytest_cache build *.egg-info
