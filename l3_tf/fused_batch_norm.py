@@ -9,10 +9,16 @@ convolutions (profile in `benchmarks/profile_step.py`). TensorFlow's
 `FusedBatchNormV3` (oneDNN on x86) does the forward in one pass and its
 gradient in one more.
 
-Under mixed bfloat16 the kernel still runs in float32 between two casts:
-TF 2.16's CPU FusedBatchNormV3 on bfloat16 maps was 4.5-7x slower than on
-float32 ones plus the casts (forward + gradient of a [32, 224, 224, 8] map,
-AMD EPYC with AVX512-BF16, interleaved in one run, loaded machine).
+Under mixed bfloat16, maps of at least `NATIVE_BFLOAT16_MIN_CHANNELS`
+channels go to the kernel as bfloat16 (statistics in float32 inside it);
+narrower ones run through the float32 kernel between two casts. Measured
+with TF 2.16.2 on an AMD EPYC with AVX512-BF16 (no AMX), idle, forward +
+gradient (+ ReLU), interleaved: the bfloat16 kernel is 1.5-1.8x the cast
+route from 16 channels up ([32, 112, 112, 16] 1.58x; [16, 224, 224, 64]
+1.59x; [16, 28, 28, 512] 1.76x; [16, 56, 56, 16] 0.93x, even), but
+2.3-6x slower at 8 channels ([32, 224, 224, 8]: 215 ms vs 38 ms), where
+oneDNN has no blocked layout for it. At full width every BN has >= 64
+channels; the demo width's first block has 8.
 
 `FusedBatchNormalization` is a drop-in subclass: the same variables (gamma,
 beta, moving mean, moving variance, so checkpoints are interchangeable), the
@@ -25,6 +31,9 @@ a mask, renorm, synchronized BN or a float16 input.
 """
 
 import keras
+
+# Narrower bfloat16 maps go through the float32 kernel (module docstring).
+NATIVE_BFLOAT16_MIN_CHANNELS = 16
 
 
 @keras.saving.register_keras_serializable(package="l3_tf")
@@ -47,9 +56,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
       return super().call(inputs, training=training, mask=mask)
     import tensorflow as tf  # this path runs only on the TF backend
 
-    # float32 statistics always; bfloat16 maps through a float32 kernel (see
-    # the module docstring), the output cast back to the compute dtype.
-    inputs = tf.cast(inputs, tf.float32)  # [b, h, w, c]
+    # float32 statistics always; bfloat16 maps of >= 16 channels into the
+    # kernel as they are, narrower ones through the float32 kernel (module
+    # docstring); the output in the compute dtype.
+    if not (inputs.dtype == "bfloat16"
+            and inputs.shape[-1] >= NATIVE_BFLOAT16_MIN_CHANNELS):
+      inputs = tf.cast(inputs, tf.float32)  # [b, h, w, c]
     gamma = tf.cast(self.gamma, tf.float32)  # [c]
     beta = tf.cast(self.beta, tf.float32)  # [c]
     if training and self.trainable:

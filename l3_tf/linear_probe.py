@@ -156,7 +156,8 @@ def run(vision: keras.Model, config: ProbeConfig,
       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
       metrics=[keras.metrics.SparseTopKCategoricalAccuracy(1, name="top1"),
                keras.metrics.SparseTopKCategoricalAccuracy(top_k, name="top5")])
-  history = model.fit(train, epochs=config.epochs, verbose=2)
+  history = model.fit(train, epochs=config.epochs, verbose=2,
+                      shuffle=False)  # `train` is shuffled (seeded) above
   scores = model.evaluate(evaluation, return_dict=True, verbose=0)
   return {
       "top1": float(scores["top1"]),

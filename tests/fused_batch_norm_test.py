@@ -10,16 +10,16 @@ from l3_tf import model as model_lib
 from l3_tf import model_summary
 
 
-def _pair(momentum=0.9, **kwargs):
+def _pair(momentum=0.9, channels=5, **kwargs):
   """The stock layer and the fused one, built with the same random weights."""
   stock = keras.layers.BatchNormalization(momentum=momentum, **kwargs)
   fused = fused_batch_norm.FusedBatchNormalization(momentum=momentum, **kwargs)
   rng = np.random.default_rng(0)
-  shape = (4, 9, 7, 5)
+  shape = (4, 9, 7, channels)
   for layer in (stock, fused):
     layer.build(shape)
-  weights = [rng.normal(size=5), rng.normal(size=5), rng.normal(size=5),
-             rng.uniform(0.5, 2.0, size=5)]
+  weights = [rng.normal(size=channels), rng.normal(size=channels),
+             rng.normal(size=channels), rng.uniform(0.5, 2.0, size=channels)]
   weights = [w.astype(np.float32) for w in weights]
   stock.set_weights(weights)
   fused.set_weights(weights)
@@ -30,7 +30,8 @@ def _run(layer, x, training):
   with tf.GradientTape() as tape:
     tape.watch(x)
     y = layer(x, training=training)  # [4, 9, 7, 5]
-    loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2 * tf.range(1.0, 6.0))
+    loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2 * tf.range(
+        1.0, 1.0 + x.shape[-1]))
   grads = tape.gradient(loss, [x, *layer.trainable_variables])
   return y, grads
 
@@ -51,19 +52,31 @@ def test_same_outputs_gradients_and_moving_statistics(training):
   assert moved == training
 
 
-def test_bfloat16_stays_bfloat16_and_matches():
+# 5 channels: through the float32 kernel between casts; 32: the bfloat16
+# kernel itself (fused_batch_norm.NATIVE_BFLOAT16_MIN_CHANNELS).
+@pytest.mark.parametrize("channels", [5, 32])
+def test_bfloat16_stays_bfloat16_and_matches(channels):
+  assert (channels >= fused_batch_norm.NATIVE_BFLOAT16_MIN_CHANNELS) == (
+      channels == 32)
   previous = keras.mixed_precision.global_policy()
   keras.mixed_precision.set_global_policy("mixed_bfloat16")
   try:
-    stock, fused = _pair()
-    x = tf.random.stateless_normal([4, 9, 7, 5], seed=[3, 4])
-    y_stock, _ = _run(stock, x, True)
-    y_fused, _ = _run(fused, x, True)
+    stock, fused = _pair(channels=channels)
+    x = tf.random.stateless_normal([4, 9, 7, channels], seed=[3, 4])
+    y_stock, g_stock = _run(stock, x, True)
+    y_fused, g_fused = _run(fused, x, True)
   finally:
     keras.mixed_precision.set_global_policy(previous)
   assert y_fused.dtype == tf.bfloat16
   np.testing.assert_allclose(tf.cast(y_fused, tf.float32),
                              tf.cast(y_stock, tf.float32), atol=0.05)
+  # bf16 maps: gradients to bf16 precision (relative to their scale), the
+  # float32 variables and moving statistics closer.
+  for a, b in zip(g_fused, g_stock):
+    a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
+    assert np.abs(a - b).max() <= 0.03 * np.abs(b).max() + 1e-3, (a, b)
+  for a, b in zip(fused.get_weights(), stock.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2)
 
 
 def test_frozen_layer_uses_moving_statistics():
