@@ -212,7 +212,7 @@ def output_paths(file: pathlib.Path, relative: pathlib.Path | None,
   else:
     inside = pathlib.PurePath(relative or file.name)
     inside = inside.with_name(pathlib.PurePath(inside.name).stem)
-    if _is_url(output_dir):  # pathlib would fold "s3://b" into "s3:/b"
+    if filesystems.is_url(output_dir):  # pathlib folds "s3://b" to "s3:/b"
       base = f"{output_dir.rstrip('/')}/{inside.as_posix()}"
     else:
       base = pathlib.Path(output_dir) / inside
@@ -298,22 +298,12 @@ def read_parquet(path: str) -> dict[str, np.ndarray]:
   return columns
 
 
-def _is_url(path: str | None) -> bool:
-  """Whether `path` goes through a TensorFlow file system (gs://, s3://...)
-  rather than the local one."""
-  return path is not None and filesystems.scheme_of(path) not in ("", "file")
-
-
-def _exists(path: str) -> bool:
-  return tf.io.gfile.exists(path) if _is_url(path) else os.path.exists(path)
-
-
 def _save(path: str, part: str, arrays: dict[str, np.ndarray],
           source: str) -> None:
   """Writes one output atomically: a crash never leaves a file that a later
   run would take as done. A URL's object is finished in a local temporary
   file first and copied up whole."""
-  if _is_url(path):
+  if filesystems.is_url(path):
     with tempfile.TemporaryDirectory(prefix="l3-embed-") as local:
       staged = os.path.join(local, path.rsplit("/", 1)[-1])
       _save(staged, part, arrays, source)
@@ -396,26 +386,17 @@ def embed_one(embedder: embed_lib.Embedder, kind: str, path: str, *,
 def _write_failures(summary: RunSummary, output_dir: str | None) -> None:
   """The failed inputs as a TSV (input, reason); an older list is removed
   when nothing failed, so the file always describes the last run."""
-  name = FAILED_TSV.format(kind=summary.kind)
-  if _is_url(output_dir):
-    path = f"{output_dir.rstrip('/')}/{name}"
-  else:
-    path = os.path.join(output_dir or ".", name)
+  # tf.io.gfile serves local paths and URLs alike.
+  path = os.path.join(output_dir or ".", FAILED_TSV.format(kind=summary.kind))
   if not summary.failed:
-    if _exists(path):
+    if tf.io.gfile.exists(path):
       tf.io.gfile.remove(path)
     return
-  text = "input\treason\n" + "".join(
-      f"{source}\t{' '.join(reason.split())}\n"
-      for source, reason in summary.failed)
-  if _is_url(path):
-    tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(text)
-  else:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-      f.write(text)
+  tf.io.gfile.makedirs(output_dir or ".")
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write("input\treason\n" + "".join(
+        f"{source}\t{' '.join(reason.split())}\n"
+        for source, reason in summary.failed))
   summary.failed_tsv = path
 
 
@@ -471,7 +452,7 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
                   disable=not progress, file=sys.stderr)
   for job in bar:
     parts = [part for part, path in job.outputs.items()
-             if overwrite or not _exists(path)]
+             if overwrite or not tf.io.gfile.exists(path)]
     if not parts:
       summary.skipped.append(job.input_path)
       continue

@@ -341,7 +341,7 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
     raise FileExistsError(f"{output_path} exists; pass overwrite=True "
                           "(--overwrite) to replace it")
   module = L3Serving(avc, config, compute_dtype, fold_batch_norm)
-  parent = os.path.dirname(output_path if filesystems.scheme_of(output_path)
+  parent = os.path.dirname(output_path if filesystems.is_url(output_path)
                            else os.path.abspath(output_path))
   tf.io.gfile.makedirs(parent)
   staging = f"{output_path.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"

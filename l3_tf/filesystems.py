@@ -66,6 +66,12 @@ def scheme_of(path: str | os.PathLike) -> str:
   return path.split("://", 1)[0].lower()
 
 
+def is_url(path: str | os.PathLike | None) -> bool:
+  """Whether `path` is a URL (any scheme, `file://` too) rather than a local
+  path: it must then go through `tf.io.gfile`, never `os` or `open`."""
+  return path is not None and scheme_of(path) != ""
+
+
 def is_object_store(path: str | os.PathLike | None) -> bool:
   """Whether `path` needs tensorflow-io (s3://, hdfs://, az://)."""
   return path is not None and scheme_of(path) in TFIO_SCHEMES

@@ -105,7 +105,7 @@ def _file_stamp(prefix: str):
   """
   stamp = []
   for path in sorted(tf.io.gfile.glob(prefix + ".*")):
-    if "://" in path:
+    if filesystems.is_url(path):
       stat = tf.io.gfile.stat(path)
       stamp.append((path, stat.length, stat.mtime_nsec))
     else:
@@ -134,7 +134,8 @@ def _candidate_checkpoints(directory: str) -> list[str]:
   listed = list(state.all_model_checkpoint_paths) if state else []
   if state and state.model_checkpoint_path not in listed:
     listed.append(state.model_checkpoint_path)
-  listed = [p if os.path.isabs(p) or "://" in p else os.path.join(directory, p)
+  listed = [p if os.path.isabs(p) or filesystems.is_url(p)
+            else os.path.join(directory, p)
             for p in listed]
   found = [path[:-len(".index")] for path in
            tf.io.gfile.glob(os.path.join(directory, "*.index"))]
@@ -213,7 +214,7 @@ class WorkdirLock:
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK_FILENAME)
-    self.remote = "://" in workdir
+    self.remote = filesystems.is_url(workdir)
     self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
                   "process_start": _process_start(os.getpid()),
                   "started": datetime.datetime.now(

@@ -160,31 +160,34 @@ def test_embed_files_writes_skips_and_counts_failures(embedder, video,
   assert np.load(out / "a.npz")["embedding"].shape == (5, 16)  # 0..1 s
 
 
+@pytest.mark.parametrize("scheme", ["ram", "file"])
 def test_output_dir_url_is_written_through_tensorflow_file_systems(
-    embedder, video, tmp_path):
-  """An `--output_dir` URL (here TensorFlow's built-in `ram://`; `s3://` in
-  tests/object_storage_test.py) is written through `tf.io.gfile`: not into a
-  local folder named "ram:" (pathlib folds "ram://x" into "ram:/x"), with
-  the skip-existing check and the failure list on the same file system."""
+    embedder, video, tmp_path, scheme):
+  """An `--output_dir` URL (TensorFlow's built-in `ram://` and `file://`;
+  `s3://` in tests/object_storage_test.py) is written through `tf.io.gfile`:
+  not into a local folder named "ram:" or "file:" (pathlib folds "ram://x"
+  into "ram:/x"), with the skip-existing check and the failure list on the
+  same file system."""
   inputs = tmp_path / "in"
   inputs.mkdir()
   testing.write_audio(inputs / "a.wav", _sound(RATE, 1, 1.5), RATE)
   (inputs / "broken.mp3").write_bytes(b"\x00garbage" * 100)
-  out = f"ram://embed_{os.getpid()}/out/"
+  out = (f"ram://embed_{os.getpid()}/out/" if scheme == "ram"
+         else f"file://{tmp_path}/out/")
   summary = embed_files.embed_files(
       embedder, "audio", [str(inputs)], out, progress=False,
       report=lambda line: None, hop_seconds=0.5, output_format="parquet")
-  assert summary.written == [f"ram://embed_{os.getpid()}/out/a.parquet"]
-  assert summary.failed_tsv == f"ram://embed_{os.getpid()}/out/" + (
-      embed_files.FAILED_TSV.format(kind="audio"))
+  assert summary.written == [out + "a.parquet"]
+  assert summary.failed_tsv == out + embed_files.FAILED_TSV.format(
+      kind="audio")
   with tf.io.gfile.GFile(summary.failed_tsv) as f:
     assert "broken.mp3" in f.read()
   local = tmp_path / "a.parquet"
   tf.io.gfile.copy(summary.written[0], str(local))
   rows = embed_files.read_parquet(str(local))
   assert rows["embedding"].shape == (_implied_count(1.5, 0.5, True), 192)
-  assert not any(p.startswith("ram:") for p in os.listdir("."))
-  assert not tf.io.gfile.glob(f"ram://embed_{os.getpid()}/out/*.partial")
+  assert not any(p.startswith(f"{scheme}:") for p in os.listdir("."))
+  assert not tf.io.gfile.glob(out + "*.partial")
   # Rerun: the object exists on that file system, so it is skipped.
   again = embed_files.embed_files(embedder, "audio", [str(inputs / "a.wav")],
                                   out, progress=False, output_format="parquet")

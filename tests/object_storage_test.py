@@ -239,6 +239,8 @@ def test_s3_server_down_fails_at_once_and_writes_nothing(fake_videos_dir):
 
 def test_scheme_of_and_local_paths_pass():
   assert filesystems.scheme_of("S3://bucket/x") == "s3"
+  assert filesystems.is_url("file:///tmp/x") and filesystems.is_url("gs://b/x")
+  assert not filesystems.is_url("/tmp/x") and not filesystems.is_url("a/b")
   assert filesystems.scheme_of("/data/tfds") == ""
   assert filesystems.scheme_of("gs://bucket/x") == "gs"
   assert filesystems.is_object_store("hdfs://namenode/x")
