@@ -25,6 +25,8 @@ core. Target: >= 20x real time per core.
       [--num_workers=1] [--clips_dir=../shared/data/av_clips]
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import dataclasses
 import json
 import os

@@ -27,6 +27,8 @@ TensorFlow's build of oneDNN, not this project's code.
       [--width_multiplier=1] [--batch_size=16] [--repeats=3] [--steps=3]
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import time
 
@@ -182,6 +184,9 @@ def main(argv):
   batch, width = model_step._BATCH.value, model_step._WIDTH.value
   dtype, step_repeats = model_step._DTYPE.value, model_step._STEPS.value
   # pylint: enable=protected-access
+  # Every kernel is its own tf.function, traced once by design: no retracing
+  # warnings.
+  tf.get_logger().setLevel("ERROR")
   features = cpu_features.cpu_features()
   bfloat16 = dtype == "mixed_bfloat16"
   if bfloat16 and not features.has_bf16_units:

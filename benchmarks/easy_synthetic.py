@@ -11,6 +11,8 @@ weights, shuffled labels). Prints seconds per phase and one JSON line.
   python benchmarks/easy_synthetic.py [--root=/tmp/easy_synthetic] [--steps=200]
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import tempfile

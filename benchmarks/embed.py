@@ -47,6 +47,8 @@ layers (larger maps) run more efficiently than it, so a ratio near or above
       [--modes=rate,batching] [--clips=1000]
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import tempfile

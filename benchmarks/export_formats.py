@@ -13,6 +13,8 @@ printed. Random weights unless --workdir (then its width only). int8 is
 calibrated on generated tones (export_lib.reference_inputs), not real data.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import dataclasses
 import os
 import statistics

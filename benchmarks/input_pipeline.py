@@ -31,6 +31,8 @@ the reader, so the figure shows the service's overhead, not a speed-up;
 the speed-up comes from workers on other machines.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import subprocess

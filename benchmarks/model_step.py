@@ -33,6 +33,8 @@ ratios to PyTorch and each one's share of the same-run conv peak:
       --batch_size=32 --steps=3
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import dataclasses
 import json
 import time

@@ -12,6 +12,8 @@ the summed op time, not of the wall time (printed beside it).
       [--nofused_batch_norm] [--dtype=mixed_bfloat16]
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import collections
 import glob
 import json

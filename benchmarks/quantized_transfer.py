@@ -16,6 +16,8 @@ feature row to the float32 one. Random weights of
 the demo config (1/8 width) unless --weights names a workdir.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import os
 import tempfile
 import time

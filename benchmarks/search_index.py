@@ -21,6 +21,8 @@ faiss-cpu and hnswlib are not dependencies: install them to compare
 (`pip install faiss-cpu hnswlib`); absent ones are reported as such.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import json
 import os
 import time

@@ -25,6 +25,8 @@ Every figure comes with the load average: other processes on the same cores
 lower it.
 """
 
+from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
+
 import importlib.util
 import json
 import os

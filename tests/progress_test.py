@@ -86,3 +86,39 @@ def test_verbose_leaves_tensorflow_alone():
   loud = _child("--verbose")
   assert loud.returncode == 0, loud.stderr
   assert loud.stdout.strip() == "None"  # TF's own default level applies
+
+
+def _binaries() -> list[str]:
+  """Every absl binary of experiments/ and benchmarks/ (a script that calls
+  app.run)."""
+  found = []
+  for folder in ("experiments", "benchmarks"):
+    for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+      path = os.path.join(ROOT, folder, name)
+      text = open(path).read() if name.endswith(".py") else ""
+      if "app.run(" in text and '__name__ == "__main__"' in text:
+        found.append(os.path.join(folder, name))
+  return found
+
+
+def _first_import(path: str) -> str:
+  """The module named by the first top-level import statement of `path`."""
+  import ast  # pylint: disable=import-outside-toplevel
+
+  with open(os.path.join(ROOT, path)) as f:
+    tree = ast.parse(f.read())
+  for node in tree.body:
+    if isinstance(node, ast.ImportFrom):
+      return f"{node.module}.{node.names[0].name}"
+    if isinstance(node, ast.Import):
+      return node.names[0].name
+  return ""
+
+
+def test_every_binary_imports_quiet_logs_first():
+  binaries = _binaries()
+  assert "experiments/demo.py" in binaries
+  assert "benchmarks/model_step.py" in binaries
+  late = {path: _first_import(path) for path in binaries
+          if _first_import(path) != "experiments.quiet_logs"}
+  assert not late, f"binaries whose first import is not quiet_logs: {late}"
