@@ -57,7 +57,7 @@ category=embed.EmbedWarning)` silences them all).
 import math
 import numbers
 import os
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 import warnings
 
 import numpy as np
@@ -79,6 +79,9 @@ IMAGE_EMBEDDINGS = (512, 8192)
 # "transfer" names the tap of PAPER.md §5 in either tower.
 TRANSFER = "transfer"
 TRANSFER_TAPS = {"audio": 6144, "image": 8192}
+# "shared" names an AVE-Net's 128-d shared audio-image space, in either
+# tower (an L3-Net has none).
+SHARED = "shared"
 CENTER_VALUES = (True, False)
 # Peak |sample| at or below which a recording is reported silent (-80 dBFS).
 SILENCE_PEAK = 1e-4
@@ -106,6 +109,18 @@ class Embeddings(NamedTuple):
 
   embedding: np.ndarray
   timestamps: np.ndarray
+
+
+class _Head(NamedTuple):
+  """Where an embedding comes from: the exported function, its output key
+  and the width of the vectors it returns."""
+
+  function: Callable
+  key: str
+  width: int
+
+  def __call__(self, batch: np.ndarray) -> np.ndarray:
+    return self.function(tf.constant(batch))[self.key].numpy()  # [b, width]
 
 
 class VideoEmbeddings(NamedTuple):
@@ -474,21 +489,39 @@ class Embedder:
     return np.asarray(media.resample(waveform, int(sample_rate_hz), rate),
                       np.float32)
 
-  def _size(self, modality: str, size: int) -> int:
-    signature = {"audio": export_lib.AUDIO_EMBEDDING,
-                 "image": export_lib.IMAGE_EMBEDDING}[modality]
-    return self.embedding_sizes[signature][f"embedding_{size}"]
+  def _head(self, embedding: int | str, modality: str) -> _Head:
+    """The checked `embedding` of `modality` ("audio" / "image"): a tap
+    size (`embedding_tap`) or `SHARED`.
+
+    Raises:
+      ValueError: not one of the modality's embeddings, or `SHARED` from a
+        model without a shared space (an L3-Net).
+    """
+    if isinstance(embedding, str) and embedding == SHARED:
+      if export_lib.SHARED_AUDIO_EMBEDDING not in self.embedding_sizes:
+        raise ValueError(f"{self.source}: {export_lib.NO_SHARED_SPACE}")
+      key = export_lib.SHARED_OUTPUT
+      function = {"audio": self._functions.shared_audio_embedding,
+                  "image": self._functions.shared_image_embedding}[modality]
+      return _Head(function, key, self.embedding_sizes[
+          export_lib.SHARED_AUDIO_EMBEDDING][key])
+    size = embedding_tap(embedding, modality)
+    key = f"embedding_{size}"
+    signature, function = {
+        "audio": (export_lib.AUDIO_EMBEDDING, self._functions.audio_embedding),
+        "image": (export_lib.IMAGE_EMBEDDING, self._functions.image_embedding),
+    }[modality]
+    return _Head(function, key, self.embedding_sizes[signature][key])
 
   def embed_windows(self, windows: np.ndarray, embedding: int | str = 6144,
                     batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-    """float32 [n, D]: embeddings of n 1-second windows [n, 48000] at 48 kHz."""
-    size = embedding_tap(embedding, "audio")
-    key = f"embedding_{size}"
+    """float32 [n, D]: embeddings of n 1-second windows [n, 48000] at 48 kHz
+    (`embedding` as in `embed_audio`)."""
+    head = self._head(embedding, "audio")
     windows = np.asarray(windows, np.float32)
-    out = np.empty((windows.shape[0], self._size("audio", size)), np.float32)
+    out = np.empty((windows.shape[0], head.width), np.float32)
     for part in _batches(windows.shape[0], batch_size):
-      batch = tf.constant(windows[part])  # [b, 48000]
-      out[part] = self._functions.audio_embedding(batch)[key].numpy()
+      out[part] = head(windows[part])  # [b, 48000] -> [b, D]
     return out
 
   def embed_audio(self, waveform: np.ndarray | Sequence[np.ndarray],
@@ -511,7 +544,7 @@ class Embedder:
       hop_seconds: time between consecutive windows, at most 1 s.
       center: pad half a window at the start (window 0 centred on t=0).
       embedding: 512 (pool4) or 6144 / "transfer" (conv4_2 before ReLU,
-        pooled).
+        pooled); or "shared" (an AVE-Net's 128-d shared space).
       batch_size: windows per network call.
 
     Returns:
@@ -531,15 +564,15 @@ class Embedder:
     mono = [to_mono(item, name) for item, name in zip(items, names)]
     check_options(hop_seconds=hop_seconds, center=center,
                   batch_size=batch_size, params=self.audio_params)
-    size = embedding_tap(embedding, "audio")
+    head = self._head(embedding, "audio")
     results = self._embed_recordings(
         [self.resample(m, r) for m, r in zip(mono, rates)], names,
-        hop_seconds=hop_seconds, center=center, size=size,
+        hop_seconds=hop_seconds, center=center, head=head,
         batch_size=batch_size)
     return results[0] if single else results
 
   def _embed_recordings(self, recordings: list[np.ndarray], names: list[str],
-                        *, hop_seconds: float, center: bool, size: int,
+                        *, hop_seconds: float, center: bool, head: _Head,
                         batch_size: int) -> list[Embeddings]:
     """Checked mono 48 kHz recordings -> their Embeddings, windows of all
     recordings batched together."""
@@ -550,9 +583,8 @@ class Embedder:
       starts.append(window_starts(recording.size, hop_seconds, center,
                                   self.audio_params))  # [T_i]
     ends = np.cumsum([s.size for s in starts])  # window i of all: item
-    out = np.empty((int(ends[-1]) if ends.size else 0,
-                    self._size("audio", size)), np.float32)
-    key = f"embedding_{size}"
+    out = np.empty((int(ends[-1]) if ends.size else 0, head.width),
+                   np.float32)
     # Windows are cut per batch, so memory stays at one batch of windows.
     for part in _batches(out.shape[0], batch_size):
       pieces, begin = [], part.start
@@ -564,9 +596,7 @@ class Embedder:
                                       starts[item][first:first + take],
                                       window))
         begin += take
-      windows = np.concatenate(pieces)  # [b, 48000]
-      out[part] = self._functions.audio_embedding(tf.constant(windows))[
-          key].numpy()
+      out[part] = head(np.concatenate(pieces))  # [b, 48000] -> [b, D]
     offsets = np.concatenate([[0], ends]).astype(np.int64)
     return [Embeddings(out[offsets[i]:offsets[i + 1]],
                        window_timestamps(s, self.audio_params))
@@ -583,7 +613,7 @@ class Embedder:
       images: uint8 [h, w, c] (one image) or [n, h, w, c] (n of one size),
         c in {1, 3, 4}; or a list of such arrays, of any sizes.
       embedding: 512 (pool4) or 8192 / "transfer" (conv4_2 after ReLU,
-        pooled).
+        pooled); or "shared" (an AVE-Net's 128-d shared space).
       batch_size: images per network call.
 
     Returns:
@@ -599,7 +629,7 @@ class Embedder:
     items, single = _as_list(images, "images")
     names = ["images"] if single else [f"images[{i}]"
                                        for i in range(len(items))]
-    size = embedding_tap(embedding, "image")
+    head = self._head(embedding, "image")
     check_options(batch_size=batch_size)
     stacks = []
     for item, name in zip(items, names):
@@ -612,9 +642,9 @@ class Embedder:
       stacks.append(item)  # [n_i, h, w, 3]
     for stack, name in zip(stacks, names):  # warn once all are valid
       _warn_constant(_count_constant(stack), stack.shape[0], name)
-    return self._embed_image_stacks(stacks, size, batch_size, single)
+    return self._embed_image_stacks(stacks, head, batch_size, single)
 
-  def _embed_image_stacks(self, stacks: list[np.ndarray], size: int,
+  def _embed_image_stacks(self, stacks: list[np.ndarray], head: _Head,
                           batch_size: int, single: bool = False):
     """Checked uint8 [n_i, h, w, 3] stacks -> their [n_i, D] embeddings."""
     # Consecutive inputs of one size go through the model together.
@@ -624,14 +654,12 @@ class Embedder:
         groups[-1].append(i)
       else:
         groups.append([i])
-    key, width = f"embedding_{size}", self._size("image", size)
     results = [None] * len(stacks)
     for group in groups:
       batch = np.concatenate([stacks[i] for i in group])  # [n, h, w, 3]
-      out = np.empty((batch.shape[0], width), np.float32)
+      out = np.empty((batch.shape[0], head.width), np.float32)
       for part in _batches(batch.shape[0], batch_size):
-        out[part] = self._functions.image_embedding(
-            tf.constant(batch[part]))[key].numpy()
+        out[part] = head(batch[part])  # [b, D]
       begin = 0
       for i in group:
         results[i] = out[begin:begin + stacks[i].shape[0]]
@@ -686,27 +714,18 @@ class Embedder:
     """
     if (images is None) == (windows is None):
       raise ValueError("pass exactly one of images= or windows=")
-    if export_lib.SHARED_AUDIO_EMBEDDING not in self.embedding_sizes:
-      raise ValueError(f"{self.source}: {export_lib.NO_SHARED_SPACE}")
-    key = export_lib.SHARED_OUTPUT
     if images is not None:
       images = np.asarray(images)
-      images = to_rgb_uint8(images[np.newaxis] if images.ndim == 3 else images)
-      inputs, function = images, self._functions.shared_image_embedding
-    else:
-      inputs = np.asarray(windows, np.float32)
-      inputs = inputs[np.newaxis] if inputs.ndim == 1 else inputs
-      window = self.audio_params.clip_samples
-      if inputs.ndim != 2 or inputs.shape[1] != window:
-        raise ValueError(f"windows shape={np.shape(windows)}: expected "
-                         f"[n, {window}] at {self.audio_params.sample_rate_hz}"
-                         " Hz")
-      function = self._functions.shared_audio_embedding
-    size = self.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][key]
-    out = np.empty((inputs.shape[0], size), np.float32)
-    for part in _batches(inputs.shape[0], batch_size):
-      out[part] = function(tf.constant(inputs[part]))[key].numpy()
-    return out
+      return self.embed_images(images if images.ndim == 4 else images[None],
+                               embedding=SHARED, batch_size=batch_size)
+    inputs = np.asarray(windows, np.float32)
+    inputs = inputs[np.newaxis] if inputs.ndim == 1 else inputs
+    window = self.audio_params.clip_samples
+    if inputs.ndim != 2 or inputs.shape[1] != window:
+      raise ValueError(f"windows shape={np.shape(windows)}: expected "
+                       f"[n, {window}] at {self.audio_params.sample_rate_hz}"
+                       " Hz")
+    return self.embed_windows(inputs, embedding=SHARED, batch_size=batch_size)
 
   # -- files ----------------------------------------------------------------
 
@@ -726,11 +745,11 @@ class Embedder:
     path = os.fspath(path)
     check_options(hop_seconds=hop_seconds, center=center,
                   batch_size=batch_size, params=self.audio_params)
-    size = embedding_tap(embedding, "audio")
+    head = self._head(embedding, "audio")
     recording = self._load_audio(path)
     return self._embed_recordings([recording], [path],
                                   hop_seconds=hop_seconds, center=center,
-                                  size=size, batch_size=batch_size)[0]
+                                  head=head, batch_size=batch_size)[0]
 
   def _load_audio(self, path: str) -> np.ndarray:
     recording = media.load_audio(path,
@@ -747,10 +766,10 @@ class Embedder:
       `Embeddings` with embedding [1, D] and timestamps [0.].
     """
     path = os.fspath(path)
-    size = embedding_tap(embedding, "image")
+    head = self._head(embedding, "image")
     image = media.frames_at(path, [0.0])  # [1, h, w, 3]
     _warn_constant(_count_constant(image), 1, path)
-    return Embeddings(self._embed_image_stacks([image], size,
+    return Embeddings(self._embed_image_stacks([image], head,
                                                DEFAULT_BATCH_SIZE, True),
                       np.zeros([1]))
 
@@ -773,7 +792,7 @@ class Embedder:
     """float32 [T, D]: image embeddings of the frames shown at `timestamps`
     (seconds; the last frame after the end), decoded as for training."""
     path = os.fspath(path)
-    size = embedding_tap(embedding, "image")
+    head = self._head(embedding, "image")
     check_options(batch_size=batch_size)
     timestamps = np.asarray(timestamps, np.float64)
     if not media.probe(path).has_video:
@@ -783,11 +802,11 @@ class Embedder:
       frames = media.frames_at(path, timestamps[part],
                                short_side=self.image_params.resize_short_side)
       constant += _count_constant(frames)  # [n, h, w, 3]
-      images.append(self._embed_image_stacks([frames], size, batch_size,
+      images.append(self._embed_image_stacks([frames], head, batch_size,
                                              single=True))
     _warn_constant(constant, timestamps.size, path, "frames")
     if not images:
-      return np.zeros((0, self._size("image", size)), np.float32)
+      return np.zeros((0, head.width), np.float32)
     return np.concatenate(images)
 
   def embed_video(self, path: str | os.PathLike, *,
@@ -804,15 +823,16 @@ class Embedder:
       path: a video with a sound track.
       hop_seconds: time between consecutive embeddings.
       center: window 0 centred on t=0 (see `embed_audio`).
-      audio_embedding: 512 or 6144.
-      image_embedding: 512 or 8192.
+      audio_embedding: 512 or 6144; "shared" (both "shared" for an AVE-Net's
+        shared space, where sounds and frames compare directly).
+      image_embedding: 512 or 8192; "shared".
       batch_size: windows or frames per network call.
 
     Raises:
       media.MediaError: unreadable file, no audio or no video stream.
     """
     path = os.fspath(path)
-    embedding_tap(image_embedding, "image")
+    self._head(image_embedding, "image")  # checked before any decoding
     if not media.probe(path).has_video:
       raise media.MediaError(path, "no video stream")
     audio = self.embed_audio_file(path, hop_seconds=hop_seconds, center=center,

@@ -230,41 +230,6 @@ def video_files(folder: str) -> list[str]:
           and not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
-def embed_video_shared(embedder: embed_lib.Embedder, path: str,
-                       hop_seconds: float, batch_size: int = 32
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Shared-space vectors of a video's sound windows and frames.
-
-  The timestamps are `embed.Embedder.embed_video`'s (centred 1-second
-  windows every `hop_seconds`; the frame displayed at each centre).
-
-  Returns:
-    (audio [T, dim], image [T, dim], timestamps [T] seconds).
-
-  Raises:
-    media.MediaError: unreadable file, no audio or no video stream.
-  """
-  if not media.probe(path).has_video:
-    raise media.MediaError(path, "no video stream")
-  params = embedder.audio_params
-  waveform = media.load_audio(path, sample_rate_hz=params.sample_rate_hz)
-  waveform = embed_lib.to_mono(waveform)  # [samples]
-  starts = embed_lib.window_starts(waveform.size, hop_seconds, True, params)
-  timestamps = embed_lib.window_timestamps(starts, params)  # [T]
-  audio, image = [], []
-  for begin in range(0, starts.size, embed_lib.FRAMES_PER_DECODE):
-    part = slice(begin, begin + embed_lib.FRAMES_PER_DECODE)
-    windows = embed_lib.extract_windows(waveform, starts[part],
-                                        params.clip_samples)  # [b, 48000]
-    audio.append(embedder.shared_embedding(windows=windows,
-                                           batch_size=batch_size))
-    frames = media.frames_at(path, timestamps[part],
-                             short_side=embedder.image_params.resize_short_side)
-    image.append(embedder.shared_embedding(images=frames,
-                                           batch_size=batch_size))
-  return np.concatenate(audio), np.concatenate(image), timestamps
-
-
 def _sync_ann(index_dir: IndexDir, info: dict, items: list[Item]) -> None:
   """Adds to each modality's ANN index the vectors it does not hold yet."""
   vectors = index_dir.vectors(info["dim"])
@@ -346,8 +311,10 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
     if done:  # changed since: its old vectors stay, marked stale
       report(f"CHANGED {path}: indexed again (its earlier vectors remain)")
     try:
-      audio, image, timestamps = embed_video_shared(embedder, path,
-                                                    hop_seconds, batch_size)
+      # Both in the shared space, at the timestamps of the sound windows.
+      audio, image, timestamps = embedder.embed_video(
+          path, hop_seconds=hop_seconds, audio_embedding=embed_lib.SHARED,
+          image_embedding=embed_lib.SHARED, batch_size=batch_size)
     except Exception as e:  # one bad file must not end the run
       reason = f"{type(e).__name__}: {e}"
       summary.failed.append((path, reason))

@@ -10,6 +10,7 @@ import pytest
 
 from data_prep.synthetic_av import generate
 from l3_tf import embed
+from l3_tf import media
 from l3_tf import search_index
 from l3_tf import testing
 
@@ -54,6 +55,34 @@ def collection(tmp_path_factory):
 @pytest.fixture(scope="module")
 def embedder(tiny_avenet_export):
   return embed.Embedder.load(tiny_avenet_export.saved_model)
+
+
+def test_embed_video_in_the_shared_space(embedder, collection, tiny_export):
+  """`embed_video(..., "shared")`, which the index stores, is the shared
+  embedding of the video's sound windows and of its frames at their
+  timestamps."""
+  path = collection[2][0]
+  video = embedder.embed_video(path, hop_seconds=HOP,
+                               audio_embedding=embed.SHARED,
+                               image_embedding=embed.SHARED)
+  assert video.audio.shape == video.image.shape == (WINDOWS_PER_VIDEO, 128)
+  params = embedder.audio_params
+  waveform = embed.to_mono(media.load_audio(
+      path, sample_rate_hz=params.sample_rate_hz))
+  windows = embed.extract_windows(
+      waveform, embed.window_starts(waveform.size, HOP, True, params),
+      params.clip_samples)  # [T, 48000]
+  np.testing.assert_allclose(
+      video.audio, embedder.shared_embedding(windows=windows), atol=1e-5)
+  frames = media.frames_at(path, video.timestamps,
+                           short_side=embedder.image_params.resize_short_side)
+  np.testing.assert_allclose(
+      video.image, embedder.shared_embedding(images=frames), atol=1e-5)
+  np.testing.assert_allclose(np.linalg.norm(video.image, axis=1), 1.0,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="two different spaces"):
+    embed.Embedder.load(tiny_export.saved_model).embed_video(
+        path, audio_embedding=embed.SHARED, image_embedding=embed.SHARED)
 
 
 def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
