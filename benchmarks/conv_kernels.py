@@ -7,7 +7,8 @@ tower, which the step never computes) and kernel gradient. TensorFlow runs
 the ops its training step runs (`Conv2D`, `Conv2DBackpropInput`,
 `Conv2DBackpropFilter`; oneDNN's on x86); PyTorch (the `bench` extra) runs
 `conv2d` and `convolution_backward` on channels-last tensors. Kernels are
-timed interleaved, TF then torch, median of `--repeats` after one warm-up.
+timed interleaved (TF, torch, TF, torch, ...), median of `--repeats`
+after one warm-up call each.
 
 It then times this project's whole training step and the PyTorch peer's
 (`benchmarks/peer_pytorch.py`), interleaved, in the same run, and prints:
@@ -21,7 +22,11 @@ It then times this project's whole training step and the PyTorch peer's
   sum: project / PyTorch if the step took exactly its convolutions' time.
 
 It answers "which kernel is slower, and whose kernel is it": the kernels are
-TensorFlow's build of oneDNN, not this project's code.
+TensorFlow's build of oneDNN, not this project's code. Each TF kernel is
+timed as one `tf.function` call, whose fixed cost is included; at narrow
+widths, where a kernel takes a few milliseconds, the TF sums are inflated
+by it (1/8 width, batch 8: the TF kernels summed to 1.9x the whole step),
+so read the per-kernel figures at full width.
 
   python benchmarks/conv_kernels.py --dtype=mixed_bfloat16
       [--width_multiplier=1] [--batch_size=16] [--repeats=3] [--steps=3]
@@ -30,13 +35,11 @@ TensorFlow's build of oneDNN, not this project's code.
 from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
 
 import json
-import time
 
 from absl import app
 from absl import flags
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from benchmarks import model_step
@@ -65,16 +68,6 @@ def conv_shapes(config: model_lib.ModelConfig, batch: int) -> list[dict]:
                      "input": [batch, height, width, c_in],
                      "c_out": layer.filters, "first": index == 0})
   return shapes
-
-
-def _median_seconds(run, repeats: int) -> float:
-  run()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def _tf_kernels(shape: dict, dtype: tf.DType) -> dict:
@@ -137,10 +130,9 @@ def compare_kernels(shapes: list[dict], bfloat16: bool,
     for name in PASSES:
       if name == "input_gradient" and shape["first"]:
         continue
-      row[name] = {"tensorflow": round(_median_seconds(ours[name], repeats),
-                                       4),
-                   "pytorch": round(_median_seconds(theirs[name], repeats),
-                                    4)}
+      seconds = model_step.interleaved_medians(
+          {"tensorflow": ours[name], "pytorch": theirs[name]}, 1, repeats)
+      row[name] = {k: round(v, 4) for k, v in seconds.items()}
     rows.append(row)
   return rows
 
@@ -166,14 +158,9 @@ def compare_steps(config: model_lib.ModelConfig, batch: int, bfloat16: bool,
       config, batch, "mixed_bfloat16" if bfloat16 else "float32")
   peer, _ = peer_pytorch.make_training_step(config.widths, batch,
                                             bfloat16=bfloat16)
-  times = {"project": [], "pytorch": []}
-  for index in range(2 + repeats):
-    for name, run in (("project", project), ("pytorch", peer)):
-      start = time.perf_counter()
-      run()
-      if index >= 2:
-        times[name].append(time.perf_counter() - start)
-  return {name: round(float(np.median(t)), 3) for name, t in times.items()}
+  seconds = model_step.interleaved_medians(
+      {"project": project, "pytorch": peer}, 2, repeats)
+  return {name: round(value, 3) for name, value in seconds.items()}
 
 
 def main(argv):

@@ -212,6 +212,20 @@ def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
           model_summary.parameter_counts(model)["total"])
 
 
+def interleaved_medians(runs: dict, warmup: int, repeats: int) -> dict:
+  """Median seconds of each callable in `runs` (name -> callable), called
+  in turn (A, B, C, A, B, C, ...) so that all see the same load; the first
+  `warmup` rounds are not timed."""
+  times = {name: [] for name in runs}
+  for index in range(warmup + repeats):
+    for name, run in runs.items():
+      start = time.perf_counter()
+      run()
+      if index >= warmup:
+        times[name].append(time.perf_counter() - start)
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
                          steps: int, warmup: int = 2,
                          bfloat16: bool = True) -> dict:
@@ -242,17 +256,11 @@ def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
         dataclasses.replace(config, fused_batch_norm=False), batch, policy)
     peer, peer_model = peer_pytorch.make_training_step(
         config.widths, batch, bfloat16=precision == "bfloat16")
-    contenders = {"project": project, "plain_keras": plain, "pytorch": peer}
-    times = {name: [] for name in contenders}
-    for index in range(warmup + steps):
-      for name, run in contenders.items():
-        start = time.perf_counter()
-        run()
-        if index >= warmup:
-          times[name].append(time.perf_counter() - start)
+    seconds = interleaved_medians(
+        {"project": project, "plain_keras": plain, "pytorch": peer},
+        warmup, steps)
     peak = measure_conv_peak(
         dtype=tf.bfloat16 if precision == "bfloat16" else tf.float32)
-    seconds = {name: float(np.median(t)) for name, t in times.items()}
     result[precision] = {
         "seconds_per_step": {k: round(v, 3) for k, v in seconds.items()},
         "pairs_per_second": {k: round(batch / v, 2)

@@ -515,10 +515,21 @@ class Embedder:
 
   def embed_windows(self, windows: np.ndarray, embedding: int | str = 6144,
                     batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-    """float32 [n, D]: embeddings of n 1-second windows [n, 48000] at 48 kHz
-    (`embedding` as in `embed_audio`)."""
+    """float32 [n, D]: embeddings of n 1-second windows [n, 48000] (or one,
+    [48000]) at 48 kHz (`embedding` as in `embed_audio`).
+
+    Raises:
+      ValueError: windows of another shape, or an unknown `embedding`.
+    """
     head = self._head(embedding, "audio")
+    given = windows
     windows = np.asarray(windows, np.float32)
+    windows = windows[np.newaxis] if windows.ndim == 1 else windows
+    window = self.audio_params.clip_samples
+    if windows.ndim != 2 or windows.shape[1] != window:
+      raise ValueError(f"windows shape={np.shape(given)}: expected "
+                       f"[n, {window}] at {self.audio_params.sample_rate_hz}"
+                       " Hz")
     out = np.empty((windows.shape[0], head.width), np.float32)
     for part in _batches(windows.shape[0], batch_size):
       out[part] = head(windows[part])  # [b, 48000] -> [b, D]
@@ -714,18 +725,10 @@ class Embedder:
     """
     if (images is None) == (windows is None):
       raise ValueError("pass exactly one of images= or windows=")
-    if images is not None:
-      images = np.asarray(images)
-      return self.embed_images(images if images.ndim == 4 else images[None],
-                               embedding=SHARED, batch_size=batch_size)
-    inputs = np.asarray(windows, np.float32)
-    inputs = inputs[np.newaxis] if inputs.ndim == 1 else inputs
-    window = self.audio_params.clip_samples
-    if inputs.ndim != 2 or inputs.shape[1] != window:
-      raise ValueError(f"windows shape={np.shape(windows)}: expected "
-                       f"[n, {window}] at {self.audio_params.sample_rate_hz}"
-                       " Hz")
-    return self.embed_windows(inputs, embedding=SHARED, batch_size=batch_size)
+    if images is not None:  # [h, w, c] -> [1, D] there too
+      return self.embed_images(np.asarray(images), embedding=SHARED,
+                               batch_size=batch_size)
+    return self.embed_windows(windows, embedding=SHARED, batch_size=batch_size)
 
   # -- files ----------------------------------------------------------------
 

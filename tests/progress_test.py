@@ -1,5 +1,6 @@
 """The training progress bar and the binaries' quiet TensorFlow start-up."""
 
+import ast
 import io
 import os
 import subprocess
@@ -94,8 +95,10 @@ def _binaries() -> list[str]:
   found = []
   for folder in ("experiments", "benchmarks"):
     for name in sorted(os.listdir(os.path.join(ROOT, folder))):
-      path = os.path.join(ROOT, folder, name)
-      text = open(path).read() if name.endswith(".py") else ""
+      if not name.endswith(".py"):
+        continue
+      with open(os.path.join(ROOT, folder, name)) as f:
+        text = f.read()
       if "app.run(" in text and '__name__ == "__main__"' in text:
         found.append(os.path.join(folder, name))
   return found
@@ -103,8 +106,6 @@ def _binaries() -> list[str]:
 
 def _first_import(path: str) -> str:
   """The module named by the first top-level import statement of `path`."""
-  import ast  # pylint: disable=import-outside-toplevel
-
   with open(os.path.join(ROOT, path)) as f:
     tree = ast.parse(f.read())
   for node in tree.body:
@@ -119,6 +120,7 @@ def test_every_binary_imports_quiet_logs_first():
   binaries = _binaries()
   assert "experiments/demo.py" in binaries
   assert "benchmarks/model_step.py" in binaries
-  late = {path: _first_import(path) for path in binaries
-          if _first_import(path) != "experiments.quiet_logs"}
+  first = {path: _first_import(path) for path in binaries}
+  late = {path: name for path, name in first.items()
+          if name != "experiments.quiet_logs"}
   assert not late, f"binaries whose first import is not quiet_logs: {late}"
