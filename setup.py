@@ -7,7 +7,7 @@ Two stacks, chosen by the Python version (environment markers below):
   numpy < 2 and protobuf < 5.
 - Python 3.13: TensorFlow 2.20-2.21 without tensorflow-io (it has no wheel
   for 3.13); object-storage paths there fail at once with an error saying so
-  (l3_tf/filesystems.py).
+  (l3_tf/platform/filesystems.py).
 
 Every dependency whose releases have changed an API we use has an upper
 bound: a new major version is a deliberate bump after the suite passes on it.
@@ -42,7 +42,7 @@ setuptools.setup(
         f"tensorflow-metadata>=1.17,<1.22; {_NEW_STACK}",
         # Keras 3 is the API we write against (functional models, ops).
         "keras>=3.3,<4",
-        # tf.summary (training curves, l3_tf.visualize) is implemented by
+        # tf.summary (training curves, l3_tf.analysis.visualize) is implemented by
         # TensorBoard, which TensorFlow >= 2.20 no longer installs.
         "tensorboard>=2.16,<3",
         "tensorflow-datasets>=4.9,<4.10",

@@ -30,6 +30,7 @@ from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F4
 import dataclasses
 import json
 import os
+import sys
 import pathlib
 import tempfile
 import time
@@ -42,8 +43,11 @@ import tensorflow_datasets as tfds
 from data_prep import media_builder
 from data_prep import video_builder
 from data_prep.video_folder import video_folder_dataset_builder
-from l3_tf import testing
-from l3_tf import video_example
+from l3_tf.data import video_example
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from tests import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 _CLIPS = flags.DEFINE_string("clips_dir", None,
                              "av_clips folder (default: ../shared/data)")

@@ -1,6 +1,6 @@
 """The training step's convolutions, kernel by kernel: TensorFlow vs PyTorch.
 
-For every 3x3 conv of both towers (the shapes `l3_tf.model.avc_network`
+For every 3x3 conv of both towers (the shapes `l3_tf.model.networks.avc_network`
 trains at `--width_multiplier` and `--batch_size`), times its three passes
 one kernel at a time: forward, input gradient (not for the first conv of a
 tower, which the step never computes) and kernel gradient. TensorFlow runs
@@ -43,8 +43,8 @@ import keras
 import tensorflow as tf
 
 from benchmarks import model_step
-from l3_tf import cpu_features
-from l3_tf import model as model_lib
+from l3_tf.model import networks as model_lib
+from l3_tf.platform import cpu_features
 
 # --batch_size, --width_multiplier, --dtype (float32 | mixed_bfloat16) and
 # --steps (timed whole steps of each library; 0: kernels only) are

@@ -1,7 +1,7 @@
 """How long the tests' trained model takes, and what it learned.
 
 Builds the easy synthetic_av set and trains the tiny network of the
-`easy_trained` test fixture (`l3_tf.testing.train_easy_synthetic`: the real
+`easy_trained` test fixture (`tests.testing.train_easy_synthetic`: the real
 `train.train_and_evaluate`), then measures on it what the tests assert:
 the localisation hit rate on the held-out videos against the random-location
 baseline and the dependence of the map on the sound (trained and random
@@ -15,6 +15,7 @@ from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F4
 
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -22,10 +23,13 @@ from absl import app
 from absl import flags
 
 from data_prep.synthetic_av import generate
-from l3_tf import localize
-from l3_tf import testing
-from l3_tf import visualize
-from l3_tf import workdir as workdir_lib
+from l3_tf.analysis import localize
+from l3_tf.analysis import visualize
+from l3_tf.training import workdir as workdir_lib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
+from tests import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 _ROOT = flags.DEFINE_string("root", None, "working folder (default: a new "
                             "temporary one)")

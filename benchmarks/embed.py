@@ -61,11 +61,11 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import model_step
-from l3_tf import config as config_lib
-from l3_tf import embed as embed_lib
-from l3_tf import export as export_lib
-from l3_tf import media
-from l3_tf import model as model_lib
+from l3_tf.data import media
+from l3_tf.model import networks as model_lib
+from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import export as export_lib
+from l3_tf.training import config as config_lib
 
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "length of the test recording")
 _BATCH = flags.DEFINE_integer("embed_batch_size", embed_lib.DEFAULT_BATCH_SIZE,

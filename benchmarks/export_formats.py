@@ -27,10 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from experiments import configs
-from l3_tf import export as export_lib
-from l3_tf import export_formats
-from l3_tf import records
-from l3_tf import workdir as workdir_lib
+from l3_tf.evaluation import records
+from l3_tf.serving import export as export_lib
+from l3_tf.serving import export_formats
+from l3_tf.training import workdir as workdir_lib
 
 _WIDTHS = flags.DEFINE_list("widths", ["1", "0.125"], "width multipliers")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "interleaved timing rounds")

@@ -10,7 +10,7 @@
    -> log-spectrogram -> batches of 16) in a child process pinned to 1 core,
    then to 2 cores, and prints pairs/s and pairs/s per core.
 3. Times one training step of the full network (batch 16, the real
-   `l3_tf.train.make_train_step`) in float32 and in mixed_bfloat16, each in
+   `l3_tf.training.train.make_train_step`) in float32 and in mixed_bfloat16, each in
    its own process, and prints the speed ratio.
 
 With --compare_commit=<commit>, step 2 instead runs the pipeline of that
@@ -42,6 +42,9 @@ import time
 from absl import app
 from absl import flags
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/ (the benchmark videos)
+
+
 _SECONDS = flags.DEFINE_float("seconds", 20.0, "timed seconds per measurement")
 _DATA_DIR = flags.DEFINE_string("data_dir", "runs/bench_data",
                                 "where the benchmark dataset is built")
@@ -64,7 +67,7 @@ _SERVICE = flags.DEFINE_string("service", None, "internal: dispatcher address")
 
 def build_dataset(data_dir: str) -> tuple[str, str]:
   """(TFDS name, description) of the benchmark videos, built if needed."""
-  from l3_tf import testing
+  from tests import testing
 
   clips = testing.SHARED_DATA / "av_clips"
   if clips.is_dir():
@@ -78,9 +81,21 @@ def build_dataset(data_dir: str) -> tuple[str, str]:
           f"{builder.info.splits['train'].num_examples} generated videos")
 
 
+def _library_module(name: str):
+  """`l3_tf.<subpackage>.<name>`, or `l3_tf.<name>` in a --compare_commit tree
+  older than the subpackages (issue 23 moved the flat modules)."""
+  import importlib
+  for subpackage in ("data.", "training.", ""):
+    try:
+      return importlib.import_module(f"l3_tf.{subpackage}{name}")
+    except ModuleNotFoundError:
+      continue
+  raise ModuleNotFoundError(f"no l3_tf module {name!r} in this tree")
+
+
 def _config(dataset: str, data_dir: str):
   from experiments import configs
-  from l3_tf import config as config_lib
+  config_lib = _library_module("config")
   return config_lib.apply_overrides(configs.get_config("paper"), [
       f"data.dataset={dataset}", f"data.data_dir={data_dir}",
       "data.shuffle_videos=64"])
@@ -91,7 +106,7 @@ def measure_pipeline(dataset: str, data_dir: str, seconds: float,
   """Pairs/s of the training pipeline on the cores this process may use
   (or read through the tf.data service at `service`)."""
   import tensorflow as tf
-  from l3_tf import input_pipeline
+  input_pipeline = _library_module("input_pipeline")
 
   cores = len(os.sched_getaffinity(0))
   config = _config(dataset, data_dir)
@@ -126,8 +141,8 @@ def measure_step(dtype: str, steps: int) -> dict:
   import keras
   import numpy as np
   import tensorflow as tf
-  from l3_tf import model as model_lib
-  from l3_tf import train
+  from l3_tf.model import networks as model_lib
+  from l3_tf.training import train
 
   keras.mixed_precision.set_global_policy(dtype)
   strategy = tf.distribute.get_strategy()

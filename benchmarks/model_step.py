@@ -14,14 +14,14 @@ zero: they are memory-bound and their FLOPs are < 1% of the convs'.
   python benchmarks/model_step.py [--batch_size=16] [--steps=5] [--dtype=float32]
 
 With --compare_jit, it instead times the real training step
-(`l3_tf.train.make_train_step`) without and with XLA (`train.jit_compile`),
+(`l3_tf.training.train.make_train_step`) without and with XLA (`train.jit_compile`),
 alternating timed steps of the two so that both see the same load, and
 prints both medians, their ratio, and the largest difference of loss and
 weights after the same steps from the same start.
 
 With --peer=pytorch (the `bench` extra), it instead times, in this one
 process and interleaved step by step (A, B, C, A, B, C, ...) so that all see
-the same load: this project's training step (`l3_tf.train.make_train_step`),
+the same load: this project's training step (`l3_tf.training.train.make_train_step`),
 the same network with Keras' generic BatchNormalization
 (`model.fused_batch_norm=False`, "plain Keras"), and the same architecture
 in PyTorch (`benchmarks/peer_pytorch.py`), in float32 and, where the CPU has
@@ -46,10 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from l3_tf import audio_params as audio_params_lib
-from l3_tf import cpu_features
-from l3_tf import model as model_lib
-from l3_tf import model_summary
+from l3_tf.data import audio_params as audio_params_lib
+from l3_tf.model import model_summary
+from l3_tf.model import networks as model_lib
+from l3_tf.platform import cpu_features
 
 _BATCH = flags.DEFINE_integer("batch_size", 16, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 5, "timed steps (after 2 warm-up)")
@@ -156,7 +156,7 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   alternately (A, B, A, B, ...) after 2 warm-up calls each. The loss of
   each function's first call, from the same weights, is reported too.
   """
-  from l3_tf import train
+  from l3_tf.training import train
 
   strategy = tf.distribute.get_strategy()
   keras.utils.set_random_seed(0)
@@ -194,7 +194,7 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
 
 def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
   """A `train.make_train_step` step on fixed random inputs, as a callable."""
-  from l3_tf import train
+  from l3_tf.training import train
 
   keras.mixed_precision.set_global_policy(policy)
   try:

@@ -3,7 +3,7 @@
 Benchmarks only (the `bench` extra: `pip install -e '.[bench]'`, a CPU build
 of torch); never imported by `l3_tf` or the tests.
 
-The network is `l3_tf.model.avc_network` layer for layer: per tower four
+The network is `l3_tf.model.networks.avc_network` layer for layer: per tower four
 blocks of two 3x3 "same" convs without bias, each followed by BatchNorm
 (eps 1e-3, the Keras default; momentum as the config's) and ReLU, 2x2 max
 pooling after blocks 1-3, a global max pool to the 512-d embedding; the

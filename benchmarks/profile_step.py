@@ -1,6 +1,6 @@
 """Where the training step's time goes, per op kind, from the TF profiler.
 
-Traces `--steps` training steps (`l3_tf.train.make_train_step`, random
+Traces `--steps` training steps (`l3_tf.training.train.make_train_step`, random
 inputs) with `tf.profiler`, reads the trace (the `.xplane.pb` the trace
 viewer shows) and sums each TensorFlow op's time by kind: convolutions
 (forward, input gradient, kernel gradient), BatchNorm (fused kernel, or the
@@ -28,8 +28,8 @@ import keras
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from l3_tf import model as model_lib
-from l3_tf import train
+from l3_tf.model import networks as model_lib
+from l3_tf.training import train
 
 _BATCH = flags.DEFINE_integer("batch_size", 32, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 2, "traced steps (after 2 warm-up)")

@@ -27,11 +27,11 @@ from absl import flags
 import numpy as np
 
 from experiments import configs
-from l3_tf import audio_transfer
-from l3_tf import export_formats
-from l3_tf import records
-from l3_tf import transfer
-from l3_tf import workdir as workdir_lib
+from l3_tf.evaluation import audio_transfer
+from l3_tf.evaluation import records
+from l3_tf.evaluation import transfer
+from l3_tf.serving import export_formats
+from l3_tf.training import workdir as workdir_lib
 
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "../shared/data/esc10",
                                   "ESC-10 in its official layout")

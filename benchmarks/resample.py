@@ -1,4 +1,4 @@
-"""Speed and accuracy of l3_tf.media.resample (polyphase FIR, scipy).
+"""Speed and accuracy of l3_tf.data.media.resample (polyphase FIR, scipy).
 
 For each common input rate, resamples 60 s of a 1 kHz sine to 48 kHz and
 prints seconds of audio per second of CPU (x real time, one core) and the
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from l3_tf import media
+from l3_tf.data import media
 
 SECONDS = 60
 

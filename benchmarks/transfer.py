@@ -41,9 +41,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from l3_tf import transfer  # pylint: disable=g-import-not-at-top
+from l3_tf.evaluation import transfer  # pylint: disable=g-import-not-at-top
 
-# The last commit whose l3_tf/transfer.py copied the Gram matrix per fit.
+# The last commit whose l3_tf/transfer.py (l3_tf/evaluation/transfer.py since the move) copied the Gram matrix per fit.
 BEFORE_COMMIT = "a86158a"
 SIZES = {"esc10": (10, 40), "esc50": (50, 40)}  # classes, clips per class
 SUBCLIPS = 9  # 5-second clips at hop 0.5 s
@@ -58,7 +58,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 2, "ESC-10 size: runs of each")
 
 
 def load_before() -> types.ModuleType:
-  """`l3_tf.transfer` as of BEFORE_COMMIT, as a module."""
+  """`l3_tf.evaluation.transfer` as of BEFORE_COMMIT, as a module."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   source = subprocess.run(
       ["git", "-C", root, "show", f"{BEFORE_COMMIT}:l3_tf/transfer.py"],
@@ -204,7 +204,7 @@ def main(argv):
         break
   threads = transfer.SvmSettings().threads
   print(f"cpu: {cpu}; cores usable: {threads}; feature dim {_DIM.value}; "
-        f"before = l3_tf/transfer.py at {BEFORE_COMMIT}")
+        f"before = l3_tf/evaluation/transfer.py at {BEFORE_COMMIT}")
   before = load_before()
   summary = {}
   for size in _SIZES.value:

@@ -1,7 +1,7 @@
 """What the audio dataset builders (esc50, esc10, dcase2013_scenes) share.
 
-Each clip is decoded whole with `l3_tf.media.load_audio` (any format, mono,
-48 kHz) into the stored form of `l3_tf.audio_example`. Policy: every
+Each clip is decoded whole with `l3_tf.data.media.load_audio` (any format, mono,
+48 kHz) into the stored form of `l3_tf.data.audio_example`. Policy: every
 decodable clip is kept, short or silent ones too (a labelled clip is a valid
 example, and the official fold sizes must stay intact); a file that cannot
 be decoded or holds no audio is skipped with its reason (skip report, as for
@@ -9,8 +9,8 @@ videos).
 """
 
 from data_prep import media_builder
-from l3_tf import audio_example
-from l3_tf import media
+from l3_tf.data import audio_example
+from l3_tf.data import media
 
 ESC_CITATION = ("K. J. Piczak. ESC: Dataset for Environmental Sound "
                 "Classification. ACM Multimedia 2015.")

@@ -15,7 +15,7 @@ from data_prep import media_builder
 from data_prep import video_builder
 from data_prep.synthetic_av import synthetic_av_dataset_builder
 from data_prep.video_folder import video_folder_dataset_builder
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 beam = pytest.importorskip("apache_beam")
 

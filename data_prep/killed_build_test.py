@@ -20,7 +20,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_prep import dummy_media
-from l3_tf import testing
+from tests import testing
 
 _ENV = dict(os.environ, PYTHONPATH=str(testing.REPO_ROOT),
             TF_CPP_MIN_LOG_LEVEL="3")

@@ -3,7 +3,7 @@
 A builder lists its files as `MediaItem`s per split and returns
 `self._media_splits({split: items})` from `_split_generators`. Each item is
 turned into an example by the builder's decoder (`_decoder()`: a picklable
-callable, item -> feature dict, raising `l3_tf.media.MediaError` for a file
+callable, item -> feature dict, raising `l3_tf.data.media.MediaError` for a file
 it cannot use). Files that fail are never fatal and never lost: each
 becomes a row (path, split, reason) of `skipped_files.tsv`, written next to
 the prepared dataset (`<data_dir>/<name>/<config>/<version>/`), and their
@@ -32,8 +32,8 @@ from etils import epath
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from l3_tf import filesystems
-from l3_tf import media
+from l3_tf.data import media
+from l3_tf.platform import filesystems
 
 SKIP_REPORT = "skipped_files.tsv"
 _SKIP_SHARD_PREFIX = "skipped_files-"
@@ -189,7 +189,7 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   for files that never reach the decoder.
 
   VERSION and RELEASE_NOTES are those of every builder: the stored forms
-  (`l3_tf.video_example`, `l3_tf.audio_example`) are shared, so a change to
+  (`l3_tf.data.video_example`, `l3_tf.data.audio_example`) are shared, so a change to
   them is a new version of each dataset. A builder whose own examples
   change overrides both.
   """

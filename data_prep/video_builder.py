@@ -2,7 +2,7 @@
 
 Every video builder (video_folder, kinetics_sounds, flickr_soundnet,
 synthetic_av) decodes with `VideoDecoder` (the policy of
-`data_prep.video_decoding`) into the stored form of `l3_tf.video_example`;
+`data_prep.video_decoding`) into the stored form of `l3_tf.data.video_example`;
 skips, splits, threads and Beam come from `data_prep.media_builder`.
 """
 
@@ -14,8 +14,8 @@ import tensorflow_datasets as tfds
 
 from data_prep import media_builder
 from data_prep import video_decoding
-from l3_tf import media
-from l3_tf import video_example
+from l3_tf.data import media
+from l3_tf.data import video_example
 
 # Re-exported: builders and tests use them through this module too.
 MediaItem = media_builder.MediaItem
@@ -31,7 +31,7 @@ class VideoConfig(tfds.core.BuilderConfig):
 
   Attributes:
     frames_per_second: frame sampling rate (see
-      `l3_tf.video_example.DEFAULT_FRAMES_PER_SECOND`).
+      `l3_tf.data.video_example.DEFAULT_FRAMES_PER_SECOND`).
     max_seconds: keep the first this many seconds (10 as in the paper); None
       keeps whole videos.
     min_seconds: shorter videos are skipped (see `video_decoding`).

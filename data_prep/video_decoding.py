@@ -1,12 +1,12 @@
 """The bad-input policy of the video builders, free of TensorFlow.
 
-`decode_for_dataset` decodes one file with `l3_tf.media` and applies the
+`decode_for_dataset` decodes one file with `l3_tf.data.media` and applies the
 policy, so that every builder (and every Beam or process-pool worker) makes
 the same decision for the same file. A file is either returned decoded or
 rejected with a `MediaError` whose reason goes to the skip report:
 
   * unreadable, empty, truncated before the first frame, no video stream, no
-    audio stream, a decoder error: whatever `l3_tf.media` raises;
+    audio stream, a decoder error: whatever `l3_tf.data.media` raises;
   * shorter than `min_seconds` (default 1 s) after cutting to the common part
     of audio and video: the AVC sampler needs a whole 1-second audio window
     that contains the frame time, which does not exist in a shorter clip
@@ -21,7 +21,7 @@ rejected with a `MediaError` whose reason goes to the skip report:
 
 Portrait (also phone videos stored rotated), odd-sized and variable-frame-
 rate videos, multi-channel audio and any sample rate are built, not skipped
-(`l3_tf.media` handles them). A file cut short is built from what decodes
+(`l3_tf.data.media` handles them). A file cut short is built from what decodes
 when its container allows it (webm, mkv, avi: the common part of audio and
 video, then the rules above); an mp4 whose index (moov) is missing cannot
 be opened and is skipped as "not a readable media file".
@@ -31,7 +31,7 @@ import dataclasses
 import math
 import os
 
-from l3_tf import media
+from l3_tf.data import media
 
 # Extensions tried as videos; other files in a video folder are recorded in
 # the skip report as "not a video file" (never silently ignored).

@@ -9,7 +9,7 @@
 --random_config), a training workdir, or a SavedModel export.
 
 --mode=finetune also fine-tunes the audio tower plus a linear classifier on
-the same folds (l3_tf/finetune.py; --finetune_learning_rate, _epochs,
+the same folds (l3_tf/evaluation/finetune.py; --finetune_learning_rate, _epochs,
 _batch_size, --[no]finetune_freeze_batch_norm; weights "random" or a
 workdir) and reports it beside the SVM figure (results.json "finetune").
 
@@ -43,11 +43,11 @@ from absl import logging
 
 from experiments import cli
 from experiments import configs
-from l3_tf import audio_transfer
-from l3_tf import finetune
-from l3_tf import records
-from l3_tf import transfer
-from l3_tf import workdir as workdir_lib
+from l3_tf.evaluation import audio_transfer
+from l3_tf.evaluation import finetune
+from l3_tf.evaluation import records
+from l3_tf.evaluation import transfer
+from l3_tf.training import workdir as workdir_lib
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(audio_transfer.DATASETS),
                              "the labelled audio dataset", required=True)
@@ -88,7 +88,7 @@ _RECORD = flags.DEFINE_string("record", None,
 _MODE = flags.DEFINE_enum(
     "mode", "svm", ["svm", "finetune"], "svm: linear SVMs on frozen "
     "features (the paper); finetune: also fine-tune the audio tower plus a "
-    "linear classifier on the same folds (l3_tf/finetune.py), reported "
+    "linear classifier on the same folds (l3_tf/evaluation/finetune.py), reported "
     "beside the SVM figure")
 _FT_LEARNING_RATE = flags.DEFINE_float(
     "finetune_learning_rate", finetune.FinetuneSettings().learning_rate,

@@ -22,10 +22,10 @@ from absl import flags
 from absl import logging
 
 from experiments import configs
-from l3_tf import avc_table
-from l3_tf import distribute
-from l3_tf import records
-from l3_tf import workdir as workdir_lib
+from l3_tf.evaluation import avc_table
+from l3_tf.evaluation import records
+from l3_tf.training import distribute
+from l3_tf.training import workdir as workdir_lib
 
 _L3_WORKDIRS = flags.DEFINE_multi_string(
     "l3_workdir", None, "trained L3-Net workdir (one per column)",

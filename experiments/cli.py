@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from l3_tf import filesystems
+from l3_tf.platform import filesystems
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -1,4 +1,4 @@
-"""Starts a tf.data service dispatcher or worker (`l3_tf.data_service`).
+"""Starts a tf.data service dispatcher or worker (`l3_tf.data.data_service`).
 
   python -m experiments.data_service --role=dispatcher --port=5050
   python -m experiments.data_service --role=worker --port=5051 \
@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 
 from experiments import cli
-from l3_tf import data_service
+from l3_tf.data import data_service
 
 _ROLE = flags.DEFINE_enum("role", None, ["dispatcher", "worker"],
                           "which server to run", required=True)

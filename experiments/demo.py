@@ -30,13 +30,13 @@ from absl import logging
 
 from experiments import flags_lib
 from experiments.configs import demo as demo_config
-from l3_tf import distribute
-from l3_tf import embed_files
-from l3_tf import evaluate
-from l3_tf import model_summary
-from l3_tf import precision as precision_lib
-from l3_tf import train
-from l3_tf import workdir as workdir_lib
+from l3_tf.model import model_summary
+from l3_tf.model import precision as precision_lib
+from l3_tf.serving import embed_files
+from l3_tf.training import distribute
+from l3_tf.training import evaluate
+from l3_tf.training import train
+from l3_tf.training import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory")
 _RETRAIN = flags.DEFINE_bool("retrain", True,

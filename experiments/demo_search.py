@@ -9,7 +9,7 @@ and the cross-modal retrieval it makes possible.
    with `model.fusion = "distance"`) in <workdir>/avenet, resuming an
    existing run;
 3. ranks the test split's frames for each of its sounds in the shared space
-   (`l3_tf.retrieval`), beside the same network with random weights;
+   (`l3_tf.evaluation.retrieval`), beside the same network with random weights;
 4. prints the retrieval table and one line `DEMO_SEARCH_RESULT {json}` with
    sound-to-image recall@1 (trained, random, chance).
 
@@ -29,9 +29,9 @@ from absl import flags
 from experiments import cli
 from experiments import flags_lib
 from experiments.configs import demo as demo_config
-from l3_tf import distribute
-from l3_tf import retrieval
-from l3_tf import train
+from l3_tf.evaluation import retrieval
+from l3_tf.training import distribute
+from l3_tf.training import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory "
                                "(shares <workdir>/data with `make demo`)")

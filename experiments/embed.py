@@ -11,7 +11,7 @@ Writes per input `<output_dir>/<name><suffix>.npz` (`embedding` and
 given; --format=parquet writes `.parquet` files with one row per window
 (file, timestamp, modality, embedding). A timestamp is the CENTRE of the
 1-second audio window, and for video also the time of the frame used (see
-`l3_tf/embed.py`). Existing outputs are skipped unless --overwrite.
+`l3_tf/serving/embed.py`). Existing outputs are skipped unless --overwrite.
 
 Ends with one summary line (files done, skipped, failed, windows, seconds);
 failed inputs are listed in `<output_dir>/l3-embed_failed_<kind>.tsv`.
@@ -27,9 +27,9 @@ import warnings
 from absl import flags
 import tqdm
 
-from l3_tf import embed as embed_lib
-from l3_tf import embed_files
-from l3_tf import filesystems
+from l3_tf.platform import filesystems
+from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_files
 
 _MODEL = flags.DEFINE_string(
     "model", None, "an exported SavedModel or a training workdir")

@@ -14,7 +14,7 @@ from absl import flags
 
 from experiments import cli
 
-from l3_tf import evaluate
+from l3_tf.training import evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)

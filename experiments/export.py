@@ -10,8 +10,8 @@ r"""Exports a training workdir's checkpoint, or checks an exported file.
   python -m experiments.export --check=runs/demo/litert/vision_tower_float32.tflite
 
 --format=saved_model (default): signatures `audio_embedding`,
-`image_embedding` and `avc_score` (see `l3_tf/export.py`). litert / onnx /
-keras: one file per tower (see `l3_tf/export_formats.py`). Each export is
+`image_embedding` and `avc_score` (see `l3_tf/serving/export.py`). litert / onnx /
+keras: one file per tower (see `l3_tf/serving/export_formats.py`). Each export is
 reloaded and checked against the Keras model before the command succeeds
 (--noverify skips that); --check=PATH does the same check later, on any
 machine that has the source checkpoint, printing the max error of every
@@ -29,9 +29,9 @@ from absl import flags
 
 from experiments import cli
 
-from l3_tf import export as export_lib
-from l3_tf import export_formats
-from l3_tf import workdir as workdir_lib
+from l3_tf.serving import export as export_lib
+from l3_tf.serving import export_formats
+from l3_tf.training import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir")
 _OUTPUT = flags.DEFINE_string(

@@ -3,7 +3,7 @@
 from absl import flags
 
 from experiments import configs
-from l3_tf import config as config_lib
+from l3_tf.training import config as config_lib
 
 CONFIG = flags.DEFINE_string(
     "config", "paper", f"experiment config, one of {list(configs.NAMES + configs.AVENET_NAMES)}")

@@ -15,8 +15,8 @@ import json
 from absl import app
 from absl import flags
 
-from l3_tf import frame_folder
-from l3_tf import input_pipeline
+from l3_tf.data import frame_folder
+from l3_tf.data import input_pipeline
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_av",
                                "prepared labelled video dataset (TFDS name)")

@@ -19,10 +19,10 @@ from absl import app
 from absl import flags
 
 from experiments import configs
-from l3_tf import linear_probe
-from l3_tf import model as model_lib
-from l3_tf import records
-from l3_tf import workdir as workdir_lib
+from l3_tf.evaluation import linear_probe
+from l3_tf.evaluation import records
+from l3_tf.model import networks as model_lib
+from l3_tf.training import workdir as workdir_lib
 
 _WEIGHTS = flags.DEFINE_string("weights", "random",
                                "'random' or a training workdir")

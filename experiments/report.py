@@ -3,7 +3,7 @@
   python -m experiments.report [--results_dir=results] \
       [--workspace=WORKSPACE.md] [--print_only]
 
-Only the part between the table's markers (`l3_tf.report.BEGIN` / `END`)
+Only the part between the table's markers (`l3_tf.evaluation.report.BEGIN` / `END`)
 changes; the first run inserts the marked table after "## Results". Records
 come from the experiment binaries' --record / --record_dir flags.
 """
@@ -15,8 +15,8 @@ import os
 from absl import app
 from absl import flags
 
-from l3_tf import records
-from l3_tf import report
+from l3_tf.evaluation import records
+from l3_tf.evaluation import report
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RESULTS_DIR = flags.DEFINE_string("results_dir", os.path.join(_ROOT, "results"),

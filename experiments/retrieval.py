@@ -5,7 +5,7 @@
       [--record_dir=results --record_prefix=retrieval_demo]
 
 Reads the labelled split of the first workdir's dataset, ranks galleries by
-every method each network supports (`l3_tf.retrieval`), beside each
+every method each network supports (`l3_tf.evaluation.retrieval`), beside each
 architecture with random weights, and writes <output_dir>/results.json;
 prints the sound-to-image and image-to-sound tables. `--record_dir` writes
 one report record per network and ranking (shown by `experiments.report`).
@@ -21,9 +21,9 @@ from absl import app
 from absl import flags
 
 from experiments import cli
-from l3_tf import config as config_lib
-from l3_tf import records
-from l3_tf import retrieval
+from l3_tf.evaluation import records
+from l3_tf.evaluation import retrieval
+from l3_tf.training import config as config_lib
 
 _WEIGHTS = flags.DEFINE_list("weights", None, "training workdirs",
                              required=True)

@@ -9,7 +9,7 @@ The sound is the 1-second window centred on T (default for an audio file:
 its first second); for a video, the frame is the one displayed at T. Prints
 one JSON line with the probability and what was scored. --heatmap also
 draws, over the image, how much each location supports the correspondence
-(l3_tf/localize.py); it needs a training workdir, not an export.
+(l3_tf/analysis/localize.py); it needs a training workdir, not an export.
 """
 
 from experiments import quiet_logs  # first: before TensorFlow loads  # noqa: F401
@@ -22,9 +22,9 @@ from absl import flags
 
 from experiments import cli
 
-from l3_tf import embed as embed_lib
-from l3_tf import media
-from l3_tf import score as score_lib
+from l3_tf.data import media
+from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import score as score_lib
 
 _MODEL = flags.DEFINE_string(
     "model", None, "an exported SavedModel or a training workdir",

@@ -8,7 +8,7 @@
 
 `index` embeds every sound window and frame of every video under VIDEOS_DIR
 (recursively) into the shared space of an AVE-Net export and adds them to
-an ANN index with their file, modality and time (`l3_tf.search_index`);
+an ANN index with their file, modality and time (`l3_tf.serving.search_index`);
 rerunning it skips files already indexed, so an interrupted run resumes and
 new videos are added. Unreadable files are skipped and listed (exit 1).
 `query` prints the k nearest items (file, time, distance) as a table, or
@@ -25,8 +25,8 @@ from absl import app
 from absl import flags
 
 from experiments import cli
-from l3_tf import embed as embed_lib
-from l3_tf import search_index
+from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import search_index
 
 _MODEL = flags.DEFINE_string("model", None, "an AVE-Net SavedModel (or "
                              "training workdir); query: default the index's")

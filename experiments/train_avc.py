@@ -25,10 +25,10 @@ from absl import logging
 
 from experiments import cli
 from experiments import flags_lib
-from l3_tf import bad_records
-from l3_tf import distribute
-from l3_tf import train
-from l3_tf import workdir as workdir_lib
+from l3_tf.data import bad_records
+from l3_tf.training import distribute
+from l3_tf.training import train
+from l3_tf.training import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training directory",
                                required=True)

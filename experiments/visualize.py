@@ -8,7 +8,7 @@ r"""What a trained L3-Net learned: unit figures, localisation, selectivity.
 Reads at most --max_videos videos of the split once; writes the PNGs,
 selectivity.json (labelled datasets: purity of the trained network, of the
 same architecture with random weights, and of shuffled labels) and
-summary.json under --output_dir (see l3_tf/visualize.py). On synthetic_av,
+summary.json under --output_dir (see l3_tf/analysis/visualize.py). On synthetic_av,
 the localisation hit rate and box contrast against the ground-truth boxes
 are added, for the trained and the random weights. Prints
 one VISUALIZE_RESULT JSON line.
@@ -22,8 +22,8 @@ import sys
 from absl import app
 from absl import flags
 
-from l3_tf import input_pipeline
-from l3_tf import visualize
+from l3_tf.analysis import visualize
+from l3_tf.data import input_pipeline
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a training workdir",
                                required=True)

@@ -13,8 +13,8 @@ import subprocess
 import sys
 import warnings
 
-import cli_fuzz
-from l3_tf import testing
+from tests import cli_fuzz
+from tests import testing
 
 EXAMPLES = int(os.environ.get("L3_FUZZ_EXAMPLES", "12"))
 SEED = int(os.environ.get("L3_FUZZ_SEED", "0"))

@@ -5,10 +5,10 @@ import types
 
 import pytest
 
-import fake_videos
 from experiments import configs
-from l3_tf import export as export_lib
-from l3_tf import testing
+from l3_tf.serving import export as export_lib
+from tests import fake_videos
+from tests import testing
 
 TINY_WIDTH = 1 / 32
 

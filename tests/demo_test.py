@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from l3_tf import testing
-from l3_tf import workdir as workdir_lib
+from l3_tf.training import workdir as workdir_lib
+from tests import testing
 
 
 def test_demo_binary_prints_its_result_and_exports(tmp_path):

@@ -1,4 +1,4 @@
-"""A tiny video dataset in the stored contract format (`l3_tf.video_example`).
+"""A tiny video dataset in the stored contract format (`l3_tf.data.video_example`).
 
 Written straight as examples (small JPEG frames, int16 audio), with no video
 decoding, so that the sampler and the training loop are tested in seconds.
@@ -18,7 +18,7 @@ start sample; the edge cases of the sampler are spelled out per video:
 import numpy as np
 import tensorflow_datasets as tfds
 
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 SR = video_example.SAMPLE_RATE_HZ
 UNUSABLE_TRAIN_IDS = ("fake_t8", "fake_t9")

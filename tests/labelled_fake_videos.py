@@ -10,9 +10,8 @@ one unlabelled (-1) train video that labelled pipelines must leave out.
 import numpy as np
 import tensorflow_datasets as tfds
 
-import fake_videos
-
-from l3_tf import video_example
+from l3_tf.data import video_example
+from tests import fake_videos
 
 SR = video_example.SAMPLE_RATE_HZ
 CLASSES = ("red_low", "green_mid", "blue_high")

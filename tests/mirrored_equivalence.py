@@ -5,7 +5,7 @@ Run in a fresh process (logical devices must be set before TensorFlow starts):
   python tests/mirrored_equivalence.py [--jit_compile]
 
 Builds a BN-free 1/32-width AVC network, takes one step of
-`l3_tf.train.make_train_step` with the same global batch of 8 pairs on one
+`l3_tf.training.train.make_train_step` with the same global batch of 8 pairs on one
 device and on 2 replicas x 4 pairs, and prints one JSON line per optimizer
 (SGD: sensitive to how the loss is scaled; Adam: the one training uses)
 with the largest weight difference, the largest weight change and both
@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from l3_tf import distribute
-from l3_tf import model as model_lib
-from l3_tf import train
+from l3_tf.model import networks as model_lib
+from l3_tf.training import distribute
+from l3_tf.training import train
 
 
 def build(strategy, config, weights, optimizer_name):

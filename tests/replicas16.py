@@ -4,7 +4,7 @@ Run in a fresh process (logical devices must be set before TensorFlow starts):
 
   python tests/replicas16.py
 
-Splits the CPU into 16 logical devices and runs `l3_tf.train.make_train_step`
+Splits the CPU into 16 logical devices and runs `l3_tf.training.train.make_train_step`
 under MirroredStrategy with the paper's 16 pairs per replica (256 per step)
 against one device holding all 256 pairs. Prints one JSON line per check:
 
@@ -30,11 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from l3_tf import audio_params as audio_params_lib
-from l3_tf import distribute
-from l3_tf import image_ops
-from l3_tf import model as model_lib
-from l3_tf import train
+from l3_tf.data import audio_params as audio_params_lib
+from l3_tf.data import image_ops
+from l3_tf.model import networks as model_lib
+from l3_tf.training import distribute
+from l3_tf.training import train
 
 REPLICAS = 16
 PER_REPLICA = 16  # the paper's batch per GPU

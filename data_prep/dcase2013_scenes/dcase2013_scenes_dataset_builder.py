@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import audio_builder
 from data_prep import media_builder
-from l3_tf import audio_example
+from l3_tf.data import audio_example
 
 SCENES = ("bus", "busystreet", "office", "openairmarket", "park",
           "quietstreet", "restaurant", "supermarket", "tube", "tubestation")

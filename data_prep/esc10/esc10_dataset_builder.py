@@ -22,7 +22,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import audio_builder
 from data_prep import media_builder
-from l3_tf import audio_example
+from l3_tf.data import audio_example
 
 _CLASS_DIR = re.compile(r"^(\d{3}) - (.+)$")
 _FOLD = re.compile(r"^([1-5])-")

@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import media_builder
 from data_prep.esc10 import esc10_dataset_builder
-from l3_tf import testing
+from tests import testing
 
 pytestmark = [pytest.mark.real_data, pytest.mark.slow]
 

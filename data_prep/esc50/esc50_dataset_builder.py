@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import audio_builder
 from data_prep import media_builder
-from l3_tf import audio_example
+from l3_tf.data import audio_example
 
 _DESCRIPTION = """\
 ESC-50 (Piczak 2015): 2000 five-second environmental recordings, 50 classes

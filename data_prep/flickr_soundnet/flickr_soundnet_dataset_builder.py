@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import media_builder
 from data_prep import video_builder
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 _DESCRIPTION = """\
 Flickr-SoundNet (Aytar et al. 2016) videos, unlabelled, for audio-visual

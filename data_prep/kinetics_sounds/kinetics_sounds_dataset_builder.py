@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 from data_prep import media_builder
 from data_prep import video_builder
 from data_prep import video_decoding
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 CLASS_LIST = epath.Path(__file__).parent / "classes.txt"
 CSV_COLUMNS = ("youtube_id", "time_start", "time_end", "label", "split")

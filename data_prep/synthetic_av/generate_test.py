@@ -1,6 +1,6 @@
 """The generator: distinct classes, determinism, and audio-visual alignment.
 
-The alignment test decodes written mp4 files back with `l3_tf.media` (the
+The alignment test decodes written mp4 files back with `l3_tf.data.media` (the
 path every builder uses) and checks, from the decoded audio and frames
 alone, that each object's sound is present exactly while the ground truth
 says the object is visible, and that its pixels are inside its box.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data_prep.synthetic_av import generate
-from l3_tf import media
+from l3_tf.data import media
 
 # SNR fixed high: these tests check alignment, not difficulty.
 _PARAMS = generate.GeneratorParams(

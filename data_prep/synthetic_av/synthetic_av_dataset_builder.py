@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import video_builder
 from data_prep.synthetic_av import generate
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 _DESCRIPTION = """\
 Generated videos for audio-visual correspondence (AVC). K object classes,

@@ -9,7 +9,7 @@ from data_prep import builder_testing
 from data_prep import video_builder
 from data_prep.synthetic_av import generate
 from data_prep.synthetic_av import synthetic_av_dataset_builder
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 
 class SyntheticAvTest(builder_testing.GeneratedDummyDataTestCase):

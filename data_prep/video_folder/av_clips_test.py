@@ -26,8 +26,8 @@ import tensorflow_datasets as tfds
 
 from data_prep import media_builder
 from data_prep.video_folder import video_folder_dataset_builder
-from l3_tf import testing
-from l3_tf import video_example
+from l3_tf.data import video_example
+from tests import testing
 
 LIMIT_SECONDS = 10.0
 EXPECTED_SKIPS = {

@@ -16,7 +16,7 @@ by a stable hash of the relative path (80/10/10 by default).
 import tensorflow_datasets as tfds
 
 from data_prep import video_builder
-from l3_tf import video_example
+from l3_tf.data import video_example
 
 _DESCRIPTION = """\
 A user's folder of videos, decoded for audio-visual correspondence: frames

@@ -1,7 +1,7 @@
 """Configs as code: each module exposes `get_config()`.
 
 `paper` is the paper's setting; `demo` and `test` derive from it. The
-supervised baselines' schedules (`l3_tf.baselines.BaselinesConfig`) live in
+supervised baselines' schedules (`l3_tf.evaluation.baselines.BaselinesConfig`) live in
 `baselines_<name>.py`, derived the same way.
 """
 

@@ -5,7 +5,7 @@ L3-Net's: Adam 1e-4, 16 examples per replica (256 on 16 GPUs), and enough
 steps for ~15k training clips to be seen many times over.
 """
 
-from l3_tf import baselines
+from l3_tf.evaluation import baselines
 
 
 def get_config() -> baselines.BaselinesConfig:

@@ -1,6 +1,6 @@
 """AVE-Net ("Objects that Sound", Arandjelovic & Zisserman 2018): the
 paper's setting with the distance fusion head instead of L3's concatenation
-(`model.fusion = "distance"`, see `l3_tf.model.distance_head`). Everything
+(`model.fusion = "distance"`, see `l3_tf.model.networks.distance_head`). Everything
 else (towers, AVC task, data, optimiser) is `paper`'s."""
 
 import dataclasses

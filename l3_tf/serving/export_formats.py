@@ -1,0 +1,687 @@
+"""The trained towers in the runtimes users deploy to: LiteRT, ONNX, .keras.
+
+`export.py` writes the SavedModel (TF Serving, Python). This module writes,
+from the same training workdir, one file per tower and format:
+
+  LiteRT (`.tflite`, run with the `ai-edge-litert` interpreter)
+    audio_tower_waveform_<q>.tflite     signature "audio_embedding"
+        waveform: float32 [batch, 48000] -> embedding_512, embedding_6144
+    audio_tower_spectrogram_<q>.tflite  signature "audio_embedding"
+        spectrogram: float32 [batch, 257, 199, 1] -> the same taps
+    vision_tower_<q>.tflite             signature "image_embedding"
+        image: uint8 [batch, 224, 224, 3] RGB, already resized and cropped
+        -> embedding_512, embedding_8192
+    <q> is the quantisation: float32, dynamic_int8 (int8 weights, float
+    activations) or int8 (full-integer: weights and activations, calibrated
+    on a representative set; float32 inputs and outputs, so callers do not
+    change).
+  ONNX (`.onnx`, opset `ONNX_OPSET`, run with onnxruntime): the same towers
+    and input / output names, float32.
+  Keras (`.keras`, `keras.saving.load_model(path)` with no custom objects):
+    audio_tower.keras, vision_tower.keras (spectrogram / [-1, 1] image in,
+    the model's dict of taps out) and avc_network.keras, with BN, for
+    fine-tuning.
+
+The output names and their widths are those of the SavedModel
+(`export.AUDIO_TAPS`, `export.IMAGE_TAPS`; W4-wide for a narrowed network).
+Converted towers have their BN folded into the convs (`export.
+batch_norm_folded`). The waveform towers compute the log-spectrogram with
+`portable_log_spectrogram`: the STFT as one strided convolution with a
+windowed DFT basis, because neither converter handles `tf.signal.stft`
+(TFLite has no complex ops; tf2onnx 1.17 fails on ComplexAbs).
+
+Every directory written here holds `export_manifest.json`: for each file,
+its format, tower, input, quantisation, signature and output sizes, and the
+workdir and checkpoint it came from. `check` reads it to compare a file with
+its source model (`python -m experiments.export --check=PATH`).
+
+The converters and runtimes are the `export` extra, imported lazily here
+and nowhere else (`require`).
+"""
+
+import dataclasses
+import importlib
+import json
+import os
+import tempfile
+from typing import Any, Callable, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l3_tf.data import audio_frontend
+from l3_tf.data import audio_params as audio_params_lib
+from l3_tf.data import image_ops
+from l3_tf.model import networks as model_lib
+from l3_tf.serving import export as export_lib
+from l3_tf.training import config as config_lib
+from l3_tf.training import workdir as workdir_lib
+
+EXTRA = "pip install 'l3_tf[export]'"
+FORMATS = ("saved_model", "litert", "onnx", "keras")
+QUANTIZATIONS = ("float32", "dynamic_int8", "int8")
+AUDIO_INPUTS = ("waveform", "spectrogram")
+# Opset 17: the oldest with every op the towers need on onnxruntime >= 1.17.
+ONNX_OPSET = 17
+MANIFEST = "export_manifest.json"
+# Pass/fail rules of `check`: float32 files as the SavedModel's own check
+# (max abs error <= FLOAT_TOLERANCE * max(1, max |reference|)); quantised
+# files by the smallest cosine similarity of an embedding row to float32.
+FLOAT_TOLERANCE = 1e-4
+MIN_COSINE = {"dynamic_int8": 0.98, "int8": 0.9}
+_TOWER_FILES = {"audio": "audio_tower", "vision": "vision_tower",
+                "avc": "avc_network"}
+
+
+class MissingExtraError(ImportError):
+  """A converter or runtime of the `export` extra is not importable."""
+
+
+def require(module: str):
+  """Imports `module` of the `export` extra, or says which extra to install.
+
+  Raises:
+    MissingExtraError: the module (or one it needs) does not import.
+  """
+  try:
+    return importlib.import_module(module)
+  except (ImportError, AttributeError) as e:
+    # AttributeError: onnx >= 1.18 imports but fails on the ml_dtypes 0.3
+    # that TF 2.16 pins (setup.py bounds onnx below 1.18 on that stack).
+    raise MissingExtraError(
+        f"{module} is needed to convert or check this format but does not "
+        f"import ({type(e).__name__}: {e}); install the extra: {EXTRA}"
+    ) from e
+
+
+# --- the front end every converter can take --------------------------------
+
+
+def dft_basis(params: audio_params_lib.AudioParams) -> np.ndarray:
+  """`[window, 2 * bins]` periodic-Hann-windowed DFT basis (real | imag).
+
+  A frame zero-padded to `fft_length` has the DFT
+  X[k] = sum_{n < window} w[n] x[n] exp(-2 pi i k n / fft_length), so the
+  padding needs no samples: the basis has `window_length_samples` rows.
+  """
+  n = np.arange(params.window_length_samples)
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * n / params.window_length_samples)
+  angle = 2 * np.pi * np.outer(n, np.arange(params.num_bins)) / params.fft_length
+  return np.concatenate([window[:, None] * np.cos(angle),
+                         -window[:, None] * np.sin(angle)],
+                        axis=1).astype(np.float32)  # [480, 514]
+
+
+def portable_log_spectrogram(
+    waveform: tf.Tensor,
+    params: audio_params_lib.AudioParams = audio_params_lib.DEFAULT
+) -> tf.Tensor:
+  """`audio_frontend.log_spectrogram` with real-valued ops only.
+
+  The STFT is one VALID convolution with `dft_basis` at stride
+  `hop_length_samples`; it matches the FFT version to float32 round-off
+  (tested: < 1e-4 in the log domain).
+
+  Args:
+    waveform: float32 `[batch, clip_samples]` in [-1, 1].
+    params: the front-end constants.
+
+  Returns:
+    float32 `[batch, 257, 199, 1]`.
+  """
+  bins = params.num_bins
+  x = tf.reshape(waveform, [-1, params.clip_samples, 1])  # [b, 48000, 1]
+  spectrum = tf.nn.conv1d(x, dft_basis(params)[:, None, :],
+                          stride=params.hop_length_samples,
+                          padding="VALID")  # [b, 199, 514]
+  real, imag = spectrum[..., :bins], spectrum[..., bins:]
+  magnitude = tf.sqrt(real * real + imag * imag)  # [b, 199, 257]
+  log_mag = params.log_scale * tf.math.log(magnitude + params.log_offset)
+  return tf.expand_dims(tf.transpose(log_mag, [0, 2, 1]), -1)  # [b, 257, 199, 1]
+
+
+# --- what each converted file computes --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Tower:
+  """One convertible tower function.
+
+  Attributes:
+    model: "audio" or "vision".
+    input: the input name ("waveform", "spectrogram" or "image").
+    signature: the LiteRT signature name (the SavedModel's for this tower).
+    spec: the input's `tf.TensorSpec` (free batch).
+    taps: the output names.
+  """
+
+  model: str
+  input: str
+  signature: str
+  spec: tf.TensorSpec
+  taps: tuple[str, ...]
+
+  @property
+  def stem(self) -> str:
+    base = _TOWER_FILES[self.model]
+    return base if self.model == "vision" else f"{base}_{self.input}"
+
+
+def towers(config: config_lib.Config) -> dict[str, Tower]:
+  """{"audio_waveform", "audio_spectrogram", "vision"} -> `Tower`."""
+  audio, crop = config.audio, config.image.crop_size
+  return {
+      "audio_waveform": Tower(
+          "audio", "waveform", export_lib.AUDIO_EMBEDDING,
+          tf.TensorSpec([None, audio.clip_samples], tf.float32, "waveform"),
+          export_lib.AUDIO_TAPS),
+      "audio_spectrogram": Tower(
+          "audio", "spectrogram", export_lib.AUDIO_EMBEDDING,
+          tf.TensorSpec([None, *audio.spectrogram_shape], tf.float32,
+                        "spectrogram"), export_lib.AUDIO_TAPS),
+      "vision": Tower(
+          "vision", "image", export_lib.IMAGE_EMBEDDING,
+          tf.TensorSpec([None, crop, crop, 3], tf.uint8, "image"),
+          export_lib.IMAGE_TAPS),
+  }
+
+
+def tower_function(avc: keras.Model, config: config_lib.Config,
+                   tower: Tower, portable: bool = True) -> Callable:
+  """The eager function a converted `tower` computes, from `avc`'s towers.
+
+  Args:
+    avc: an `avc_network` (BN folded or not).
+    config: its config.
+    tower: which tower and input.
+    portable: the waveform front end by `portable_log_spectrogram` (what
+      the converted files run) or by `audio_frontend.log_spectrogram` (what
+      the SavedModel runs: the reference).
+
+  Returns:
+    A function of the input tensor returning {tap: float32 tensor}.
+  """
+  vision, audio, _ = model_lib.towers_of(avc)
+  frontend = (portable_log_spectrogram if portable
+              else audio_frontend.log_spectrogram)
+
+  def run(x):
+    if tower.input == "waveform":
+      taps = audio(frontend(x, config.audio), training=False)
+    elif tower.input == "spectrogram":
+      taps = audio(x, training=False)
+    else:
+      image = image_ops.scale_to_symmetric_range(
+          image_ops.to_float_rgb(x))  # [b, 224, 224, 3] in [-1, 1]
+      taps = vision(image, training=False)
+    return {k: tf.cast(taps[k], tf.float32) for k in tower.taps}
+
+  return run
+
+
+def _frozen_saved_model(function: Callable, tower: Tower, path: str) -> None:
+  """Saves `function` as a variable-free SavedModel with one signature.
+
+  The TFLite converter of TF 2.16 cannot read Keras 3 variables ("missing
+  attribute 'value'"), so the weights become graph constants first.
+  """
+  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-direct-tensorflow-import
+
+  traced = tf.function(function, input_signature=[tower.spec])
+  concrete = traced.get_concrete_function()
+  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+  structure = concrete.structured_outputs
+
+  def serve(x):
+    return tf.nest.pack_sequence_as(structure, frozen(x))
+
+  module = tf.Module()
+  module.serve = tf.function(serve, input_signature=[tower.spec])
+  tf.saved_model.save(module, path, signatures={
+      tower.signature: module.serve.get_concrete_function()})
+
+
+def to_litert(function: Callable, tower: Tower, quantization: str = "float32",
+              representative: Iterable[np.ndarray] | None = None) -> bytes:
+  """Converts a tower function to a LiteRT flatbuffer.
+
+  Args:
+    function: see `tower_function`.
+    tower: its tower.
+    quantization: one of `QUANTIZATIONS`.
+    representative: for "int8", calibration inputs, each `[1, ...]` of the
+      tower's input dtype and shape (see `calibration_inputs`).
+
+  Raises:
+    ValueError: unknown quantisation, or "int8" without calibration inputs.
+  """
+  if quantization not in QUANTIZATIONS:
+    raise ValueError(f"quantization={quantization!r}; expected one of "
+                     f"{QUANTIZATIONS}")
+  if quantization == "int8" and representative is None:
+    raise ValueError("quantization='int8' needs calibration inputs "
+                     "(--calibration_dataset)")
+  with tempfile.TemporaryDirectory() as staging:
+    _frozen_saved_model(function, tower, staging)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        staging, signature_keys=[tower.signature])
+    if quantization != "float32":
+      converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "int8":
+      samples = [np.asarray(x) for x in representative]
+      if not samples:
+        raise ValueError("quantization='int8': the calibration set is empty")
+      converter.representative_dataset = lambda: (
+          {tower.input: x} for x in samples)
+    return converter.convert()
+
+
+def to_onnx(function: Callable, tower: Tower, path: str,
+            opset: int = ONNX_OPSET) -> None:
+  """Converts a tower function to ONNX with tf2onnx (input/outputs named)."""
+  tf2onnx = require("tf2onnx")
+  traced = tf.function(function, input_signature=[tower.spec])
+  tf2onnx.convert.from_function(traced, input_signature=[tower.spec],
+                                opset=opset, output_path=path)
+
+
+# --- calibration data --------------------------------------------------------
+
+
+def calibration_inputs(dataset: str, data_dir: str | None, split: str,
+                       config: config_lib.Config, num_samples: int = 64
+                       ) -> dict[str, list[np.ndarray]]:
+  """Representative tower inputs from a built video dataset's split.
+
+  Reads videos in stored order and takes, from each, consecutive 1-second
+  windows and the frame at each window's start, until `num_samples`.
+
+  Args:
+    dataset: a prepared TFDS video dataset (e.g. "video_folder/NAME").
+    data_dir: its TFDS data dir.
+    split: e.g. "train".
+    config: the model's config (front ends).
+    num_samples: inputs per tower.
+
+  Returns:
+    {"waveform": [[1, 48000] float32], "spectrogram": [[1, 257, 199, 1]],
+     "image": [[1, 224, 224, 3] uint8]}, `num_samples` each (fewer if the
+    split is shorter).
+
+  Raises:
+    input_pipeline.DatasetError: the dataset or split is not there.
+  """
+  from l3_tf.data import input_pipeline
+
+  if num_samples < 1:
+    raise ValueError(f"num_samples={num_samples} must be >= 1")
+  builder = input_pipeline.load_builder(dataset, data_dir)
+  input_pipeline.check_split(builder, split, min_videos=1)
+  window = config.audio.clip_samples
+  samples = {"waveform": [], "spectrogram": [], "image": []}
+  for video in input_pipeline.read_videos(builder, split):
+    audio = video["audio"].numpy().astype(np.float32) / 32768.0
+    times = video["frame_times"].numpy()
+    for start in range(0, audio.size - window + 1, window):
+      if len(samples["waveform"]) == num_samples or not len(times):
+        break
+      waveform = audio[None, start:start + window]  # [1, 48000]
+      frame_index = int(np.argmin(np.abs(times - start / window)))
+      frame = tf.io.decode_jpeg(video["frames"][frame_index], channels=3)
+      image = image_ops.preprocess_for_eval(frame, config.image)  # [-1, 1]
+      samples["waveform"].append(waveform)
+      samples["spectrogram"].append(audio_frontend.log_spectrogram(
+          tf.constant(waveform), config.audio).numpy())
+      samples["image"].append(np.round((image.numpy()[None] + 1) * 127.5)
+                              .clip(0, 255).astype(np.uint8))
+    if len(samples["waveform"]) == num_samples:
+      break
+  if not samples["waveform"]:
+    raise ValueError(f"{dataset}:{split} has no video of at least one "
+                     "second to calibrate on")
+  return samples
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def _read_manifest(directory: str) -> dict[str, Any] | None:
+  path = os.path.join(directory, MANIFEST)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _write_manifest(directory: str, source: dict[str, Any],
+                    config: config_lib.Config,
+                    entries: dict[str, dict[str, Any]]) -> str:
+  """Adds `entries` to the directory's manifest (one source per directory)."""
+  manifest = _read_manifest(directory) or {"format_version": 1, "files": {}}
+  if manifest.get("source", source) != source:
+    raise ValueError(
+        f"{directory} holds files converted from {manifest['source']}; write "
+        f"the conversions of {source} to another --output")
+  manifest.update(source=source, config=config_lib.to_dict(config))
+  manifest["files"].update(entries)
+  path = os.path.join(directory, MANIFEST)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(manifest, indent=2, sort_keys=True))
+  return path
+
+
+def _taps_sizes(avc: keras.Model, tower: Tower) -> dict[str, int]:
+  vision, audio, _ = model_lib.towers_of(avc)
+  model = audio if tower.model == "audio" else vision
+  return {k: int(model.output[k].shape[-1]) for k in tower.taps}
+
+
+def convert(avc: keras.Model, config: config_lib.Config, output_dir: str,
+            fmt: str, *, source: dict[str, Any],
+            audio_inputs: tuple[str, ...] = ("waveform",),
+            quantizations: tuple[str, ...] = ("float32",),
+            calibration: dict[str, list[np.ndarray]] | None = None,
+            models: tuple[str, ...] = ("audio", "vision"),
+            overwrite: bool = False) -> list[str]:
+  """Writes `avc`'s towers in one format into `output_dir`.
+
+  Args:
+    avc: the float32 `avc_network` with trained weights.
+    config: its config.
+    output_dir: where the files and `export_manifest.json` go.
+    fmt: "litert", "onnx" or "keras" (the SavedModel: `export.export`).
+    source: what the weights are, recorded for `check`: {"workdir",
+      "checkpoint", "step"}.
+    audio_inputs: the audio towers to write (litert, onnx): "waveform"
+      and / or "spectrogram".
+    quantizations: LiteRT only: any of `QUANTIZATIONS`.
+    calibration: `calibration_inputs`, needed for "int8".
+    models: litert / onnx: the towers to convert, "audio" and / or "vision".
+    overwrite: replace existing files.
+
+  Returns:
+    The paths written (without the manifest).
+
+  Raises:
+    FileExistsError: a file exists and `overwrite` is False.
+    ValueError: an unknown format, input or quantisation.
+    MissingExtraError: the format's converter is not installed.
+  """
+  if fmt not in FORMATS[1:]:
+    raise ValueError(f"format={fmt!r}; expected one of {FORMATS[1:]} "
+                     "(the SavedModel is written by export.export)")
+  for value, allowed, what in ((audio_inputs, AUDIO_INPUTS, "audio_inputs"),
+                               (quantizations, QUANTIZATIONS,
+                                "quantizations")):
+    bad = [v for v in value if v not in allowed]
+    if bad or not value:
+      raise ValueError(f"{what}={list(value)}; expected some of {allowed}")
+  if fmt != "litert" and quantizations != ("float32",):
+    raise ValueError(f"quantizations={list(quantizations)}: only LiteRT "
+                     "files are quantised")
+  if "int8" in quantizations and calibration is None:
+    raise ValueError("quantization='int8' needs calibration inputs "
+                     "(--calibration_dataset)")
+  tf.io.gfile.makedirs(output_dir)
+  entries, planned = {}, []
+  if fmt == "keras":
+    if config.model.fused_batch_norm:
+      # Keras' own BN layers (the same variables and arithmetic as the fused
+      # one, an l3_tf class): the files reload with no l3_tf import.
+      plain = model_lib.avc_network(
+          dataclasses.replace(config.model, fused_batch_norm=False),
+          config.image, config.audio)
+      plain.set_weights(avc.get_weights())
+      avc = plain
+    vision, audio, _ = model_lib.towers_of(avc)
+    for model, keras_model in (("audio", audio), ("vision", vision),
+                               ("avc", avc)):
+      name = f"{_TOWER_FILES[model]}.keras"
+      planned.append((name, keras_model))
+      entries[name] = {"format": "keras", "model": model}
+  else:
+    folded = export_lib.batch_norm_folded(avc, config) if (
+        config.model.use_batch_norm) else avc
+    # Checked before anything is written.
+    require("ai_edge_litert.interpreter" if fmt == "litert" else "tf2onnx")
+    wanted = [t for t in towers(config).values() if t.model in models
+              and (t.model == "vision" or t.input in audio_inputs)]
+    missing = [t.input for t in wanted if "int8" in quantizations
+               and t.input not in calibration]
+    if not wanted or missing:
+      raise ValueError(f"models={list(models)}: nothing to convert, or no "
+                       f"calibration inputs for {missing}")
+    for tower in wanted:
+      for quantization in (quantizations if fmt == "litert"
+                           else ("float32",)):
+        suffix = (f"_{quantization}.tflite" if fmt == "litert" else ".onnx")
+        name = tower.stem + suffix
+        planned.append((name, (tower, quantization)))
+        entries[name] = {
+            "format": fmt, "model": tower.model, "input": tower.input,
+            "signature": tower.signature, "quantization": quantization,
+            "outputs": _taps_sizes(avc, tower),
+            "batch_norm_folded": folded is not avc}
+        if fmt == "onnx":
+          entries[name]["opset"] = ONNX_OPSET
+  for name, _ in planned:
+    path = os.path.join(output_dir, name)
+    if tf.io.gfile.exists(path) and not overwrite:
+      raise FileExistsError(f"{path} exists; pass overwrite=True "
+                            "(--overwrite) to replace it")
+  written = []
+  for name, what in planned:
+    path = os.path.join(output_dir, name)
+    staging = f"{path}.tmp-{os.getpid()}"
+    if fmt == "keras":
+      what.save(staging + ".keras")
+      os.replace(staging + ".keras", path)
+    else:
+      tower, quantization = what
+      function = tower_function(folded, config, tower)
+      if fmt == "litert":
+        blob = to_litert(function, tower, quantization,
+                         calibration and calibration[tower.input])
+        with open(staging, "wb") as f:
+          f.write(blob)
+      else:
+        to_onnx(function, tower, staging)
+      os.replace(staging, path)
+    entries[name]["bytes"] = os.path.getsize(path)
+    written.append(path)
+  _write_manifest(output_dir, source, config, entries)
+  return written
+
+
+def convert_workdir(workdir: str, output_dir: str, fmt: str, *,
+                    checkpoint: str | None = None, **kwargs) -> list[str]:
+  """`convert` of a workdir's latest (or the given) checkpoint."""
+  checkpoint = checkpoint or workdir_lib.latest_checkpoint(workdir)
+  config, avc, step = workdir_lib.restore_avc_model(workdir, checkpoint)
+  source = {"workdir": os.path.abspath(workdir),
+            "checkpoint": os.path.abspath(checkpoint), "step": step}
+  return convert(avc, config, output_dir, fmt, source=source, **kwargs)
+
+
+# --- running and checking ----------------------------------------------------
+
+
+def load_runner(path: str, entry: dict[str, Any]) -> Callable:
+  """A function {input name: array} -> {output name: array} for one file."""
+  if entry["format"] == "litert":
+    interpreter = require("ai_edge_litert.interpreter").Interpreter(
+        model_path=path)
+    runner = interpreter.get_signature_runner(entry["signature"])
+    return lambda inputs: runner(**inputs)
+  if entry["format"] == "onnx":
+    ort = require("onnxruntime")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return lambda inputs: dict(zip(names, session.run(None, inputs)))
+  if entry["format"] == "keras":
+    model = keras.saving.load_model(path)
+
+    def run(inputs):
+      outputs = model(inputs, training=False)
+      if not isinstance(outputs, dict):
+        outputs = {"logits": outputs}
+      return {k: np.asarray(v) for k, v in outputs.items()}
+
+    return run
+  raise ValueError(f"{path}: format={entry['format']!r} is not one of "
+                   f"{FORMATS[1:]}")
+
+
+def generated_inputs(config: config_lib.Config, entry: dict[str, Any],
+                     batch: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+  """Inputs of one file's model: noisy tones, their spectrograms, images."""
+  reference = export_lib.reference_inputs(config, batch, seed)
+  waveform = reference["waveform"]  # [b, 48000]
+  spectrogram = audio_frontend.log_spectrogram(
+      tf.constant(waveform), config.audio).numpy()  # [b, 257, 199, 1]
+  crop = config.image.crop_size
+  image = np.random.default_rng(seed).integers(
+      0, 256, (batch, crop, crop, 3), dtype=np.uint8)
+  if entry["format"] == "keras":
+    symmetric = image.astype(np.float32) / 127.5 - 1.0
+    return {"audio": spectrogram, "vision": symmetric,
+            "avc": {"image": symmetric, "spectrogram": spectrogram}
+            }[entry["model"]]
+  return {entry["input"]: {"waveform": waveform, "spectrogram": spectrogram,
+                           "image": image}[entry["input"]]}
+
+
+def reference_outputs(avc: keras.Model, config: config_lib.Config,
+                      entry: dict[str, Any], inputs) -> dict[str, np.ndarray]:
+  """What the source Keras model (as in the SavedModel) computes."""
+  if entry["format"] == "keras":
+    vision, audio, _ = model_lib.towers_of(avc)
+    model = {"audio": audio, "vision": vision, "avc": avc}[entry["model"]]
+    outputs = model(inputs, training=False)
+    if not isinstance(outputs, dict):
+      outputs = {"logits": outputs}
+    return {k: np.asarray(v) for k, v in outputs.items()}
+  tower = next(t for t in towers(config).values()
+               if t.model == entry["model"] and t.input == entry["input"])
+  run = tower_function(avc, config, tower, portable=False)
+  return {k: v.numpy() for k, v in
+          run(tf.constant(inputs[tower.input])).items()}
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
+  return np.sum(a * b, 1) / np.maximum(
+      np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+
+
+def compare(expected: dict[str, np.ndarray], got: dict[str, np.ndarray],
+            quantization: str = "float32") -> dict[str, Any]:
+  """Per output: max abs error, smallest row cosine; and pass / fail.
+
+  Returns:
+    {"outputs": {name: {"max_error", "min_cosine", "scale"}}, "passed": bool,
+     "rule": the rule applied}.
+
+  Raises:
+    ValueError: the outputs differ in names or shapes.
+  """
+  if sorted(expected) != sorted(got):
+    raise ValueError(f"outputs {sorted(got)} but the source model has "
+                     f"{sorted(expected)}")
+  outputs, passed = {}, True
+  for name, value in expected.items():
+    other = np.asarray(got[name])
+    if other.shape != value.shape:
+      raise ValueError(f"output {name!r} has shape {other.shape}, the source "
+                       f"model {value.shape}")
+    scale = max(1.0, float(np.max(np.abs(value))))
+    error = float(np.max(np.abs(value - other)))
+    cosine = float(np.min(_row_cosines(value, other)))
+    outputs[name] = {"max_error": error, "min_cosine": cosine, "scale": scale}
+    if quantization == "float32":
+      passed &= error <= FLOAT_TOLERANCE * scale
+    else:
+      passed &= cosine >= MIN_COSINE[quantization]
+  rule = (f"max abs error <= {FLOAT_TOLERANCE:g} x max(1, max |reference|)"
+          if quantization == "float32" else
+          f"min row cosine to float32 >= {MIN_COSINE[quantization]}")
+  return {"outputs": outputs, "passed": bool(passed), "rule": rule}
+
+
+def _restore(config: config_lib.Config, checkpoint: str) -> keras.Model:
+  """The float32 `avc_network` of `config` with a checkpoint's weights."""
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  status = tf.train.Checkpoint(model=avc).restore(checkpoint)
+  status.expect_partial()
+  status.assert_existing_objects_matched()
+  return avc
+
+
+def check(path: str, checkpoint: str | None = None) -> dict[str, Any]:
+  """Loads an exported file (any format) and compares it with its source.
+
+  Args:
+    path: a SavedModel directory or a file written by `convert` (its
+      directory's `export_manifest.json` names the source checkpoint).
+    checkpoint: compare with this checkpoint instead of the recorded one
+      (e.g. the workdir moved).
+
+  Returns:
+    `compare`'s result plus "path", "format", "quantization", "checkpoint".
+
+  Raises:
+    FileNotFoundError: `path` or its manifest entry or checkpoint is missing.
+    MissingExtraError: the format's runtime is not installed.
+  """
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"--check={path!r} does not exist")
+  if export_lib.is_saved_model(path):
+    assets = export_lib.read_assets(path)
+    config = assets["config"]
+    checkpoint = checkpoint or assets["export"]["checkpoint"]
+    entry = {"format": "saved_model", "quantization": "float32"}
+  else:
+    directory, name = os.path.split(os.path.abspath(path))
+    manifest = _read_manifest(directory)
+    if manifest is None or name not in manifest["files"]:
+      raise FileNotFoundError(
+          f"{path} is not listed in {os.path.join(directory, MANIFEST)}: "
+          "check works on files written by `python -m experiments.export`")
+    entry = manifest["files"][name]
+    config = config_lib.from_dict(config_lib.Config, manifest["config"])
+    checkpoint = checkpoint or manifest["source"]["checkpoint"]
+  if not checkpoint or not tf.io.gfile.exists(checkpoint + ".index"):
+    raise FileNotFoundError(
+        f"the source checkpoint {checkpoint!r} of {path} is not there; pass "
+        "--checkpoint=PREFIX")
+  avc = _restore(config, checkpoint)
+  if entry["format"] == "saved_model":
+    inputs = export_lib.reference_inputs(config)
+    expected = export_lib.keras_reference_outputs(avc, config, inputs)
+    got = export_lib.signature_outputs(tf.saved_model.load(path).signatures,
+                                       inputs)
+    flatten = lambda d: {f"{s}/{k}": v for s, o in d.items()
+                         for k, v in o.items()}
+    result = compare(flatten(expected), flatten(got))
+  else:
+    inputs = generated_inputs(config, entry)
+    expected = reference_outputs(avc, config, entry, inputs)
+    got = load_runner(path, entry)(inputs)
+    result = compare(expected, got, entry.get("quantization", "float32"))
+  result.update(path=path, format=entry["format"], checkpoint=checkpoint,
+                quantization=entry.get("quantization", "float32"))
+  return result
+
+
+def format_check(result: dict[str, Any]) -> str:
+  """The lines `--check` prints: one per output, then PASS or FAIL."""
+  lines = [f"{result['path']} ({result['format']}, "
+           f"{result['quantization']}) against {result['checkpoint']}:"]
+  for name, o in sorted(result["outputs"].items()):
+    lines.append(f"  {name}: max abs error {o['max_error']:.3g} "
+                 f"(max |reference| {o['scale']:.3g}), min cosine "
+                 f"{o['min_cosine']:.6f}")
+  verdict = "PASS" if result["passed"] else "FAIL"
+  lines.append(f"{verdict}: {result['rule']}")
+  return "\n".join(lines)

@@ -1,0 +1,450 @@
+"""A searchable collection: every sound window and frame of a folder of
+videos in an AVE-Net's shared space, behind an approximate-nearest-neighbour
+index. The library behind `l3-search`.
+
+Layout of an index folder (`IndexDir`):
+
+  index.json        format, the model, the hop, the ANN library and settings
+  files.json        per indexed file: size, mtime, first id, item count;
+                    and the files that failed, with the reason
+  items.jsonl       one line per vector, in id order: file, modality, time
+  vectors.f32       the raw unit-norm vectors, float32 [n, dim], id order
+  audio.usearch     ANN index of the audio vectors (keys = ids)
+  image.usearch     ANN index of the image vectors
+
+Indexing is resumable: `files.json` is rewritten (atomically) after every
+file, and the raw vectors and items are appended before it, so a run that
+stops anywhere resumes where the last completed file left off (a partial
+append is cut back to what `files.json` records); the ANN indices are then
+brought up to date from the raw vectors. A file whose size and mtime are
+unchanged is skipped.
+
+The ANN library is usearch (HNSW; the `search` extra): chosen by
+measurement against faiss-cpu and hnswlib (`benchmarks/search_index.py`,
+README "Cross-modal search"). It is imported here only, lazily.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import tqdm
+
+from l3_tf.data import media
+from l3_tf.serving import embed as embed_lib
+
+AUDIO = "audio"
+IMAGE = "image"
+MODALITIES = (AUDIO, IMAGE)
+FORMAT_VERSION = 1
+INDEX_FILE = "index.json"
+FILES_FILE = "files.json"
+ITEMS_FILE = "items.jsonl"
+VECTORS_FILE = "vectors.f32"
+
+
+class SearchIndexError(ValueError):
+  """An index folder that cannot be used as asked (named in the message)."""
+
+
+def _usearch():
+  """The ANN library, imported on first use (one door, STYLE.md §18)."""
+  try:
+    from usearch import index as usearch_index  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError(
+        "l3-search needs the usearch library: pip install 'l3_tf[search]'"
+    ) from None
+  return usearch_index
+
+
+def ann_library() -> str:
+  import usearch  # pylint: disable=g-import-not-at-top
+  return f"usearch {usearch.__version__}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnSettings:
+  """HNSW settings of the ANN index (usearch's names).
+
+  Attributes:
+    connectivity: graph degree M.
+    expansion_add: candidate list size while building (efConstruction).
+    expansion_search: candidate list size while searching (ef).
+  """
+
+  connectivity: int = 16
+  expansion_add: int = 128
+  expansion_search: int = 64
+
+
+def new_ann(dim: int, settings: AnnSettings = AnnSettings()):
+  """An empty usearch index of unit vectors compared by squared L2."""
+  return _usearch().Index(ndim=dim, metric="l2sq", dtype="f32",
+                          connectivity=settings.connectivity,
+                          expansion_add=settings.expansion_add,
+                          expansion_search=settings.expansion_search)
+
+
+def _write_json(path: str, value) -> None:
+  """Writes JSON through a temporary file and a rename (never half a file)."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+@dataclasses.dataclass
+class Item:
+  """What one vector is: `file`, `modality` ("audio"/"image"), `time` s."""
+
+  file: str
+  modality: str
+  time: float
+
+
+@dataclasses.dataclass
+class Hit:
+  """One search result: the item and its Euclidean `distance` (in [0, 2])."""
+
+  file: str
+  modality: str
+  time: float
+  distance: float
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class IndexSummary:
+  """What an `index_videos` run did."""
+
+  indexed: list[str] = dataclasses.field(default_factory=list)
+  skipped: list[str] = dataclasses.field(default_factory=list)
+  failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  vectors_added: int = 0
+  seconds: float = 0.0
+  windows_per_second: float | None = None
+
+  def __str__(self) -> str:
+    rate = (f", {self.windows_per_second:.1f} windows/s"
+            if self.windows_per_second else "")
+    return (f"{len(self.indexed)} indexed, {len(self.skipped)} skipped "
+            f"(already indexed), {len(self.failed)} failed; "
+            f"{self.vectors_added} vectors added in {self.seconds:.1f} s{rate}")
+
+
+class IndexDir:
+  """An index folder (see the module docstring); opened or created."""
+
+  def __init__(self, path: str):
+    self.path = os.path.abspath(path)
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  def exists(self) -> bool:
+    return os.path.exists(self.file(INDEX_FILE))
+
+  def info(self) -> dict:
+    if not self.exists():
+      raise SearchIndexError(
+          f"{self.path} is not an l3-search index (no {INDEX_FILE}); build "
+          "one with `l3-search index VIDEOS_DIR --model=EXPORT --index=DIR`")
+    info = _read_json(self.file(INDEX_FILE))
+    if info.get("format_version") != FORMAT_VERSION:
+      raise SearchIndexError(
+          f"{self.file(INDEX_FILE)}: format_version="
+          f"{info.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    return info
+
+  def create(self, model: str, dim: int, hop_seconds: float,
+             settings: AnnSettings) -> dict:
+    os.makedirs(self.path, exist_ok=True)
+    info = {"format_version": FORMAT_VERSION, "model": os.path.abspath(model),
+            "dim": dim, "hop_seconds": hop_seconds, "metric": "euclidean",
+            "library": ann_library(), "ann": dataclasses.asdict(settings)}
+    _write_json(self.file(INDEX_FILE), info)
+    _write_json(self.file(FILES_FILE), {"files": {}, "failed": {},
+                                        "num_vectors": 0})
+    for name in (ITEMS_FILE, VECTORS_FILE):
+      open(self.file(name), "wb").close()
+    return info
+
+  def state(self) -> dict:
+    return _read_json(self.file(FILES_FILE))
+
+  def truncate_to(self, state: dict, dim: int) -> None:
+    """Cuts the raw vectors and items back to what `files.json` records
+    (the tail a run left when it stopped between appending and recording)."""
+    count = state["num_vectors"]
+    with open(self.file(VECTORS_FILE), "r+b") as f:
+      f.truncate(count * dim * 4)
+    with open(self.file(ITEMS_FILE), "rb") as f:
+      lines = f.read().split(b"\n")[:count]
+    with open(self.file(ITEMS_FILE), "wb") as f:
+      f.write(b"".join(line + b"\n" for line in lines))
+
+  def append(self, vectors: np.ndarray, items: Sequence[Item]) -> None:
+    with open(self.file(VECTORS_FILE), "ab") as f:
+      f.write(np.ascontiguousarray(vectors, np.float32).tobytes())
+    with open(self.file(ITEMS_FILE), "a") as f:
+      for item in items:
+        f.write(json.dumps(dataclasses.asdict(item)) + "\n")
+
+  def vectors(self, dim: int) -> np.ndarray:
+    """float32 [n, dim] memory map of the raw vectors."""
+    size = os.path.getsize(self.file(VECTORS_FILE))
+    if size == 0:
+      return np.zeros((0, dim), np.float32)
+    return np.memmap(self.file(VECTORS_FILE), np.float32, "r",
+                     shape=(size // (4 * dim), dim))
+
+  def items(self) -> list[Item]:
+    with open(self.file(ITEMS_FILE)) as f:
+      return [Item(**json.loads(line)) for line in f if line.strip()]
+
+  def ann_path(self, modality: str) -> str:
+    return self.file(f"{modality}.usearch")
+
+
+def video_files(folder: str) -> list[str]:
+  """Media with a picture under `folder`, recursively, in a stable order
+  (hidden folders and files left out)."""
+  root = pathlib.Path(folder)
+  if not root.is_dir():
+    raise SearchIndexError(f"videos folder {folder!r} is not a directory")
+  return [str(p) for p in sorted(root.rglob("*")) if p.is_file()
+          and p.suffix.lower() in media.VIDEO_EXTENSIONS
+          and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+
+
+def _sync_ann(index_dir: IndexDir, info: dict, items: list[Item]) -> None:
+  """Adds to each modality's ANN index the vectors it does not hold yet."""
+  vectors = index_dir.vectors(info["dim"])
+  modality = np.array([item.modality for item in items])
+  settings = AnnSettings(**info["ann"])
+  for name in MODALITIES:
+    path = index_dir.ann_path(name)
+    ann = new_ann(info["dim"], settings)
+    if os.path.exists(path):
+      ann.load(path)
+    ids = np.flatnonzero(modality == name)
+    new = ids[len(ann):] if len(ann) <= ids.size else None
+    if new is None:  # more vectors than the raw file: rebuild
+      ann = new_ann(info["dim"], settings)
+      new = ids
+    if new.size:
+      ann.add(new.astype(np.int64), np.asarray(vectors[new]), threads=0)
+    ann.save(path)
+
+
+def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
+                 index_path: str, model: str, *,
+                 hop_seconds: float = 0.5, batch_size: int = 32,
+                 settings: AnnSettings = AnnSettings(), progress: bool = True,
+                 report: Callable[[str], None] | None = None) -> IndexSummary:
+  """Embeds every video under `videos_dir` into the index at `index_path`.
+
+  Args:
+    embedder: an AVE-Net `Embedder` (it needs a shared space).
+    videos_dir: folder searched recursively for `media.VIDEO_EXTENSIONS`.
+    index_path: the index folder, created if absent, resumed otherwise.
+    model: the model's path, recorded (a resumed index must use the same).
+    hop_seconds: time between consecutive windows / frames.
+    batch_size: inputs per network call.
+    settings: HNSW settings of a new index.
+    progress: progress bar on stderr.
+    report: called with one line per failed file (default: stderr).
+
+  Returns:
+    The IndexSummary.
+
+  Raises:
+    SearchIndexError: the index was built with another model or hop.
+    ValueError: the model has no shared space (an L3 export).
+  """
+  from l3_tf.serving import export as export_lib  # pylint: disable=g-import-not-at-top
+
+  if export_lib.SHARED_AUDIO_EMBEDDING not in embedder.embedding_sizes:
+    raise ValueError(f"{model}: {export_lib.NO_SHARED_SPACE}")
+  dim = embedder.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][
+      export_lib.SHARED_OUTPUT]
+  embed_lib.hop_samples(hop_seconds, embedder.audio_params)  # validates
+  report = report or (lambda line: tqdm.tqdm.write(line, file=sys.stderr))
+  index_dir = IndexDir(index_path)
+  if index_dir.exists():
+    info = index_dir.info()
+    for key, value in (("model", os.path.abspath(model)), ("dim", dim),
+                       ("hop_seconds", hop_seconds)):
+      if info[key] != value:
+        raise SearchIndexError(
+            f"index {index_path} was built with {key}={info[key]!r}, not "
+            f"{value!r}: use another --index, or the same {key}")
+  else:
+    info = index_dir.create(model, dim, hop_seconds, settings)
+  state = index_dir.state()
+  index_dir.truncate_to(state, dim)
+  summary = IndexSummary()
+  started = time.perf_counter()
+  files = video_files(videos_dir)
+  bar = tqdm.tqdm(files, desc="l3-search index", unit="file",
+                  disable=not progress, file=sys.stderr)
+  for path in bar:
+    stat = os.stat(path)
+    key = os.path.abspath(path)
+    done = state["files"].get(key)
+    if done and done["size"] == stat.st_size and done["mtime"] == stat.st_mtime:
+      summary.skipped.append(path)
+      continue
+    if done:  # changed since: its old vectors stay, marked stale
+      report(f"CHANGED {path}: indexed again (its earlier vectors remain)")
+    try:
+      # Both in the shared space, at the timestamps of the sound windows.
+      audio, image, timestamps = embedder.embed_video(
+          path, hop_seconds=hop_seconds, audio_embedding=embed_lib.SHARED,
+          image_embedding=embed_lib.SHARED, batch_size=batch_size)
+    except Exception as e:  # one bad file must not end the run
+      reason = f"{type(e).__name__}: {e}"
+      summary.failed.append((path, reason))
+      state["failed"][key] = reason
+      report(f"FAILED {path}: {reason}")
+      _write_json(index_dir.file(FILES_FILE), state)
+      continue
+    items = ([Item(key, AUDIO, float(t)) for t in timestamps]
+             + [Item(key, IMAGE, float(t)) for t in timestamps])
+    index_dir.append(np.concatenate([audio, image]), items)
+    state["files"][key] = {"size": stat.st_size, "mtime": stat.st_mtime,
+                           "first_id": state["num_vectors"],
+                           "count": len(items)}
+    state["failed"].pop(key, None)
+    state["num_vectors"] += len(items)
+    _write_json(index_dir.file(FILES_FILE), state)
+    summary.indexed.append(path)
+    summary.vectors_added += len(items)
+    bar.set_postfix(vectors=state["num_vectors"])
+  embed_seconds = time.perf_counter() - started
+  _sync_ann(index_dir, info, index_dir.items())
+  summary.seconds = time.perf_counter() - started
+  if summary.vectors_added:
+    summary.windows_per_second = summary.vectors_added / 2 / embed_seconds
+  return summary
+
+
+class Searcher:
+  """A loaded index: `search(vector, k, modality)` -> hits."""
+
+  def __init__(self, index_path: str):
+    self.index_dir = IndexDir(index_path)
+    self.info = self.index_dir.info()
+    self.items = self.index_dir.items()
+    settings = AnnSettings(**self.info["ann"])
+    self._anns = {}
+    for name in MODALITIES:
+      path = self.index_dir.ann_path(name)
+      if os.path.exists(path):
+        ann = new_ann(self.info["dim"], settings)
+        ann.load(path)
+        self._anns[name] = ann
+
+  def __len__(self) -> int:
+    return sum(len(ann) for ann in self._anns.values())
+
+  def search(self, vector: np.ndarray, k: int = 10,
+             modality: str | None = None) -> list[Hit]:
+    """The k nearest items to a shared-space vector [dim].
+
+    Args:
+      vector: float [dim] (an `Embedder.shared_embedding` row).
+      k: how many hits.
+      modality: "audio" or "image" to search one modality; None: both,
+        merged by distance.
+
+    Raises:
+      ValueError: a bad k, modality or vector size.
+    """
+    if k < 1:
+      raise ValueError(f"k={k} must be >= 1")
+    if modality is not None and modality not in MODALITIES:
+      raise ValueError(f"modality={modality!r}; expected one of {MODALITIES}")
+    vector = np.asarray(vector, np.float32).reshape(-1)
+    if vector.size != self.info["dim"]:
+      raise ValueError(f"query vector has {vector.size} values, the index "
+                       f"{self.info['dim']}")
+    hits = []
+    for name in ([modality] if modality else MODALITIES):
+      ann = self._anns.get(name)
+      if ann is None or not len(ann):
+        continue
+      found = ann.search(vector, min(k, len(ann)))
+      for key, squared in zip(found.keys, found.distances):
+        item = self.items[int(key)]
+        hits.append(Hit(item.file, item.modality, item.time,
+                        float(np.sqrt(max(float(squared), 0.0)))))
+    hits.sort(key=lambda h: h.distance)
+    return hits[:k]
+
+
+def query_vector(embedder: embed_lib.Embedder, *, image: str | None = None,
+                 audio: str | None = None, video: str | None = None,
+                 at_seconds: float = 0.0, video_modality: str = IMAGE
+                 ) -> tuple[np.ndarray, str]:
+  """The shared-space vector of one query (exactly one of the three).
+
+  Args:
+    embedder: the index's model.
+    image: an image file (its first frame).
+    audio: a sound file (or any file with sound): the 1-second window
+      centred on `at_seconds` (zero-padded at the edges).
+    video: a video: the frame displayed at `at_seconds` (`video_modality`
+      "image") or the sound window centred there ("audio").
+    at_seconds: the query time within `audio` / `video`.
+    video_modality: which part of a video is the query.
+
+  Returns:
+    (vector [dim], "image" or "audio": the query's modality).
+
+  Raises:
+    ValueError: not exactly one query, or a bad `video_modality`.
+    media.MediaError: an unreadable file.
+  """
+  given = [x for x in (image, audio, video) if x is not None]
+  if len(given) != 1:
+    raise ValueError("give exactly one of --image, --audio, --video")
+  if video_modality not in MODALITIES:
+    raise ValueError(f"video_modality={video_modality!r}; expected one of "
+                     f"{MODALITIES}")
+  if at_seconds < 0:
+    raise ValueError(f"at_seconds={at_seconds} must be >= 0")
+  if image is not None or (video is not None and video_modality == IMAGE):
+    path = image if image is not None else video
+    frames = media.frames_at(path, [0.0 if image is not None else at_seconds],
+                             short_side=embedder.image_params.resize_short_side)
+    return embedder.shared_embedding(images=frames)[0], IMAGE
+  path = audio if audio is not None else video
+  params = embedder.audio_params
+  waveform = embed_lib.to_mono(
+      media.load_audio(path, sample_rate_hz=params.sample_rate_hz))
+  starts = embed_lib.starts_for_centres(np.array([at_seconds]), params)
+  windows = embed_lib.extract_windows(waveform, starts, params.clip_samples)
+  return embedder.shared_embedding(windows=windows)[0], AUDIO
+
+
+def format_table(hits: Iterable[Hit]) -> str:
+  """Hits as an aligned text table: rank, distance, modality, time, file."""
+  lines = [f"{'rank':>4}  {'distance':>8}  {'modality':<8}  {'time_s':>8}  file"]
+  for rank, hit in enumerate(hits, start=1):
+    lines.append(f"{rank:>4}  {hit.distance:8.4f}  {hit.modality:<8}  "
+                 f"{hit.time:8.2f}  {hit.file}")
+  return "\n".join(lines)

@@ -1,0 +1,746 @@
+"""AVC self-supervised training: a custom loop under any tf.distribute strategy.
+
+`train_and_evaluate(config, workdir, strategy)` validates the config, writes
+`<workdir>/config.json`, resumes from the latest checkpoint in
+`<workdir>/checkpoints/`, trains to `train.num_steps` and evaluates on
+`data.eval_split` (writing `<workdir>/eval_<split>.json`).
+
+Checkpoints hold `model`, `optimizer` (built before restoring, so that its
+slots are restored), `step` and `data_seed`. The input pipeline is not
+checkpointed (its shuffle buffer holds up to `data.shuffle_videos` whole
+videos); instead each run seeds it from (train.seed, the step it starts
+at), so a resumed run draws new pairs rather than replaying the ones the
+interrupted run already trained on; `data_seed` records that seed.
+Checkpoints are written every `train.checkpoint_every_steps` and on exit,
+including Ctrl-C and SIGTERM (the step in progress finishes first).
+
+TensorBoard (`<workdir>/train`, `<workdir>/eval`): loss, regularisation,
+accuracy, learning rate, pairs/s, and input pairs as images (frame beside
+its spectrogram) under tags naming their label.
+"""
+
+import dataclasses
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l3_tf.data import bad_records
+from l3_tf.data import data_service
+from l3_tf.data import input_pipeline
+from l3_tf.model import networks as model_lib
+from l3_tf.model import precision as precision_lib
+from l3_tf.platform import cpu_features
+from l3_tf.platform import filesystems
+from l3_tf.training import distribute
+from l3_tf.training import evaluate as evaluate_lib
+from l3_tf.training import progress as progress_lib
+from l3_tf.training import workdir as workdir_lib
+
+
+class TrainingDiverged(RuntimeError):
+  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient.
+
+  None of them was applied; a checkpoint of the last good step was written.
+  """
+
+  def __init__(self, step: int, bad_steps: int, checkpoint: str | None):
+    super().__init__(
+        f"training diverged at step {step}: {bad_steps} consecutive steps had "
+        "a non-finite loss or gradient and were not applied (limit "
+        f"train.max_bad_steps); last good checkpoint {checkpoint}")
+    self.step = step
+    self.checkpoint = checkpoint
+
+
+class TrainingInterrupted(Exception):
+  """Training stopped early (signal or Ctrl-C); a checkpoint was written."""
+
+  def __init__(self, step: int, reason: str):
+    super().__init__(f"training interrupted by {reason} at step {step}; "
+                     "checkpoint written, rerun the same command to resume")
+    self.step = step
+    self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What `check_config` resolved: batch sizes and the dataset."""
+
+  batch_size_per_replica: int
+  global_batch_size: int
+  num_replicas: int
+  num_workers: int
+  train_videos: int
+  eval_videos: int
+  builder: object = dataclasses.field(repr=False, compare=False)
+
+
+def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
+  """Checks a config before anything runs; names the first problem found.
+
+  Raises:
+    ValueError: (including `input_pipeline.DatasetError`) a bad value, a
+      batch that does not split over the replicas, a missing dataset or
+      split, or too few videos to form negatives.
+  """
+  train, data = config.train, config.data
+  for where, value in (("train.num_steps", train.num_steps),
+                       ("train.checkpoint_every_steps",
+                        train.checkpoint_every_steps),
+                       ("train.keep_checkpoints", train.keep_checkpoints),
+                       ("train.log_every_steps", train.log_every_steps),
+                       ("train.max_bad_steps", train.max_bad_steps),
+                       ("data.shuffle_videos", data.shuffle_videos),
+                       ("data.pairs_per_video", data.pairs_per_video),
+                       ("data.eval_num_pairs", data.eval_num_pairs),
+                       ("data.eval_batch_size", data.eval_batch_size)):
+    if value <= 0:
+      raise ValueError(f"{where}={value} must be > 0")
+  if train.learning_rate <= 0:
+    raise ValueError(f"train.learning_rate={train.learning_rate} must be > 0")
+  precision_lib.resolve(train)
+  if train.steps_per_loop <= 0:
+    raise ValueError(f"train.steps_per_loop={train.steps_per_loop} must be > 0")
+  if data.service_address is not None:
+    data_service.split_address(data.service_address)  # names a bad address
+  if not 0 <= train.audio_gain_max < 1:
+    raise ValueError(f"train.audio_gain_max={train.audio_gain_max} must be "
+                     "in [0, 1)")
+  if data.group_videos < 3:
+    raise ValueError(
+        f"data.group_videos={data.group_videos} must be >= 3: a group of 2 "
+        "can hold the same video twice across an epoch boundary")
+  bad_records.check_on_bad_record(data.on_bad_record)
+  if data.eval_num_pairs % 2:
+    raise ValueError(f"data.eval_num_pairs={data.eval_num_pairs} must be "
+                     "even (a balanced set)")
+  per_replica, global_batch = distribute.batch_sizes(
+      train.batch_size_per_replica, train.global_batch_size, num_replicas)
+  if per_replica % 2:
+    raise ValueError(
+        f"the batch per replica is {per_replica} (global {global_batch} over "
+        f"{num_replicas} replicas); it must be even so that every batch "
+        "holds as many positives as negatives")
+  builder = input_pipeline.load_builder(data.dataset, data.data_dir)
+  train_videos = input_pipeline.check_split(builder, data.train_split,
+                                            min_videos=2 * num_workers)
+  eval_videos = input_pipeline.check_split(builder, data.eval_split)
+  return Plan(per_replica, global_batch, num_replicas, num_workers,
+              train_videos, eval_videos, builder)
+
+
+def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
+  """What a run will do, in a few lines (logged before anything else).
+
+  Raises:
+    ValueError: the batch does not split over the replicas.
+  """
+  train_cfg, data = config.train, config.data
+  replicas = strategy.num_replicas_in_sync
+  workers = distribute.num_workers(strategy)
+  per_replica, global_batch = distribute.batch_sizes(
+      train_cfg.batch_size_per_replica, train_cfg.global_batch_size, replicas)
+  precision = ("mixed_bfloat16 (bfloat16 compute, float32 variables)"
+               if train_cfg.mixed_precision else "float32")
+  batch_norm = (config.model.batch_norm if config.model.use_batch_norm
+                else "none (BN-free variant)")
+  source = (f"tf.data service at {data.service_address} (per-worker seeds)"
+            if data.service_address else
+            f"local, {workers} input pipeline(s) (one per worker)")
+  lines = [
+      f"config {config.name!r}: {train_cfg.num_steps} steps",
+      f"strategy: {distribute.strategy_name(strategy)}, {replicas} replica(s) on "
+      f"{workers} worker(s)",
+      f"batch: {per_replica} pairs per replica x {replicas} = {global_batch} "
+      "per step",
+      f"model: width x {config.model.width_multiplier:g}, batch norm "
+      f"{batch_norm}",
+      f"precision: {precision}",
+      f"XLA (train.jit_compile): {'on' if train_cfg.jit_compile else 'off'}",
+      f"steps per loop: {train_cfg.steps_per_loop}",
+      f"input: {data.dataset!r} split {data.train_split!r}, {source}",
+  ]
+  return "plan:\n  " + "\n  ".join(lines)
+
+
+def pipeline_seed(seed: int, start_step: int) -> int:
+  """The input-pipeline seed of a run that starts at `start_step`."""
+  return input_pipeline.derive_seed(seed, start_step)
+
+
+def steps_in_next_loop(step: int, train_cfg) -> int:
+  """Steps the next call runs: up to `steps_per_loop`, never past a boundary.
+
+  A loop ends on every multiple of the logging, checkpoint and evaluation
+  periods and on `num_steps`, so that they (and SIGTERM, checked between
+  calls) happen exactly where they would one step at a time. A step that
+  writes pair images runs on its own (the images need its batch here).
+  """
+  count = min(train_cfg.steps_per_loop, train_cfg.num_steps - step)
+  for period in (train_cfg.log_every_steps, train_cfg.checkpoint_every_steps,
+                 train_cfg.eval_every_steps):
+    if period:
+      count = min(count, period - step % period)
+  images_every = train_cfg.summary_images_every_steps
+  if images_every and count > 1:
+    for n in range(1, count + 1):
+      if (step + n) % images_every == 0 or step + n == 1:
+        # Loop up to the step before it; that step alone comes next.
+        return max(1, n - 1)
+  return max(1, count)
+
+
+class _StopFlag:
+  """Turns SIGTERM into a request to stop after the current step."""
+
+  def __init__(self):
+    self.reason = None
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.reason = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def pair_images(features, labels, max_pairs: int) -> dict[str, tf.Tensor]:
+  """Frame | spectrogram images of a batch, by label, for TensorBoard.
+
+  Returns:
+    {"pairs/label_1_corresponds": [n, 224, 224 + 4 + 199, 3], and
+     "pairs/label_0_not": ...} with values in [0, 1]; the spectrogram is
+    min-max scaled per pair and drawn with low frequencies at the bottom.
+  """
+  image = (tf.cast(features["image"], tf.float32) + 1.0) / 2.0  # [b, 224, 224, 3]
+  spec = tf.cast(features["spectrogram"], tf.float32)  # [b, 257, 199, 1]
+  low = tf.reduce_min(spec, axis=[1, 2, 3], keepdims=True)
+  high = tf.reduce_max(spec, axis=[1, 2, 3], keepdims=True)
+  spec = tf.math.divide_no_nan(spec - low, high - low)[:, ::-1]  # low freq at bottom
+  height = image.shape[1]
+  spec = tf.image.resize(spec, [height, spec.shape[2]])  # [b, 224, 199, 1]
+  spec = tf.image.grayscale_to_rgb(spec)
+  gap = tf.ones_like(image[:, :, :4])  # [b, 224, 4, 3] white separator
+  tiles = tf.concat([image, gap, spec], axis=2)  # [b, 224, 427, 3]
+  labels = tf.reshape(labels, [-1])
+  return {
+      "pairs/label_1_corresponds": tf.boolean_mask(tiles, labels == 1)[:max_pairs],
+      "pairs/label_0_not": tf.boolean_mask(tiles, labels == 0)[:max_pairs],
+  }
+
+
+def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
+                   ) -> tf.Tensor:
+  """True (bool scalar, the same on every replica) when a step may be applied.
+
+  A step is bad when its loss or any gradient is not finite on any replica;
+  it is then skipped, so no NaN or inf ever reaches the weights, the
+  optimizer's moments or a checkpoint. With `check_grads=False` only the
+  loss is checked: a `LossScaleOptimizer` skips its own gradient overflows
+  (normal in float16) and lowers its scale, which must not count as bad.
+  """
+  finite = tf.reduce_all(tf.math.is_finite(loss))
+  if check_grads:
+    for grad in grads:
+      if grad is not None:
+        finite &= tf.reduce_all(tf.math.is_finite(grad))
+  context = tf.distribute.get_replica_context()
+  if context is not None and context.num_replicas_in_sync > 1:
+    bad_replicas = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      tf.cast(~finite, tf.float32))
+    finite = bad_replicas < 0.5
+  return finite
+
+
+def make_train_step(model: keras.Model, optimizer, strategy,
+                    global_batch_size: int, step: tf.Variable,
+                    jit_compile: bool = False, loop: bool = False):
+  """The synchronous training step: `(features, labels) -> metrics`.
+
+  Each replica averages its pairs' cross-entropy over the *global* batch and
+  adds its share (1 / replicas) of the weight decay; the optimizer sums the
+  replicas' gradients, so N replicas of b pairs take the same step as one
+  device with N x b pairs.
+
+  Args:
+    model: the `avc_network`, built under `strategy.scope()`.
+    optimizer: a Keras optimizer built under the same scope.
+    strategy: the tf.distribute strategy.
+    global_batch_size: pairs per step over all replicas.
+    step: int64 variable incremented once per step.
+    jit_compile: compile each replica's forward and backward pass with XLA
+      (the optimizer's update runs outside the compiled cluster).
+    loop: return `train_loop(iterator, num_steps)` instead, which runs
+      `num_steps` steps in one call (a `tf.range` loop, each step reading
+      `next(iterator)` of a distributed iterator) and returns the metrics
+      averaged over its good steps (`train.steps_per_loop`).
+
+  A step whose loss or any gradient is not finite is not applied (nor its
+  BN statistics updates) and does not advance `step` (see
+  `step_is_finite`); its "bad_steps" metric is 1.
+
+  Returns:
+    A tf.function taking distributed (or plain, one replica) features and
+    int32 labels, returning {"loss": data loss, "regularization",
+    "accuracy"} reduced over the global batch, "bad_steps" (0 or 1) and
+    "good_steps" (1 - bad_steps). `train_loop`: the same keys, the metrics
+    averaged over the loop's good steps, "good_steps" counted and
+    "bad_steps" the bad steps in a row at the loop's end.
+  """
+  check_grads = not isinstance(optimizer,
+                               keras.optimizers.LossScaleOptimizer)
+
+  # Forward and backward; the update stays outside so that XLA can compile
+  # this part under any strategy (an update inside an XLA cluster needs a
+  # cross-replica merge, which XLA cannot compile under MirroredStrategy).
+  def gradients(features, labels):
+    with tf.GradientTape() as tape:
+      logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
+      per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=labels, logits=logits)  # [b]
+      loss = tf.nn.compute_average_loss(per_pair,
+                                        global_batch_size=global_batch_size)
+      regularization = (tf.add_n(model.losses) if model.losses
+                        else tf.constant(0.0))
+      regularization = tf.nn.scale_regularization_loss(regularization)
+      total = loss + regularization
+      # Scaled by a float16 run's LossScaleOptimizer (which unscales the
+      # gradients in apply_gradients and skips overflowing steps itself);
+      # unchanged otherwise.
+      scaled_total = optimizer.scale_loss(total)
+    grads = tape.gradient(scaled_total, model.trainable_variables)
+    return grads, logits, loss, regularization, total
+
+  if jit_compile:
+    gradients = tf.function(gradients, jit_compile=True)
+
+  def replica_step(features, labels):
+    # The forward pass updates the BN moving statistics: kept to undo a bad
+    # step (small: a few vectors per layer).
+    state = [tf.identity(v) for v in model.non_trainable_variables]
+    grads, logits, loss, regularization, total_loss = gradients(features,
+                                                                labels)
+    good = step_is_finite(total_loss, grads, check_grads)
+    correct = tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
+        tf.float32))
+    return loss, regularization, correct, grads, state, tf.cast(good, tf.int64)
+
+  def replica_apply(grads):
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+  def replica_undo(state):
+    for variable, value in zip(model.non_trainable_variables, state):
+      variable.assign(value)
+
+  def total(value):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+  @tf.function
+  def train_step(features, labels):
+    loss, regularization, correct, grads, state, good = strategy.run(
+        replica_step, args=(features, labels))
+    # Every replica agrees on `good` (all-reduced in `step_is_finite`). The
+    # branch runs in cross-replica context: MirroredStrategy cannot
+    # aggregate gradients inside a replica's tf.cond.
+    good = strategy.experimental_local_results(good)[0]
+    tf.cond(good > 0,
+            lambda: strategy.run(replica_apply, args=(grads,)),
+            lambda: strategy.run(replica_undo, args=(state,)))
+    step.assign_add(good)
+    return {"loss": total(loss), "regularization": total(regularization),
+            "accuracy": total(correct) / global_batch_size,
+            "bad_steps": 1 - good, "good_steps": good}
+
+  if not loop:
+    return train_step
+
+  @tf.function
+  def train_loop(iterator, num_steps):
+    sums = {"loss": 0.0, "regularization": 0.0, "accuracy": 0.0}
+    sums = {key: tf.constant(value) for key, value in sums.items()}
+    good_steps = tf.constant(0, tf.int64)
+    bad_in_a_row = tf.constant(0, tf.int64)
+    for _ in tf.range(num_steps):
+      metrics = train_step(*next(iterator))
+      good = metrics["good_steps"] > 0
+      # A skipped step's metrics may be NaN: they are left out of the sums.
+      sums = {key: sums[key] + tf.where(good, metrics[key], 0.0)
+              for key in sums}
+      good_steps += metrics["good_steps"]
+      bad_in_a_row = tf.where(good, tf.constant(0, tf.int64),
+                              bad_in_a_row + 1)
+    denominator = tf.cast(tf.maximum(good_steps, 1), tf.float32)
+    averaged = {key: value / denominator for key, value in sums.items()}
+    return {**averaged, "good_steps": good_steps, "bad_steps": bad_in_a_row}
+
+  return train_loop
+
+
+class WorkerCheckpoints:
+  """Saves and resumes a run's `tf.train.Checkpoint` under any strategy.
+
+  Every worker saves (the multi-worker contract: saving is collective); only
+  the chief's copy lands in `<workdir>/checkpoints`, the other workers write
+  to a scratch folder that `close` removes. Resuming reads the workdir's
+  latest checkpoint on every worker.
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, workdir: str,
+               strategy: tf.distribute.Strategy, max_to_keep: int):
+    self.checkpoint = checkpoint
+    self.workdir = workdir
+    self._scratch = None
+    directory = workdir_lib.checkpoint_dir(workdir)
+    if not distribute.is_chief(strategy):
+      self._scratch = tempfile.mkdtemp(
+          prefix=f"l3_ckpt_{distribute.worker_name(strategy)}_")
+      directory = self._scratch
+    self._manager = tf.train.CheckpointManager(checkpoint, directory,
+                                               max_to_keep=max_to_keep)
+
+  def latest(self) -> str | None:
+    return workdir_lib.latest_checkpoint(self.workdir)
+
+  def restore(self) -> str | None:
+    """Restores the latest checkpoint of the workdir; returns it (or None)."""
+    latest = self.latest()
+    if latest is not None:
+      self.checkpoint.restore(latest).assert_consumed()
+    return latest
+
+  def save(self, step: int) -> str | None:
+    return self._manager.save(checkpoint_number=step)
+
+  def close(self):
+    if self._scratch:
+      shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class _Trainer:
+  """The model, optimizer, checkpoint and step function of one run."""
+
+  def __init__(self, config, strategy, plan: Plan, workdir: str,
+               prepare_model=None):
+    self.config = config
+    self.strategy = strategy
+    self.plan = plan
+    self.chief = distribute.is_chief(strategy)
+    with strategy.scope():
+      keras.utils.set_random_seed(config.train.seed)
+      self.model = model_lib.avc_network(config.model, config.image,
+                                         config.audio)
+      if prepare_model is not None:  # before restoring: a resume wins
+        prepare_model(self.model)
+      self.optimizer = precision_lib.wrap_optimizer(
+          keras.optimizers.Adam(config.train.learning_rate),
+          precision_lib.resolve(config.train), config.train)
+      # Built now: restoring into an unbuilt Keras 3 optimizer silently
+      # drops its slot variables.
+      self.optimizer.build(self.model.trainable_variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.data_seed = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                   name="data_seed")
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, step=self.step,
+        data_seed=self.data_seed)
+    self.checkpoints = WorkerCheckpoints(
+        self.checkpoint, workdir, strategy, config.train.keep_checkpoints)
+    self.train_step = make_train_step(
+        self.model, self.optimizer, strategy, plan.global_batch_size,
+        self.step, jit_compile=config.train.jit_compile)
+    self.train_loop = None
+    if config.train.steps_per_loop > 1:
+      self.train_loop = make_train_step(
+          self.model, self.optimizer, strategy, plan.global_batch_size,
+          self.step, jit_compile=config.train.jit_compile, loop=True)
+
+  def restore(self) -> int:
+    """Restores the workdir's latest checkpoint, if any; returns the step."""
+    precision_lib.check_resume(self.checkpoints.latest(), self.optimizer)
+    if self.checkpoints.restore() is not None:
+      logging.info("resumed from %s (step %d)",
+                   self.checkpoints.latest(), int(self.step.numpy()))
+    return int(self.step.numpy())
+
+  def save(self) -> str | None:
+    return self.checkpoints.save(int(self.step.numpy()))
+
+  def close(self):
+    self.checkpoints.close()
+
+  def learning_rate(self) -> float:
+    return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+def _summary_writer(path: str, chief: bool):
+  return (tf.summary.create_file_writer(path) if chief
+          else tf.summary.create_noop_writer())
+
+
+def train_and_evaluate(config, workdir: str,
+                       strategy: tf.distribute.Strategy | None = None,
+                       prepare_model=None) -> dict:
+  """Trains the AVC network to `config.train.num_steps`, then evaluates it.
+
+  Args:
+    config: an `l3_tf.training.config.Config`.
+    workdir: where config.json, checkpoints/, summaries and eval JSON go.
+    strategy: default the current (default: one device) strategy.
+    prepare_model: optional `f(avc_network)` called once the model is built
+      (under the strategy's scope, before the optimizer is built and any
+      checkpoint restored), e.g. to load trunks and freeze them
+      (`l3_tf.evaluation.baselines`, supervised pretraining).
+
+  Returns:
+    {"step", "start_step", "wall_seconds" (of the training loop),
+     "steps_per_second", "pairs_per_second" (both without the first,
+     tracing step), "last_train_metrics", "skipped_records" (records left
+     out under data.on_bad_record="skip"), "eval" (the chief's
+     `evaluate_workdir` results; None on other workers)}.
+
+  Raises:
+    ValueError: bad configuration (see `check_config`), before any work.
+    workdir_lib.WorkdirLocked: another live process trains in `workdir`.
+    TrainingInterrupted: SIGTERM or Ctrl-C; a checkpoint of the last
+      finished step was written first.
+    TrainingDiverged: `train.max_bad_steps` consecutive steps with a
+      non-finite loss or gradient (none applied); a checkpoint of the last
+      good step was written first.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  filesystems.prepare(workdir, "workdir")
+  logging.info("%s", describe_plan(config, strategy))
+  plan = check_config(config, strategy.num_replicas_in_sync,
+                      distribute.num_workers(strategy))
+  chief = distribute.is_chief(strategy)
+  # One writer per workdir: fails at once if another live trainer holds it.
+  lock = workdir_lib.WorkdirLock(workdir) if chief else None
+  if chief:
+    workdir_lib.write_config(workdir, config)
+  precision = precision_lib.resolve(config.train)
+  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+    cpu_features.warn_if_bf16_is_slow(precision)
+  trainer = None
+  try:
+    with precision_lib.policy_scope(precision):
+      trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
+      result = _run(config, workdir, strategy, plan, trainer)
+  finally:
+    if trainer is not None:
+      trainer.close()
+    if lock is not None:
+      lock.release()
+  if chief:
+    # The same path as experiments.eval_avc: a float32 model restored from
+    # the checkpoint just written.
+    results = evaluate_lib.evaluate_workdir(workdir)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "eval"))
+    with writer.as_default(step=results["step"]):
+      for key in ("accuracy", "loss"):
+        tf.summary.scalar(key, results[key])
+    writer.close()
+    result["eval"] = results
+  return result
+
+
+def _count_bad_steps(bad_steps: int, metrics: dict, num_steps: int,
+                     step: int) -> int:
+  """Consecutive bad (skipped) steps after a call that ran `num_steps`.
+
+  `metrics` of `train_step` or `train_loop`: "good_steps" applied, and
+  "bad_steps" in a row at the end of the call.
+  """
+  good = int(metrics["good_steps"])
+  trailing = int(metrics["bad_steps"])
+  in_a_row = trailing if good else bad_steps + trailing
+  if num_steps - good:
+    logging.warning("%d of %d step(s) up to step %d had a non-finite loss or "
+                    "gradient: not applied (%d in a row)", num_steps - good,
+                    num_steps, step, in_a_row)
+  return in_a_row
+
+
+def _skip_bad_records(config, plan: Plan, skip_log, step: int, error) -> dict:
+  """Logs the damaged records `error` came from; what to read instead."""
+  split = config.data.train_split
+  bad = bad_records.locate_any(plan.builder, split, error)
+  if not bad or all(b in skip_log.skipped for b in bad):
+    raise bad_records.error_for(plan.builder, split, error) from None
+  skip_log.add(step, split, bad)
+  logging.warning("skipping %d unreadable record(s) of split %r (%d so far, "
+                  "listed in %s): %s", sum(b.records_skipped for b in bad),
+                  split, skip_log.count, skip_log.path,
+                  "; ".join(b.describe() for b in bad))
+  without = bad_records.split_without(split, skip_log.skipped)
+  return {"config": dataclasses.replace(config, data=dataclasses.replace(
+              config.data, train_split=without)),
+          "seed": input_pipeline.derive_seed(config.train.seed, step,
+                                             len(skip_log.skipped))}
+
+
+def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
+  train_cfg = config.train
+  chief = trainer.chief
+  start_step = trainer.restore()
+  seed = pipeline_seed(train_cfg.seed, start_step)
+  trainer.data_seed.assign(seed)
+  logging.info("%s: start at step %d of %d, %d replica(s) x %d = %d pairs "
+               "per step, pipeline seed %d", distribute.worker_name(strategy),
+               start_step, train_cfg.num_steps, plan.num_replicas,
+               plan.batch_size_per_replica, plan.global_batch_size, seed)
+
+  # What is read: with data.on_bad_record="skip", the split without the
+  # damaged records met so far, and a new seed after each.
+  reading = {"config": config, "seed": seed}
+
+  def dataset_fn(context: tf.distribute.InputContext):
+    batch = context.get_per_replica_batch_size(plan.global_batch_size)
+    return input_pipeline.train_dataset(
+        reading["config"], batch, context, seed=reading["seed"],
+        builder=plan.builder,
+        service_address=reading["config"].data.service_address)
+
+  train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
+  eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
+  skip_log = bad_records.SkipLog(workdir if chief else None, train_writer)
+  step = start_step
+  last_saved = start_step if start_step else -1
+  window = {"loss": [], "regularization": [], "accuracy": []}
+  window_seconds, window_steps = 0.0, 0
+  timed_seconds, timed_steps = 0.0, 0
+  loop_started = time.perf_counter()
+  traced = set()
+  last_metrics = {}
+  interrupted = None
+  diverged = None
+  bad_steps = 0  # consecutive
+
+  with _StopFlag() as stop, progress_lib.StepProgress(
+      train_cfg.num_steps, start_step, plan.global_batch_size,
+      enabled=None if chief else False) as progress:
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    try:
+      while step < train_cfg.num_steps and stop.reason is None:
+        started = time.perf_counter()
+        loop_steps = steps_in_next_loop(step, train_cfg)
+        try:
+          if loop_steps > 1:  # several steps in one call, no batch seen here
+            features = labels = None
+            metrics = trainer.train_loop(iterator, tf.constant(loop_steps))
+          else:
+            features, labels = next(iterator)
+            metrics = trainer.train_step(features, labels)
+        except (StopIteration, tf.errors.OutOfRangeError):
+          raise input_pipeline.DatasetError(
+              f"split {config.data.train_split!r} of {config.data.dataset!r} "
+              "gave no pairs: none of its videos (in this worker's shard) "
+              "has >= 1 s of audio around a frame") from None
+        except (tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError) as e:
+          if not bad_records.is_bad_input(e):  # a damaged shard or frame
+            raise
+          step = int(trainer.step.numpy())
+          if config.data.on_bad_record == "fail":
+            if step != last_saved and step > 0:
+              trainer.save()  # the last good step first
+              last_saved = step
+            raise bad_records.error_for(plan.builder, config.data.train_split,
+                                        e) from None
+          reading.update(_skip_bad_records(config, plan, skip_log, step, e))
+          iterator = iter(strategy.distribute_datasets_from_function(
+              dataset_fn))
+          continue
+        step = int(trainer.step.numpy())
+        elapsed = time.perf_counter() - started
+        good_steps = int(metrics["good_steps"])
+        bad_steps = _count_bad_steps(bad_steps, metrics, loop_steps, step)
+        if bad_steps >= train_cfg.max_bad_steps:
+          diverged = bad_steps
+          break
+        if not good_steps:
+          continue  # nothing was applied: no logs, no checkpoint
+        for key in window:
+          window[key].extend([float(metrics[key])] * good_steps)
+        progress.update(step, elapsed, window["loss"][-1])
+        # The first call of each function traces it: keep it out of the rates.
+        kind = "loop" if loop_steps > 1 else "step"
+        if kind in traced:
+          timed_seconds += elapsed
+          timed_steps += loop_steps
+          window_seconds += elapsed
+          window_steps += loop_steps
+        traced.add(kind)
+        if step % train_cfg.log_every_steps == 0 or step == train_cfg.num_steps:
+          last_metrics = {key: float(np.mean(values))
+                          for key, values in window.items()}
+          last_metrics["learning_rate"] = trainer.learning_rate()
+          if window_steps:
+            last_metrics["pairs_per_second"] = (
+                plan.global_batch_size * window_steps / window_seconds)
+          with train_writer.as_default(step=step):
+            for key, value in last_metrics.items():
+              tf.summary.scalar(key, value)
+          logging.info("step %d: %s", step, {k: round(v, 4) for k, v in
+                                             last_metrics.items()})
+          window = {key: [] for key in window}
+          window_seconds, window_steps = 0.0, 0
+        images_every = train_cfg.summary_images_every_steps
+        if (images_every and (step % images_every == 0 or step == 1) and chief
+            and features is not None):
+          local = strategy.experimental_local_results
+          with train_writer.as_default(step=step):
+            for tag, images in pair_images(local(features)[0], local(labels)[0],
+                                           train_cfg.summary_images).items():
+              tf.summary.image(tag, images, max_outputs=train_cfg.summary_images,
+                               description="left: frame, right: log-spectrogram")
+        if step % train_cfg.checkpoint_every_steps == 0:
+          trainer.save()
+          last_saved = step
+        if (train_cfg.eval_every_steps and step % train_cfg.eval_every_steps == 0
+            and step < train_cfg.num_steps and chief):
+          results = evaluate_lib.evaluate_model(trainer.model, config,
+                                                builder=plan.builder)
+          with eval_writer.as_default(step=step):
+            for key in ("accuracy", "loss"):
+              tf.summary.scalar(key, results[key])
+          logging.info("step %d eval on %s: accuracy %.4f", step,
+                       results["split"], results["accuracy"])
+    except KeyboardInterrupt:
+      interrupted = "KeyboardInterrupt"
+    interrupted = interrupted or stop.reason
+    step = int(trainer.step.numpy())
+    if step != last_saved and step > 0:
+      trainer.save()
+    train_writer.flush()
+    if interrupted:
+      raise TrainingInterrupted(step, interrupted)
+    if diverged:
+      raise TrainingDiverged(step, diverged, trainer.checkpoints.latest())
+
+  return {
+      "step": step,
+      "start_step": start_step,
+      "wall_seconds": time.perf_counter() - loop_started,
+      "steps_per_second": timed_steps / timed_seconds if timed_seconds else None,
+      "pairs_per_second": (plan.global_batch_size * timed_steps / timed_seconds
+                           if timed_seconds else None),
+      "last_train_metrics": last_metrics,
+      "skipped_records": skip_log.count,
+      "eval": None,
+  }

@@ -1,0 +1,1 @@
+"""The test suite; its helpers are imported as `from tests import testing`."""

@@ -1,0 +1,226 @@
+"""Sound-classification transfer end to end: builder -> Embedder -> SVMs.
+
+A small generated labelled set in the ESC-10 layout (4 classes of distinct
+sounds x 5 folds x 2 clips) goes through the real dataset builder, the real
+feature path (`embed.Embedder` on a 1/16-width random network) and the protocol.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from l3_tf.evaluation import audio_transfer
+from l3_tf.evaluation import records
+from l3_tf.evaluation import transfer
+from tests import testing
+
+RATE = 44100
+CLASSES = ("001 - Low hum", "002 - Hiss", "003 - High beeps", "004 - Chirp")
+SECONDS = 2.5  # 2 sub-clips at hop 1 s, 3 at hop 0.5 s... (1 + (2.5-1)/hop)
+
+
+def _sound(kind: int, seed: int) -> np.ndarray:
+  """Four kinds of sound with random pitch / level jitter per clip."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(SECONDS * RATE)) / RATE
+  jitter = rng.uniform(0.9, 1.1)
+  if kind == 0:  # low harmonic hum
+    wave = sum(np.sin(2 * np.pi * 110 * jitter * h * t) / h for h in (1, 2, 3))
+  elif kind == 1:  # broadband hiss
+    wave = rng.standard_normal(t.size)
+  elif kind == 2:  # high beeps, 4 per second
+    wave = np.sin(2 * np.pi * 3500 * jitter * t) * (np.sin(2 * np.pi * 4 * t) > 0)
+  else:  # rising chirp, repeating every 0.5 s
+    phase = np.cumsum(2 * np.pi * (500 + 3000 * ((t * 2) % 1)) * jitter) / RATE
+    wave = np.sin(phase)
+  wave = wave / np.max(np.abs(wave))
+  level = rng.uniform(0.2, 0.5)
+  return (level * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_sound_set(root) -> int:
+  """ESC-10 layout: 4 classes x 5 folds x 2 clips; returns the clip count."""
+  count = 0
+  for kind, folder in enumerate(CLASSES):
+    os.makedirs(os.path.join(root, folder))
+    for fold in range(1, 6):
+      for take in "AB":
+        testing.write_audio(os.path.join(root, folder,
+                                         f"{fold}-{kind}{fold}-{take}.wav"),
+                            _sound(kind, seed=100 * kind + 10 * fold + ord(take)),
+                            RATE)
+        count += 1
+  return count
+
+
+@pytest.fixture(scope="module")
+def sound_set(tmp_path_factory):
+  root = tmp_path_factory.mktemp("sounds")
+  manual = root / "manual"
+  num_clips = write_sound_set(manual)
+  data_dir = str(root / "tfds")
+  builder = audio_transfer.prepare_dataset("esc10", data_dir, str(manual))
+  return {"root": root, "manual": manual, "builder": builder,
+          "data_dir": data_dir, "num_clips": num_clips}
+
+
+@pytest.fixture(scope="module")
+def random_weights():
+  return audio_transfer.load_weights("random", testing.tiny_config(1 / 16))
+
+
+def test_prepared_dataset_is_reused_without_manual_dir(sound_set):
+  again = audio_transfer.prepare_dataset("esc10", sound_set["data_dir"])
+  assert again.info.splits["fold1"].num_examples == 8
+  with pytest.raises(ValueError, match="not prepared .* --manual_dir"):
+    audio_transfer.prepare_dataset("esc10", str(sound_set["root"] / "empty"))
+  with pytest.raises(ValueError, match="dataset='esc11'"):
+    audio_transfer.prepare_dataset("esc11", str(sound_set["root"]))
+
+
+def test_protocol_far_above_chance_through_the_embedder(sound_set,
+                                                        random_weights,
+                                                        tmp_path):
+  spec = audio_transfer.DATASETS["esc10"]
+  cache = audio_transfer.FeatureCache(str(tmp_path / "features"))
+  results = audio_transfer.run(random_weights, sound_set["builder"], spec,
+                               hop_seconds=1.0, cache=cache,
+                               settings=transfer.SvmSettings(c_grid=(1e-3, 1.0)))
+  assert results["features"]["num_clips"] == sound_set["num_clips"]
+  # 2.5 s clips at hop 1 s, windows inside the clip: 1 + floor(1.5) = 2.
+  assert results["features"]["num_subclips"] == 2 * sound_set["num_clips"]
+  width = random_weights.config.model.widths[-1]
+  assert results["features"]["dim"] == 4 * 3 * width  # the 6144 tap, narrowed
+  assert len(results["fold_accuracies"]) == 5
+  assert results["mean_accuracy"] >= 0.9  # chance is 0.25
+  assert results["network"]["narrowed"] is True
+  assert results["features"]["from_cache"] == {f"fold{k}": False
+                                               for k in range(1, 6)}
+  assert sorted(results["predictions"]) == sorted(
+      f"{c}/{f}-{k}{f}-{t}.wav" for k, c in enumerate(CLASSES)
+      for f in range(1, 6) for t in "AB")
+
+  # The cached features are the ones the Embedder computes for each clip.
+  data, _ = audio_transfer.dataset_features(random_weights,
+                                            sound_set["builder"], spec, 1.0,
+                                            cache=cache)
+  clip = next(audio_transfer.read_clips(sound_set["builder"], "fold1", 1))
+  direct = random_weights.embedder.embed_audio(
+      clip["waveform"], 48000, hop_seconds=1.0, center=False).embedding
+  # embed_audio adds a zero-padded window over the last 0.5 s; the
+  # protocol's sub-clips are the windows inside the clip (cover_end=False).
+  assert direct.shape[0] == 3
+  direct = direct[:2]
+  row = list(data.clip_ids).index(clip["clip_id"])
+  np.testing.assert_allclose(data.features[data.clip_index == row], direct,
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_second_run_with_other_svm_settings_reads_the_cache(sound_set,
+                                                            random_weights,
+                                                            tmp_path,
+                                                            monkeypatch):
+  spec = audio_transfer.DATASETS["esc10"]
+  cache = audio_transfer.FeatureCache(str(tmp_path / "features"))
+  first = audio_transfer.run(random_weights, sound_set["builder"], spec, 1.0,
+                             transfer.SvmSettings(c_grid=(1.0,)), cache)
+
+  def no_network(*args, **kwargs):
+    raise AssertionError("features recomputed despite the cache")
+
+  monkeypatch.setattr(random_weights.embedder, "embed_windows", no_network)
+  second = audio_transfer.run(random_weights, sound_set["builder"], spec, 1.0,
+                              transfer.SvmSettings(c_grid=(1e-4, 1e-2)), cache)
+  assert all(second["features"]["from_cache"].values())
+  assert tuple(second["settings"]["c_grid"]) == (1e-4, 1e-2)
+  assert second["features"]["num_subclips"] == first["features"]["num_subclips"]
+  # Another hop is another key: it would need the network.
+  with pytest.raises(AssertionError, match="recomputed"):
+    audio_transfer.run(random_weights, sound_set["builder"], spec, 0.5,
+                       transfer.SvmSettings(c_grid=(1.0,)), cache)
+
+
+def test_cache_key_sees_everything_that_determines_features(sound_set,
+                                                           random_weights,
+                                                           tmp_path):
+  builder = sound_set["builder"]
+
+  def key(weights=random_weights, split="fold1", hop=1.0, center=False,
+          max_clips=None):
+    return audio_transfer.identity_key(audio_transfer.feature_identity(
+        weights, builder, split, hop, center, max_clips))
+
+  def with_identity(**changes):
+    return dataclasses.replace(random_weights,
+                               identity={**random_weights.identity, **changes})
+
+  model = random_weights.identity["model"]
+  variants = [key(split="fold2"), key(hop=0.5), key(center=True),
+              key(max_clips=3), key(with_identity(seed=1)),
+              key(with_identity(compute_dtype="bfloat16")),
+              key(with_identity(model={**model, "width_multiplier": 0.5})),
+              key(with_identity(audio_params={"fft_length": 1024}))]
+  assert key() not in variants and len(set(variants)) == len(variants)
+  assert key() == key()
+  assert random_weights.identity["seed"] == 0
+  assert random_weights.identity["model"]["width_multiplier"] == 1 / 16
+  # A trained workdir: its checkpoint (path, step, content) is in the key.
+  workdir = str(tmp_path / "workdir")
+  testing.make_trained_workdir(workdir, steps=1)
+  trained = audio_transfer.load_weights(workdir, testing.tiny_config())
+  identity = trained.identity
+  assert identity["kind"] == "workdir" and identity["step"] == 1
+  assert identity["checkpoint"].endswith("ckpt-1")
+  assert len(identity["checkpoint_index_sha256"]) == 64
+  assert trained.training_step == 1 and "step 1" in trained.description
+
+
+def test_binary_end_to_end_with_record(sound_set, tmp_path):
+  out = tmp_path / "out"
+  record_path = tmp_path / "results" / "esc10_random.json"
+  command = [
+      sys.executable, "-m", "experiments.audio_transfer", "--dataset=esc10",
+      f"--manual_dir={sound_set['manual']}", "--weights=random",
+      "--random_config=test", f"--output_dir={out}",
+      f"--cache_dir={tmp_path / 'cache'}",
+      f"--data_dir={sound_set['data_dir']}", "--c_grid=0.001,1",
+      "--max_clips_per_split=6", f"--record={record_path}"]
+  run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  assert len(results["fold_accuracies"]) == 5
+  assert results["features"]["num_clips"] == 30
+  assert results["network"]["widths"] == [2, 4, 8, 16]  # the test config
+  assert results["timing"]["run_seconds"] > 0
+  assert "experiments.audio_transfer" in results["command"]
+  assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+  record = records.read_records(str(record_path.parent))[0]
+  assert record["method"] == "Ours random"
+  assert record["value"] == results["mean_accuracy"]
+  assert "subset (first 6 clips per split)" in record["scale"]["data"]
+  assert record["scale"]["network"].startswith("narrowed x0.03125")
+  assert record["scale"]["training"].startswith("untrained")
+
+
+@pytest.mark.parametrize("name, write, rounds, test_clips", [
+    ("dcase2013_scenes", "write_dcase2013", [[2]], [3]),
+    ("esc50", "write_esc50", [[1], [2], [3], [4], [5]], [3, 3, 3, 3, 3]),
+])
+def test_official_protocol_of_each_dataset(tmp_path, random_weights, name,
+                                           write, rounds, test_clips):
+  from data_prep import dummy_media
+  getattr(dummy_media, write)(str(tmp_path / "manual"))
+  builder = audio_transfer.prepare_dataset(name, str(tmp_path / "tfds"),
+                                           str(tmp_path / "manual"))
+  results = audio_transfer.run(random_weights, builder,
+                               audio_transfer.DATASETS[name], 1.0,
+                               transfer.SvmSettings(c_grid=(1.0,)))
+  assert [r["test_folds"] for r in results["rounds"]] == rounds
+  assert [r["num_test_clips"] for r in results["rounds"]] == test_clips
+  # 0.5 s clips: one zero-padded 1-second window each.
+  assert results["features"]["num_subclips"] == results["features"]["num_clips"]

@@ -1,0 +1,162 @@
+"""The SVM transfer protocol: correctness, fold discipline, accuracy."""
+
+import numpy as np
+import pytest
+from sklearn import preprocessing
+from sklearn import svm
+
+from l3_tf.evaluation import transfer
+
+
+def _blobs(num_classes=4, clips_per_class=10, subclips=3, dim=20,
+           separation=3.0, num_folds=5, seed=0, audit_column=False):
+  """Clips whose sub-clip features scatter around a per-class centre."""
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(num_classes, dim)) * separation
+  labels = np.repeat(np.arange(num_classes), clips_per_class)
+  num_clips = len(labels)
+  folds = np.arange(num_clips) % num_folds + 1
+  clip_index = np.repeat(np.arange(num_clips), subclips)
+  features = centres[labels[clip_index]] + rng.normal(
+      size=(len(clip_index), dim))
+  if audit_column:  # column 0 = clip index, so fitting code can be audited
+    features[:, 0] = clip_index
+  return transfer.SubclipFeatures(
+      features=features.astype(np.float32), clip_index=clip_index,
+      clip_labels=labels, clip_folds=folds,
+      clip_ids=np.array([f"clip{i}" for i in range(num_clips)]),
+      class_names=[f"class{k}" for k in range(num_classes)])
+
+
+def test_kernel_svm_equals_sklearn_linear_svc():
+  data = _blobs(num_classes=2, separation=0.7, seed=3)
+  z = preprocessing.StandardScaler().fit_transform(data.features[:, 1:])
+  labels = data.clip_labels[data.clip_index]
+  weights, bias = transfer._fit_one_vs_all(z @ z.T, z, labels, 2, c=0.1)
+  reference = svm.SVC(kernel="linear", C=0.1).fit(z, labels == 1)
+  # Both run libsvm on the same problem; they differ by its stopping
+  # tolerance (tol=1e-3), not by formulation.
+  np.testing.assert_allclose(z @ weights[:, 1] + bias[1],
+                             reference.decision_function(z), atol=2e-3)
+
+
+def test_mean_per_clip():
+  scores = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0]])
+  got = transfer.mean_per_clip(scores, np.array([0, 0, 1]), 2)
+  np.testing.assert_allclose(got, [[2.0, 1.0], [5.0, 5.0]])
+
+
+def test_protocol_far_above_chance_on_separable_features():
+  results = transfer.cross_validate(_blobs(separation=1.5))
+  assert len(results["fold_accuracies"]) == 5
+  assert results["mean_accuracy"] > 0.9  # chance is 0.25
+  confusion = np.array(results["confusion_matrix"])
+  assert confusion.sum() == 40 and np.trace(confusion) >= 36
+
+
+def test_protocol_at_chance_on_noise():
+  data = _blobs(separation=0.0, seed=1)
+  results = transfer.cross_validate(data, transfer.SvmSettings(c_grid=(1.0,)))
+  assert results["mean_accuracy"] < 0.6
+
+
+def test_fold_discipline(monkeypatch):
+  """No test-fold sub-clip reaches the scaler or the SVMs of its round."""
+  data = _blobs(audit_column=True)
+  seen_by_scaler, seen_by_fit = [], []
+  original_scaler_fit = preprocessing.StandardScaler.fit
+  original_fit = transfer.fit_classifier
+
+  def recording_scaler_fit(self, x, *args, **kwargs):
+    seen_by_scaler.append(set(np.asarray(x)[:, 0].astype(int)))
+    return original_scaler_fit(self, x, *args, **kwargs)
+
+  def recording_fit(train, settings=transfer.SvmSettings()):
+    seen_by_fit.append(set(train.features[:, 0].astype(int)))
+    start = len(seen_by_scaler)
+    classifier = original_fit(train, settings)
+    for rows in seen_by_scaler[start:]:
+      assert rows <= seen_by_fit[-1], "scaler saw a clip outside training"
+    return classifier
+
+  monkeypatch.setattr(preprocessing.StandardScaler, "fit",
+                      recording_scaler_fit)
+  monkeypatch.setattr(transfer, "fit_classifier", recording_fit)
+  transfer.cross_validate(data)
+  assert len(seen_by_fit) == 5
+  for fold, clips_seen in zip(range(1, 6), seen_by_fit):
+    test_clips = set(np.flatnonzero(data.clip_folds == fold))
+    assert clips_seen and not clips_seen & test_clips
+    assert clips_seen | test_clips == set(range(len(data.clip_labels)))
+  # Inner CV: 4 held-out training folds x 1 scaler each, plus the refit.
+  assert len(seen_by_scaler) == 5 * (4 + 1)
+
+
+def test_inner_cv_chooses_among_grid_and_reports_it():
+  results = transfer.cross_validate(
+      _blobs(separation=1.0), transfer.SvmSettings(c_grid=(1e-4, 1.0)))
+  for round_ in results["rounds"]:
+    assert round_["chosen_c"] in (1e-4, 1.0)
+    assert set(round_["inner_cv_accuracy"]) == {"0.0001", "1.0"}
+
+
+def test_train_test_split_without_folds_uses_stratified_inner_cv():
+  data = _blobs(num_folds=1)
+  data.clip_folds[::4] = 2  # "test" split id 2, "train" id 1
+  results = transfer.cross_validate(data, test_folds=[[2]])
+  assert len(results["fold_accuracies"]) == 1
+  assert results["mean_accuracy"] > 0.8
+
+
+def test_bad_structure_is_named():
+  data = _blobs()
+  with pytest.raises(ValueError, match="leave 0 of 40 clips"):
+    transfer.cross_validate(data, test_folds=[[9]])
+  with pytest.raises(ValueError, match="no sub-clip"):
+    transfer.SubclipFeatures(
+        features=np.zeros((1, 3)), clip_index=np.array([0]),
+        clip_labels=np.array([0, 1]), clip_folds=np.array([1, 1]),
+        clip_ids=np.array(["a", "b"]), class_names=["x", "y"])
+
+
+def test_write_results(tmp_path):
+  results = transfer.cross_validate(_blobs(), transfer.SvmSettings(c_grid=(1.0,)))
+  paths = transfer.write_results(results, str(tmp_path))
+  assert (tmp_path / "results.json").stat().st_size > 0
+  assert (tmp_path / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+  assert set(paths) == {"results", "confusion_matrix"}
+
+
+def test_threaded_fits_give_the_serial_results():
+  data = _blobs(num_classes=5, separation=0.8, seed=4)
+  serial = transfer.cross_validate(
+      data, transfer.SvmSettings(c_grid=(1e-3, 1.0), num_threads=1))
+  threaded = transfer.cross_validate(
+      data, transfer.SvmSettings(c_grid=(1e-3, 1.0), num_threads=3))
+  assert threaded["predictions"] == serial["predictions"]
+  assert threaded["rounds"] == [dict(r) for r in serial["rounds"]]
+
+
+def test_path_equals_one_fit_per_c():
+  data = _blobs(num_classes=3, separation=0.8, seed=5)
+  z = preprocessing.StandardScaler().fit_transform(data.features)
+  labels = data.clip_labels[data.clip_index]
+  gram = transfer.kernel_matrix(z)
+  assert gram.dtype == np.float64 and gram.flags.c_contiguous
+  path = transfer._fit_path(gram, z, labels, 4, (1e-2, 1.0), threads=2)
+  for c in (1e-2, 1.0):
+    weights, bias = transfer._fit_one_vs_all(z @ z.T, z, labels, 4, c)
+    np.testing.assert_array_equal(path[c][0], weights)
+    np.testing.assert_array_equal(path[c][1], bias)
+  assert np.all(path[1.0][1][3] == -np.inf)  # class 3 is absent
+
+
+def test_bad_settings_and_features_are_named():
+  with pytest.raises(ValueError, match="num_threads=-1"):
+    transfer.SvmSettings(num_threads=-1)
+  with pytest.raises(ValueError, match=r"c_grid=\(0.0,\)"):
+    transfer.SvmSettings(c_grid=(0.0,))
+  data = _blobs()
+  data.features[7, 2] = np.nan  # clip 2 (3 sub-clips per clip)
+  with pytest.raises(ValueError, match="non-finite features.*'clip2'"):
+    transfer.cross_validate(data)

@@ -1,0 +1,118 @@
+"""FusedBatchNormalization computes what keras.layers.BatchNormalization does."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from l3_tf.model import fused_batch_norm
+from l3_tf.model import model_summary
+from l3_tf.model import networks as model_lib
+
+
+def _pair(momentum=0.9, channels=5, **kwargs):
+  """The stock layer and the fused one, built with the same random weights."""
+  stock = keras.layers.BatchNormalization(momentum=momentum, **kwargs)
+  fused = fused_batch_norm.FusedBatchNormalization(momentum=momentum, **kwargs)
+  rng = np.random.default_rng(0)
+  shape = (4, 9, 7, channels)
+  for layer in (stock, fused):
+    layer.build(shape)
+  weights = [rng.normal(size=channels), rng.normal(size=channels),
+             rng.normal(size=channels), rng.uniform(0.5, 2.0, size=channels)]
+  weights = [w.astype(np.float32) for w in weights]
+  stock.set_weights(weights)
+  fused.set_weights(weights)
+  return stock, fused
+
+
+def _run(layer, x, training):
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = layer(x, training=training)  # [4, 9, 7, 5]
+    loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2 * tf.range(
+        1.0, 1.0 + x.shape[-1]))
+  grads = tape.gradient(loss, [x, *layer.trainable_variables])
+  return y, grads
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_same_outputs_gradients_and_moving_statistics(training):
+  stock, fused = _pair()
+  x = tf.random.stateless_normal([4, 9, 7, 5], seed=[1, 2]) * 3.0 + 1.5
+  y_stock, g_stock = _run(stock, x, training)
+  y_fused, g_fused = _run(fused, x, training)
+  np.testing.assert_allclose(y_fused, y_stock, rtol=1e-5, atol=1e-5)
+  for a, b in zip(g_fused, g_stock):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # gamma, beta, moving mean, moving variance (biased batch variance).
+  for a, b in zip(fused.get_weights(), stock.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  moved = not np.allclose(fused.get_weights()[2], _pair()[1].get_weights()[2])
+  assert moved == training
+
+
+# 5 channels: through the float32 kernel between casts; 32: the bfloat16
+# kernel itself (fused_batch_norm.NATIVE_BFLOAT16_MIN_CHANNELS).
+@pytest.mark.parametrize("channels", [5, 32])
+def test_bfloat16_stays_bfloat16_and_matches(channels):
+  assert (channels >= fused_batch_norm.NATIVE_BFLOAT16_MIN_CHANNELS) == (
+      channels == 32)
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    stock, fused = _pair(channels=channels)
+    x = tf.random.stateless_normal([4, 9, 7, channels], seed=[3, 4])
+    y_stock, g_stock = _run(stock, x, True)
+    y_fused, g_fused = _run(fused, x, True)
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+  assert y_fused.dtype == tf.bfloat16
+  np.testing.assert_allclose(tf.cast(y_fused, tf.float32),
+                             tf.cast(y_stock, tf.float32), atol=0.05)
+  # bf16 maps: gradients to bf16 precision (relative to their scale), the
+  # float32 variables and moving statistics closer.
+  for a, b in zip(g_fused, g_stock):
+    a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
+    assert np.abs(a - b).max() <= 0.03 * np.abs(b).max() + 1e-3, (a, b)
+  for a, b in zip(fused.get_weights(), stock.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2)
+
+
+def test_frozen_layer_uses_moving_statistics():
+  stock, fused = _pair()
+  stock.trainable = fused.trainable = False
+  x = tf.random.stateless_normal([4, 9, 7, 5], seed=[5, 6])
+  before = fused.get_weights()
+  np.testing.assert_allclose(fused(x, training=True), stock(x, training=True),
+                             rtol=1e-5, atol=1e-5)
+  for a, b in zip(fused.get_weights(), before):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_falls_back_outside_the_fused_kernel():
+  # 2-D input: not fusable, the parent's path gives the same numbers.
+  stock = keras.layers.BatchNormalization()
+  fused = fused_batch_norm.FusedBatchNormalization()
+  x = tf.random.stateless_normal([6, 3], seed=[7, 8])
+  np.testing.assert_allclose(fused(x, training=True), stock(x, training=True),
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_model_keeps_parameters_and_checkpoints_interchangeable():
+  fused_cfg = model_lib.ModelConfig(width_multiplier=1 / 32)
+  stock_cfg = model_lib.ModelConfig(width_multiplier=1 / 32,
+                                    fused_batch_norm=False)
+  fused = model_lib.avc_network(fused_cfg)
+  stock = model_lib.avc_network(stock_cfg)
+  assert (model_summary.parameter_counts(fused)
+          == model_summary.parameter_counts(stock))
+  stock.set_weights(fused.get_weights())
+  rng = np.random.default_rng(1)
+  inputs = {"image": rng.uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32),
+            "spectrogram": rng.normal(size=(2, 257, 199, 1)).astype(np.float32)}
+  np.testing.assert_allclose(fused(inputs, training=False),
+                             stock(inputs, training=False), rtol=1e-4, atol=1e-4)
+  vision = fused.get_layer("vision_tower")
+  assert isinstance(vision.get_layer("conv1_1_bn"),
+                    fused_batch_norm.FusedBatchNormalization)
