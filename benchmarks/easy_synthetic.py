@@ -23,8 +23,11 @@ from absl import app
 from absl import flags
 
 from data_prep.synthetic_av import generate
+from l3_tf.analysis import localization_figures
 from l3_tf.analysis import localize
+from l3_tf.analysis import selectivity
 from l3_tf.analysis import visualize
+from l3_tf.data import frame_sound_examples
 from l3_tf.training import workdir as workdir_lib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
@@ -50,19 +53,19 @@ def main(argv):
     return [o["box"] for o in generate.visible_objects(videos[video_id],
                                                        time_seconds)]
 
-  held_out, _ = visualize.collect(visualize.example_dataset(
+  held_out, _ = visualize.collect(frame_sound_examples.example_dataset(
       config, trained.builder, "test", 12, 12, 32), {})
   localizers = {name: localize.Localizer(net, config.model, config.image,
                                          config.audio)
                 for name, net in (("trained", avc), ("random", random_avc))}
-  hit_rates = {name: visualize.localization_hit_rate(loc, held_out, boxes_of)
+  hit_rates = {name: localization_figures.localization_hit_rate(loc, held_out, boxes_of)
                for name, loc in localizers.items()}
-  dependence = {name: visualize.sound_dependence(loc, held_out, boxes_of)
+  dependence = {name: localization_figures.sound_dependence(loc, held_out, boxes_of)
                 for name, loc in localizers.items()}
-  examples, activations = visualize.collect(visualize.example_dataset(
+  examples, activations = visualize.collect(frame_sound_examples.example_dataset(
       config, trained.builder, "train", 32, 2, 32),
       {"trained": avc, "random": random_avc})
-  report = visualize.selectivity(activations, examples, k=5, threshold=0.8,
+  report = selectivity.selectivity(activations, examples, k=5, threshold=0.8,
                                  null_repeats=50)
   measured = time.perf_counter() - started
   seconds = dict(trained.seconds, measure=measured)
@@ -75,7 +78,7 @@ def main(argv):
           f"{rate['random_baseline']:.3f} (x{rate['ratio']:.1f}); box "
           f"contrast own sound {dependence[name]['own_contrast']:.3f}, "
           f"another class's {dependence[name]['other_contrast']:.3f}")
-  print(visualize.selectivity_table(report))
+  print(selectivity.selectivity_table(report))
   print("EASY_SYNTHETIC " + json.dumps({
       "seconds": seconds, "accuracy": trained.result["eval"]["accuracy"],
       "hit_rate": {k: v["hit_rate"] for k, v in hit_rates.items()},

@@ -22,6 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
+from l3_tf.analysis import units
 from l3_tf.analysis import visualize
 from l3_tf.data import input_pipeline
 
@@ -104,7 +105,7 @@ def main(argv):
           "sound_dependence": summary["localization"].get(
               "sound_dependence"),
           "random_weights_localization": summary["localization"].get(
-              visualize.RANDOM),
+              units.RANDOM),
           "num_files": len(summary["files"])}))
 
 

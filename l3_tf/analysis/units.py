@@ -10,6 +10,13 @@ from typing import Any
 
 import numpy as np
 
+VISION = "vision"
+AUDIO = "audio"
+MODALITIES = (VISION, AUDIO)
+# The networks compared: the trained one and its randomly initialised twin.
+TRAINED = "trained"
+RANDOM = "random"
+
 
 def top_k_examples(activations: np.ndarray, k: int) -> np.ndarray:
   """`[units, k]` example indices, most activating first.

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from l3_tf.analysis import visualize
+from l3_tf.data import frame_sound_examples
 from l3_tf.data import input_pipeline
 from l3_tf.model import networks as model_lib
 
@@ -206,7 +206,7 @@ def collect_items(avc: keras.Model, config, builder,
     raise input_pipeline.DatasetError(
         f"{builder.info.full_name} has no 'label' feature: retrieval "
         "relevance is 'same label', so the dataset must be labelled")
-  dataset = visualize.example_dataset(config, builder, options.split,
+  dataset = frame_sound_examples.example_dataset(config, builder, options.split,
                                       options.max_videos,
                                       options.items_per_video,
                                       options.batch_size)

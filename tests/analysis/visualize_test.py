@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from l3_tf.analysis import localization_figures
 from l3_tf.analysis import localize
 from l3_tf.analysis import overlays
+from l3_tf.analysis import selectivity
+from l3_tf.analysis import unit_figures
 from l3_tf.analysis import visualize
+from l3_tf.data import frame_sound_examples
 from l3_tf.data import input_pipeline
 from l3_tf.model import networks as model_lib
 from tests import fake_videos
@@ -41,7 +45,7 @@ def fake(tmp_path_factory):
 
 
 def _examples(fake, split="train", frames_per_video=3, max_videos=20):
-  dataset = visualize.example_dataset(fake.config, fake.builder, split,
+  dataset = frame_sound_examples.example_dataset(fake.config, fake.builder, split,
                                       max_videos, frames_per_video, 4)
   return visualize.collect(dataset, {"trained": fake.avc})
 
@@ -75,11 +79,11 @@ def test_examples_are_frames_with_the_sound_around_them(fake):
   some = [0, 5, len(examples) - 1]
   np.testing.assert_allclose(
       activations["trained"]["vision"][some],
-      vision(visualize.vision_inputs(examples, some, fake.config))[
+      vision(unit_figures.vision_inputs(examples, some, fake.config))[
           "embedding_512"], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(
       activations["trained"]["audio"][some],
-      audio(visualize.audio_inputs(examples, some, fake.config))[
+      audio(unit_figures.audio_inputs(examples, some, fake.config))[
           "embedding_512"], rtol=1e-5, atol=1e-6)
 
 
@@ -155,7 +159,7 @@ def _labelled_examples(labels_per_video, frames_per_video=2):
   video_ids = np.repeat([f"v{i}" for i in range(len(labels_per_video))],
                         frames_per_video)
   n = video_ids.size
-  return visualize.Examples(
+  return frame_sound_examples.Examples(
       video_ids=video_ids,
       labels=np.repeat(labels_per_video, frames_per_video).astype(np.int64),
       frame_times=np.tile(np.arange(frames_per_video, dtype=np.float32), n //
@@ -179,7 +183,7 @@ def test_selectivity_trained_random_null_and_duplicate_frames():
   one_video = np.where(examples.video_ids == "v0", 10.0,
                        rng.normal(size=80))[:, None]
   random = np.concatenate([rng.normal(size=(80, 6)), one_video], axis=1)
-  report = visualize.selectivity(
+  report = selectivity.selectivity(
       {"trained": {"vision": trained, "audio": trained},
        "random": {"vision": random, "audio": random}},
       examples, k=6, threshold=0.8, null_repeats=10)
@@ -193,8 +197,8 @@ def test_selectivity_trained_random_null_and_duplicate_frames():
     assert ours["mean_purity"] > ours["null"]["mean_purity"] + 0.3
     assert ours["relative"]["num_selective"] == 4
     assert theirs["relative"]["num_selective"] == 0
-  assert "trained" in visualize.selectivity_table(report)
-  skipped = visualize.selectivity({"trained": {"vision": trained,
+  assert "trained" in selectivity.selectivity_table(report)
+  skipped = selectivity.selectivity({"trained": {"vision": trained,
                                                "audio": trained}},
                                   examples, k=41, threshold=0.8,
                                   null_repeats=1)
@@ -213,13 +217,13 @@ def test_rank_units_round_robin_over_labels_dead_last():
       onehot[:, 2] * 1 + rng.normal(size=18) * 0.1,  # 4: label 2
       rng.normal(size=18),                           # 5: not selective
   ], axis=1)
-  order = visualize.rank_units(acts, labels, k=6, threshold=0.8)
+  order = unit_figures.rank_units(acts, labels, k=6, threshold=0.8)
   assert order[-1] == 3
   # One selective unit of every label before the second unit of label 0,
   # then the unselective unit.
   assert set(order[:3]) == {0, 2, 4} or set(order[:3]) == {1, 2, 4}
   assert order[3] in (0, 1) and order[4] == 5
-  unlabelled = visualize.rank_units(acts, None, k=6)
+  unlabelled = unit_figures.rank_units(acts, None, k=6)
   assert unlabelled[-1] == 3 and sorted(unlabelled) == list(range(6))
 
 
@@ -235,8 +239,8 @@ def test_peak_position_is_the_hot_cell_centre():
   # The upsampled heat peaks in the same block.
   rows, cols = np.nonzero(heatmap.pixels == heatmap.pixels.max())
   assert set(rows // 8) == {2} and set(cols // 8) == {9}
-  assert visualize.inside((x, y), [72 / 96, 16 / 64, 80 / 96, 24 / 64])
-  assert not visualize.inside((x, y), [0, 0, 72 / 96, 1])
+  assert localization_figures.inside((x, y), [72 / 96, 16 / 64, 80 / 96, 24 / 64])
+  assert not localization_figures.inside((x, y), [0, 0, 72 / 96, 1])
   # Saturated at P = 1 (an untrained network's map often is): the log-odds
   # still rank the cells; without them the peak is the first cell.
   flat = np.ones((8, 12))
@@ -256,33 +260,33 @@ def test_box_contrast_and_mismatched_partners():
   heatmap = localize.Heatmap(frame=frame, grid=grid, pixels=None,
                              probability=0.5)
   box = [48 / 96, 16 / 64, 72 / 96, 32 / 64]
-  assert visualize.box_contrast(heatmap, [box]) == pytest.approx(0.6)
-  assert visualize.box_contrast(heatmap, [[0, 0, 1, 1]]) == 0.0
+  assert localization_figures.box_contrast(heatmap, [box]) == pytest.approx(0.6)
+  assert localization_figures.box_contrast(heatmap, [[0, 0, 1, 1]]) == 0.0
   examples = _labelled_examples(np.array([0, 0, 1, 2]), frames_per_video=2)
-  np.testing.assert_array_equal(visualize.mismatched_partners(examples),
+  np.testing.assert_array_equal(localization_figures.mismatched_partners(examples),
                                 [4, 4, 4, 4, 6, 6, 0, 0])
   single = _labelled_examples(np.array([0, 0]), frames_per_video=1)
-  np.testing.assert_array_equal(visualize.mismatched_partners(single), [-1, -1])
+  np.testing.assert_array_equal(localization_figures.mismatched_partners(single), [-1, -1])
 
 
 def test_box_union_fraction_is_the_random_hit_chance():
-  assert visualize.box_union_fraction([]) == 0.0
-  assert visualize.box_union_fraction([[0, 0, 0.5, 0.5]]) == 0.25
+  assert localization_figures.box_union_fraction([]) == 0.0
+  assert localization_figures.box_union_fraction([[0, 0, 0.5, 0.5]]) == 0.25
   overlapping = [[0, 0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75]]
-  assert visualize.box_union_fraction(overlapping) == pytest.approx(0.4375)
+  assert localization_figures.box_union_fraction(overlapping) == pytest.approx(0.4375)
   rng = np.random.default_rng(0)
   points = rng.uniform(size=(20000, 2))
-  hits = np.mean([any(visualize.inside(p, b) for b in overlapping)
+  hits = np.mean([any(localization_figures.inside(p, b) for b in overlapping)
                   for p in points])
   assert hits == pytest.approx(0.4375, abs=0.01)
 
 
 def test_localization_pairs_prefer_another_label():
   examples = _labelled_examples(np.array([0, 0, 1, 2]), frames_per_video=2)
-  pairs = visualize.localization_pairs(examples, 3)
+  pairs = localization_figures.localization_pairs(examples, 3)
   # First example of v0 (index 0) with v2 (index 4): v1 has the same label.
   assert pairs == [(0, 4), (2, 4), (4, 6)]
-  assert visualize.localization_pairs(_labelled_examples(np.array([0])), 2) == []
+  assert localization_figures.localization_pairs(_labelled_examples(np.array([0])), 2) == []
 
 
 def test_spectrogram_overlay_checks_the_front_end_shape(tmp_path):

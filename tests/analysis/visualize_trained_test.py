@@ -15,8 +15,12 @@ import pytest
 from scipy import stats
 
 from data_prep.synthetic_av import generate
+from l3_tf.analysis import localization_figures
 from l3_tf.analysis import localize
+from l3_tf.analysis import selectivity
+from l3_tf.analysis import units
 from l3_tf.analysis import visualize
+from l3_tf.data import frame_sound_examples
 from l3_tf.training import workdir as workdir_lib
 from tests import testing
 
@@ -41,16 +45,16 @@ def test_heatmap_peaks_on_the_sounding_object(easy_trained, networks):
   (frame, its own sound) lies in the sounding object's box far more often
   than a uniformly random location would, and the map follows the sound."""
   config, avc, random_avc = networks
-  dataset = visualize.example_dataset(config, easy_trained.builder, "test",
+  dataset = frame_sound_examples.example_dataset(config, easy_trained.builder, "test",
                                       max_videos=12, frames_per_video=12,
                                       batch_size=32)
   examples, _ = visualize.collect(dataset, {})
   boxes_of = _boxes_of(easy_trained.truth)
   localizer = localize.Localizer(avc, config.model, config.image,
                                  config.audio)
-  trained = visualize.localization_hit_rate(localizer, examples, boxes_of)
-  dependence = visualize.sound_dependence(localizer, examples, boxes_of)
-  untrained = visualize.localization_hit_rate(
+  trained = localization_figures.localization_hit_rate(localizer, examples, boxes_of)
+  dependence = localization_figures.sound_dependence(localizer, examples, boxes_of)
+  untrained = localization_figures.localization_hit_rate(
       localize.Localizer(random_avc, config.model, config.image, config.audio),
       examples, boxes_of)
   print(f"localisation on {trained['num_frames']} held-out frames: hit rate "
@@ -84,16 +88,16 @@ def test_trained_units_are_label_selective(easy_trained, networks):
   """Purity of the top-5 videos per unit: the trained towers against the
   same towers with random weights and against shuffled labels."""
   config, avc, random_avc = networks
-  dataset = visualize.example_dataset(config, easy_trained.builder, "train",
+  dataset = frame_sound_examples.example_dataset(config, easy_trained.builder, "train",
                                       max_videos=32, frames_per_video=2,
                                       batch_size=32)
   examples, activations = visualize.collect(
       dataset, {"trained": avc, "random": random_avc})
-  report = visualize.selectivity(activations, examples, k=5, threshold=0.8,
+  report = selectivity.selectivity(activations, examples, k=5, threshold=0.8,
                                  null_repeats=50)
-  print(visualize.selectivity_table(report))
+  print(selectivity.selectivity_table(report))
   assert report["num_videos"] == 32 and report["num_labels"] == 4
-  for modality in visualize.MODALITIES:
+  for modality in units.MODALITIES:
     trained = report[modality]["trained"]
     random = report[modality]["random"]
     # Far above what the same activations give with shuffled labels.
