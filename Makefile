@@ -14,7 +14,7 @@ EXTRAS ?= test,export,search
 DEMO_DIR ?= runs/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast test-fast-avx2 test-fast-no-onednn install clean
 
 # Re-installs when setup.py changes; the editable install picks up code edits.
 # pip installs the newest release inside each declared range.
@@ -46,8 +46,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The suite without the multi-process and end-to-end tests (CI's second stack).
+FAST_SUITE = $(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+	$(FAST_SUITE)
+
+# The fast suite on other CPUs' numeric paths (issue 22; CI runs both):
+# oneDNN capped at AVX2 kernels (what an AVX2-only CPU such as an AMD EPYC
+# of cpu family 23 runs; the same as `test-fast` on one), and without oneDNN
+# (TensorFlow's own Eigen kernels).
+test-fast-avx2: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(FAST_SUITE)
+
+test-fast-no-onednn: $(STAMP)
+	TF_ENABLE_ONEDNN_OPTS=0 $(FAST_SUITE)
 
 clean:
 	rm -rf .venv runs .pytest_cache build *.egg-info

@@ -10,8 +10,9 @@ with several tasks trains across machines (MultiWorkerMirroredStrategy);
 resolved plan (replicas, batch, BN, precision, XLA, steps per loop, input)
 is logged before anything else.
 Exit status: 0 done, 1 bad configuration, a damaged record (named), another
-trainer on the workdir, or diverged (train.max_bad_steps non-finite steps in
-a row), 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
+trainer on the workdir, diverged (train.max_bad_steps non-finite steps in
+a row), or (train.jit_compile) an XLA step that differs from the uncompiled
+one on the first batch, 2 bad usage, 143 stopped by SIGTERM / Ctrl-C
 (after writing a checkpoint).
 """
 
@@ -47,7 +48,8 @@ def main(argv):
   except ValueError as e:
     logging.error("bad configuration: %s", e)
     raise SystemExit(f"error: {e}") from None
-  except (train.TrainingDiverged, workdir_lib.WorkdirLocked) as e:
+  except (train.TrainingDiverged, train.CompiledStepMismatch,
+          workdir_lib.WorkdirLocked) as e:
     raise SystemExit(f"error: {e}") from None
   except train.TrainingInterrupted as e:
     logging.warning("%s", e)

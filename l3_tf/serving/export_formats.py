@@ -121,7 +121,8 @@ def portable_log_spectrogram(
 
   The STFT is one VALID convolution with `dft_basis` at stride
   `hop_length_samples`; it matches the FFT version to float32 round-off
-  (tested: < 1e-4 in the log domain).
+  (tested element by element against a float64 STFT, within the float32
+  error bound of a dot product over the window).
 
   Args:
     waveform: float32 `[batch, clip_samples]` in [-1, 1].

@@ -104,7 +104,11 @@ class TrainConfig:
       width 1/4; the full-width XLA compile was OOM-killed beside other
       jobs; WORKSPACE.md, "What it would cost"). On GPUs XLA fuses BN /
       ReLU / pooling around the convs and is usually worth turning on
-      (`--set train.jit_compile=true`); measure it there.
+      (`--set train.jit_compile=true`); measure it there. A compiled run
+      first checks XLA's step against the uncompiled one on its first
+      batch and refuses to train (exit 1) when they differ beyond float
+      round-off (`train.check_compiled_step`: TF 2.16's XLA computed NaN
+      gradients on an AVX2-only AMD EPYC, issue 22).
     steps_per_loop: steps run inside one `tf.function` call (a `tf.range`
       loop over the distributed iterator), so that the host does not stall
       the accelerators between steps. Logging, checkpoints, evaluation,

@@ -10,20 +10,25 @@ from l3_tf.model import model_summary
 from l3_tf.model import networks as model_lib
 
 
-def _pair(momentum=0.9, channels=5, **kwargs):
-  """The stock layer and the fused one, built with the same random weights."""
+def _pair(momentum=0.9, channels=5, exact=False, **kwargs):
+  """The stock layer and the fused one, built with the same random weights
+  (and with `exact`, the stock layer in float64 third)."""
   stock = keras.layers.BatchNormalization(momentum=momentum, **kwargs)
   fused = fused_batch_norm.FusedBatchNormalization(momentum=momentum, **kwargs)
+  layers = [stock, fused]
+  if exact:
+    layers.append(keras.layers.BatchNormalization(momentum=momentum,
+                                                  dtype="float64", **kwargs))
   rng = np.random.default_rng(0)
   shape = (4, 9, 7, channels)
-  for layer in (stock, fused):
+  for layer in layers:
     layer.build(shape)
   weights = [rng.normal(size=channels), rng.normal(size=channels),
              rng.normal(size=channels), rng.uniform(0.5, 2.0, size=channels)]
   weights = [w.astype(np.float32) for w in weights]
-  stock.set_weights(weights)
-  fused.set_weights(weights)
-  return stock, fused
+  for layer in layers:
+    layer.set_weights(weights)
+  return tuple(layers)
 
 
 def _run(layer, x, training):
@@ -36,18 +41,55 @@ def _run(layer, x, training):
   return y, grads
 
 
+# Float32 unit round-off.
+U = np.finfo(np.float32).eps / 2
+
+
+def _within_bound(got, exact, n: int, scale: float, what: str):
+  """|got - exact| <= (n + 4) u x scale: a float32 value built from sums of
+  n terms (worst-case bound gamma_n times the sum of the terms' magnitudes,
+  `scale`; Higham, "Accuracy and Stability of Numerical Algorithms",
+  Lemma 3.1) and a few more roundings."""
+  got, exact = np.asarray(got, np.float64), np.asarray(exact, np.float64)
+  bound = (n + 4) * U * scale
+  error = np.abs(got - exact).max()
+  assert error <= bound, (what, error, bound)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_same_outputs_gradients_and_moving_statistics(training):
-  stock, fused = _pair()
+  """Fused and stock, each against the stock layer in float64, within the
+  float32 bound of sums over the n = 4 x 9 x 7 = 252 positions of a
+  channel. Normalising has the conditioning k = (|x| + |mean|) / sigma
+  (cancellation in x - mean); the statistics and outputs scale with
+  k max |value|. With dy = 2 c y the loss' gradient: gamma's and beta's
+  gradients sum n terms of at most |dy| max(1, |x_hat|); x's is
+  gamma / sigma (dy - mean(dy) - x_hat mean(dy x_hat)), at most
+  |dy| (2 + x_hat^2) gamma / sigma, its means over n terms."""
+  stock, fused, exact = _pair(exact=True)
   x = tf.random.stateless_normal([4, 9, 7, 5], seed=[1, 2]) * 3.0 + 1.5
-  y_stock, g_stock = _run(stock, x, training)
-  y_fused, g_fused = _run(fused, x, training)
-  np.testing.assert_allclose(y_fused, y_stock, rtol=1e-5, atol=1e-5)
-  for a, b in zip(g_fused, g_stock):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-  # gamma, beta, moving mean, moving variance (biased batch variance).
-  for a, b in zip(fused.get_weights(), stock.get_weights()):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  y_exact, g_exact = _run(exact, tf.cast(x, tf.float64), training)
+  n = 4 * 9 * 7
+  values = np.asarray(x).reshape(-1, 5)
+  sigma = values.std(axis=0).min()
+  condition = float(np.abs(values).max() + np.abs(values.mean())) / sigma
+  x_hat = np.abs(values - values.mean(axis=0)).max() / sigma
+  dy = 2 * 5 * np.abs(np.asarray(y_exact)).max()
+  gamma = np.abs(exact.get_weights()[0]).max()
+  if training:
+    x_scale = dy * (2 + x_hat ** 2) * gamma / sigma * condition
+  else:  # the moving statistics: one product per element
+    x_scale = dy * gamma / np.sqrt(exact.get_weights()[3].min() + 1e-3)
+  scales = [x_scale] + 2 * [n * dy * max(1.0, x_hat) * condition]
+  for name, layer in (("stock", stock), ("fused", fused)):
+    y, grads = _run(layer, x, training)
+    _within_bound(y, y_exact, n, condition * np.abs(y_exact).max(),
+                  f"{name} output")
+    for i, (a, b, scale) in enumerate(zip(grads, g_exact, scales)):
+      _within_bound(a, b, n, scale, f"{name} gradient {i}")
+    # gamma, beta, moving mean, moving variance (biased batch variance).
+    for i, (a, b) in enumerate(zip(layer.get_weights(), exact.get_weights())):
+      _within_bound(a, b, n, condition * np.abs(b).max(), f"{name} weight {i}")
   moved = not np.allclose(fused.get_weights()[2], _pair()[1].get_weights()[2])
   assert moved == training
 
