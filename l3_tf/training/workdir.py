@@ -224,8 +224,9 @@ class WorkdirLock:
   An object store (`s3://`, `gs://`, ...), which has no exclusive create
   and no process to ask about: the lock object holds its owner and a
   heartbeat (UTC seconds) that a thread of the holder rewrites every
-  `heartbeat_seconds`. A lock whose heartbeat is older than `stale_seconds`
-  is a dead trainer's and is taken over with a `WorkdirWarning`. A taker
+  `heartbeat_seconds`. A lock whose heartbeat is older than `stale_seconds`,
+  or whose pid on this host is no longer running, is a dead trainer's and
+  is taken over with a `WorkdirWarning`. A taker
   writes its own lock, waits `settle_seconds` and reads it back: of two
   trainers starting together the last writer holds it and the other
   refuses (the wait must exceed the time between one trainer's read and
@@ -297,15 +298,21 @@ class WorkdirLock:
       age = self._heartbeat_age(holder)
       who = (f"pid {holder.get('pid')} on host {holder.get('host')!r} (since "
              f"{holder.get('started')}, last heartbeat {age:.0f} s ago)")
-      if age < self.stale_seconds:
+      dead_here = (holder.get("host") == self.owner["host"] and not _is_alive(
+          holder.get("pid"), holder.get("process_start")))
+      if dead_here:  # no need to wait for its heartbeat to go stale
+        warnings.warn(f"taking over the stale lock {self.path} of {who}, "
+                      "which is no longer running", WorkdirWarning)
+      elif age < self.stale_seconds:
         raise WorkdirLocked(
             f"workdir {workdir!r} is being written by {who}: one training "
             "process per workdir; stop it or use another workdir (a lock "
             f"whose heartbeat is older than {self.stale_seconds:.0f} s is "
             f"taken over; {self.path} holds it)")
-      warnings.warn(f"taking over the stale lock {self.path} of {who}: no "
-                    f"heartbeat for more than {self.stale_seconds:.0f} s",
-                    WorkdirWarning)
+      else:
+        warnings.warn(f"taking over the stale lock {self.path} of {who}: no "
+                      f"heartbeat for more than {self.stale_seconds:.0f} s",
+                      WorkdirWarning)
     self._write_remote()
     time.sleep(self.settle_seconds)
     holder = self._read_remote()

@@ -126,6 +126,21 @@ def test_an_object_store_lock_without_heartbeat_is_taken_over(tmp_path):
   lock.release()
 
 
+def test_an_object_store_lock_of_a_dead_local_trainer_is_taken_at_once(
+    tmp_path):
+  """A trainer killed on this host (SIGKILL: no release) is resumed
+  without waiting for its heartbeat to go stale."""
+  workdir = f"file://{tmp_path}/run"
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(f"{workdir}/lock", "w") as f:
+    f.write(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                        "started": "t", "token": "x",
+                        "heartbeat": time.time()}))
+  with pytest.warns(workdir_lib.WorkdirWarning,
+                    match=r"stale lock .* which is no longer running"):
+    _object_store_lock(workdir).release()
+
+
 def test_of_two_object_store_lockers_at_once_one_wins(tmp_path):
   """Both read "no lock", both write theirs; the read-back after the settle
   time leaves one holder and one refusal."""
