@@ -135,11 +135,13 @@ def main(argv):
   spec = audio_transfer.dataset_spec(_DATASET.value)
   data_dir = _DATA_DIR.value or os.path.join(_CACHE_DIR.value, "tfds")
   try:
-    builder = audio_transfer.prepare_dataset(spec.name, data_dir,
-                                             _MANUAL_DIR.value)
+    # The weights first: a broken model (finite.NonFiniteError) fails
+    # before a dataset is built.
     weights = audio_transfer.load_weights(
         _WEIGHTS.value, configs.get_config(_RANDOM_CONFIG.value), _SEED.value,
         _DTYPE.value)
+    builder = audio_transfer.prepare_dataset(spec.name, data_dir,
+                                             _MANUAL_DIR.value)
     settings = transfer.SvmSettings(
         c_grid=tuple(float(c) for c in _C_GRID.value),
         inner_folds=_INNER_FOLDS.value)

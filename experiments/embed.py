@@ -27,6 +27,7 @@ import warnings
 from absl import flags
 import tqdm
 
+from l3_tf.model import finite
 from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
@@ -138,12 +139,16 @@ def main(argv):
     _usage_exit(e)
   try:
     embedder = embed_lib.Embedder.load(_MODEL.value, _COMPUTE_DTYPE.value)
+  except finite.NonFiniteError as e:  # a broken model, not a usage error
+    sys.exit(f"l3-embed: error: --model={_MODEL.value}: {e}")
   except Exception as e:  # pylint: disable=broad-except
     _usage_exit(f"--model={_MODEL.value}: {type(e).__name__}: {e}")
   kind = options.pop("kind")
   try:
     summary = embed_files.embed_files(embedder, kind, options.pop("inputs"),
                                       **options)
+  except finite.NonFiniteError as e:
+    sys.exit(f"l3-embed: error: {e}")
   except ValueError as e:  # inputs that changed since they were resolved
     _usage_exit(e)
   print(summary, file=sys.stderr)

@@ -27,6 +27,7 @@ from absl import logging
 from experiments import cli
 from experiments import flags_lib
 from l3_tf.data import bad_records
+from l3_tf.model import finite
 from l3_tf.training import distribute
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
@@ -44,6 +45,8 @@ def main(argv):
                                         config.train.cpu_replicas)
     result = train.train_and_evaluate(config, _WORKDIR.value, strategy)
   except bad_records.BadRecordError as e:  # a damaged shard or frame
+    raise SystemExit(f"error: {e}") from None
+  except finite.NonFiniteError as e:  # resuming from a NaN checkpoint
     raise SystemExit(f"error: {e}") from None
   except ValueError as e:
     logging.error("bad configuration: %s", e)

@@ -225,3 +225,77 @@ def train_easy_synthetic(root: str, steps: int = 200, fusion: str = "concat"):
       truth=synthetic_av.ground_truth(builder), result=result,
       seconds={"build": built - started,
                "train": time.perf_counter() - built})
+
+
+def set_checkpoint_value(workdir: str, variable: str = "audio_tower/conv1_1/kernel",
+                         value: float = float("nan"), everywhere: bool = False
+                         ) -> str:
+  """Rewrites the latest checkpoint of `workdir` with `value` in `variable`.
+
+  The first element of the variable (`everywhere`: all of it) is set; the
+  rest of the checkpoint (optimizer, step, ...) is written back unchanged.
+  Makes a NaN-weighted checkpoint (`value` NaN) or one with finite weights
+  whose forward pass overflows (`value` 1e38 everywhere).
+
+  Args:
+    workdir: a training workdir (`make_trained_workdir` or a real run).
+    variable: "<layer of the avc_network>/<variable path in it>", or
+      "optimizer/<path>" (e.g. "optimizer/learning_rate").
+
+  Returns:
+    The checkpoint prefix rewritten.
+  """
+  import keras
+  import numpy as np
+  import tensorflow as tf
+
+  from l3_tf.model import networks as model_lib
+  from l3_tf.training import workdir as workdir_lib
+
+  config = workdir_lib.read_config(workdir)
+  prefix = workdir_lib.latest_checkpoint(workdir)
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  objects = {"model": avc, "step": tf.Variable(0, dtype=tf.int64)}
+  stored = {name.split("/")[0] for name, _ in tf.train.list_variables(prefix)}
+  if "optimizer" in stored:  # a train.py checkpoint
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(avc.trainable_variables)
+    objects["optimizer"] = optimizer
+  if "data_seed" in stored:
+    objects["data_seed"] = tf.Variable(0, dtype=tf.int64)
+  checkpoint = tf.train.Checkpoint(**objects)
+  checkpoint.restore(prefix).assert_consumed()
+  checkpoint.save_counter  # pylint: disable=pointless-statement  # restored, kept
+  layer, path = variable.split("/", 1)
+  if layer == "optimizer":  # "optimizer/learning_rate": after its own name
+    target, = [v for v in objects["optimizer"].variables
+               if v.path.split("/", 1)[-1] == path]
+  else:
+    target, = [v for v in avc.get_layer(layer).variables if v.path == path]
+  array = np.array(target.numpy())
+  if everywhere:
+    array[...] = value
+  else:
+    array.flat[0] = value
+  target.assign(array)
+  checkpoint.write(prefix)
+  return prefix
+
+
+def set_export_value(path: str, signature: str = "audio_embedding",
+                     value: float = float("nan")) -> str:
+  """Rewrites an export's weights with `value` in the first element of the
+  first variable `signature` reads (a NaN-weighted export); returns that
+  variable's name."""
+  import numpy as np
+  import tensorflow as tf
+
+  loaded = tf.saved_model.load(path)
+  variable = loaded.signatures[signature].variables[0]
+  array = np.array(variable.numpy())
+  array.flat[0] = value
+  variable.assign(array)
+  # The variables of a SavedModel are a checkpoint of its root object.
+  tf.train.Checkpoint(root=loaded).write(
+      os.path.join(path, "variables", "variables"))
+  return variable.name

@@ -14,6 +14,7 @@ their cells are empty, as in the paper.
 """
 
 import json
+import math
 import os
 import re
 from typing import Any
@@ -46,14 +47,18 @@ def eval_set(config, split: str, num_pairs: int) -> dict[str, Any]:
 def evaluate_workdir(workdir: str, split: str, num_pairs: int
                      ) -> dict[str, Any]:
   """`evaluate.evaluate_workdir`, or its JSON when that already holds the
-  latest checkpoint's metrics on the same split and number of pairs (the
-  pairs are a function of the workdir's config, which does not change)."""
+  latest checkpoint's finite metrics on the same split and number of pairs
+  (the pairs are a function of the workdir's config, which does not
+  change). A JSON with a NaN (written before evaluation refused non-finite
+  logits) is evaluated again, which names the problem."""
   path = evaluate_lib.eval_path(workdir, split)
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       stored = json.load(f)
     if (stored.get("checkpoint") == workdir_lib.latest_checkpoint(workdir)
-        and stored.get("num_pairs") == num_pairs):
+        and stored.get("num_pairs") == num_pairs
+        and all(math.isfinite(value) for value in stored.values()
+                if isinstance(value, float))):
       return stored
   return evaluate_lib.evaluate_workdir(workdir, split, num_pairs)
 

@@ -23,6 +23,10 @@ exit ("pure virtual method called", exit code 134: its AWS SDK is torn down
 after TensorFlow's), even when all its work succeeded. `run_main` (which the
 binaries use in place of `absl.app.run`) ends such a process with
 `os._exit` and the binary's own exit code once its output is flushed.
+TFDS's own `tfds build` command cannot do that: building onto object
+storage goes through `python -m experiments.tfds_cli build ...` (the same
+command under `exit_preserving`), and a plain `tfds build` with such a
+path fails at once (exit 1) saying so (`prepare`).
 """
 
 import logging as std_logging
@@ -42,6 +46,11 @@ BUILTIN_SCHEMES = ("", "file", "gs", "ram")
 _PROBE_TIMEOUT_SECONDS = 3.0
 
 _used_schemes: set[str] = set()
+# Whether `exit_preserving` runs this process's main function.
+_exit_preserved = False
+# What builds datasets onto object storage with a truthful exit status.
+TFDS_ENTRY_POINT = "python -m experiments.tfds_cli build"
+_TFDS_CLI_MODULE = "tensorflow_datasets.scripts.cli.main"
 
 
 class FileSystemError(ValueError):
@@ -131,8 +140,9 @@ def prepare(path: str | os.PathLike | None, what: str = "path"):
     `path`, unchanged.
 
   Raises:
-    FileSystemError: tensorflow-io is needed and missing, or the configured
-      S3 endpoint does not answer.
+    FileSystemError: tensorflow-io is needed and missing, the configured
+      S3 endpoint does not answer, or TFDS's `tfds` command runs without
+      `exit_preserving` (its exit status would be 134 whatever happened).
   """
   if path is None:
     return path
@@ -140,6 +150,13 @@ def prepare(path: str | os.PathLike | None, what: str = "path"):
   scheme = scheme_of(text)
   if scheme not in TFIO_SCHEMES:
     return path
+  if _TFDS_CLI_MODULE in sys.modules and not _exit_preserved:
+    raise FileSystemError(
+        text, scheme,
+        f"{what}={text!r}: a plain `tfds build` onto {scheme}:// ends with "
+        "exit status 134 (tensorflow-io aborts at exit) whether or not the "
+        f"build succeeded; run the same command as `{TFDS_ENTRY_POINT} ...`, "
+        "which exits with the build's own status")
   _load_tensorflow_io(text, scheme, what)
   _used_schemes.add(scheme)
   if scheme == "s3":
@@ -160,19 +177,30 @@ def _exit_code(code) -> int:
 def run_main(main: Callable[[list[str]], int | None],
              argv: list[str] | None = None,
              flags_parser: Callable[[list[str]], Any] | None = None) -> None:
-  """`absl.app.run(main)` whose exit code survives tensorflow-io's S3 abort.
-
-  When no object-storage path was used this is exactly `app.run(main)`.
-  Otherwise the process ends with `os._exit` after flushing stdout, stderr
-  and logging, with the code `app.run` would have given: 0 on success, the
-  `SystemExit` code, 1 for an uncaught exception (traceback printed).
-  """
+  """`absl.app.run(main)` whose exit code survives tensorflow-io's S3 abort
+  (see `exit_preserving`)."""
   from absl import app  # pylint: disable=g-import-not-at-top
+  if flags_parser is None:
+    exit_preserving(lambda: app.run(main, argv=argv))
+  else:
+    exit_preserving(lambda: app.run(main, argv=argv,
+                                    flags_parser=flags_parser))
+
+
+def exit_preserving(run: Callable[[], Any]) -> None:
+  """Runs a program's main (`run()`, which ends with `SystemExit` as
+  `absl.app.run` does) so that its exit code survives tensorflow-io's S3
+  abort.
+
+  When no object-storage path was used this is exactly `run()`. Otherwise
+  the process ends with `os._exit` after flushing stdout, stderr and
+  logging, with the code the interpreter would have given: 0 on success,
+  the `SystemExit` code, 1 for an uncaught exception (traceback printed).
+  """
+  global _exit_preserved
+  _exit_preserved = True
   try:
-    if flags_parser is None:
-      app.run(main, argv=argv)
-    else:
-      app.run(main, argv=argv, flags_parser=flags_parser)
+    run()
     code = 0
   except SystemExit as e:
     if not used():

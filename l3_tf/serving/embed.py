@@ -66,6 +66,7 @@ import tensorflow as tf
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
 from l3_tf.data import media
+from l3_tf.model import finite
 from l3_tf.serving import export as export_lib
 from l3_tf.training import workdir as workdir_lib
 
@@ -112,15 +113,44 @@ class Embeddings(NamedTuple):
 
 
 class _Head(NamedTuple):
-  """Where an embedding comes from: the exported function, its output key
-  and the width of the vectors it returns."""
+  """Where an embedding comes from: the exported function, its output key,
+  the width of the vectors it returns and the model's path (for errors)."""
 
   function: Callable
   key: str
   width: int
+  name: str
+  source: str
 
   def __call__(self, batch: np.ndarray) -> np.ndarray:
-    return self.function(tf.constant(batch))[self.key].numpy()  # [b, width]
+    """[b, ...] inputs -> [b, width] embeddings, all finite.
+
+    Raises:
+      finite.NonFiniteError: a non-finite embedding of a finite input (a
+        row whose input holds NaN or inf is NaN by the export's contract).
+    """
+    out = self.function(tf.constant(batch))[self.key].numpy()  # [b, width]
+    return finite.check_outputs(out, f"{self.name} {self.key}", self.source,
+                                allowed_rows=_nonfinite_rows(batch))
+
+
+def _nonfinite_rows(batch: np.ndarray) -> np.ndarray | None:
+  """bool [b]: rows of a float batch holding NaN or inf (None: uint8)."""
+  if batch.dtype.kind != "f":
+    return None
+  return ~np.isfinite(batch.reshape(batch.shape[0], -1)).all(axis=1)
+
+
+def _probe_pair(params: audio_params_lib.AudioParams
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """A fixed image (uint8 [1, 224, 224, 3]) and sound (a noisy 440 Hz tone,
+  float32 [1, 48000]): `Embedder` checks that the model scores it finitely."""
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+  t = np.arange(params.clip_samples) / params.sample_rate_hz
+  waveform = 0.5 * np.sin(2 * np.pi * 440 * t) + 0.1 * rng.standard_normal(
+      t.size)
+  return image, waveform[np.newaxis].astype(np.float32)
 
 
 class VideoEmbeddings(NamedTuple):
@@ -421,12 +451,18 @@ class Embedder:
                image_params: image_ops.ImageParams,
                embedding_sizes: dict, source: str):
     """Use `Embedder.load`; `functions` has the three serving functions
-    (`audio_embedding`, `image_embedding`, `avc_score`) as attributes."""
+    (`audio_embedding`, `image_embedding`, `avc_score`) as attributes.
+
+    Raises:
+      finite.NonFiniteError: the model scores a probe pair (`_probe_pair`)
+        NaN or inf: its weights compute no usable embedding.
+    """
     self._functions = functions
     self.audio_params = audio_params
     self.image_params = image_params
     self.embedding_sizes = embedding_sizes
     self.source = source
+    self.score(*_probe_pair(audio_params))
 
   @classmethod
   def load(cls, path: str, compute_dtype: str = "float32") -> "Embedder":
@@ -441,6 +477,8 @@ class Embedder:
 
     Raises:
       FileNotFoundError: `path` is neither.
+      finite.NonFiniteError: a weight of the model holds NaN or inf (named),
+        or it scores a probe pair NaN or inf.
     """
     path = os.fspath(path)
     if export_lib.is_saved_model(path):
@@ -451,9 +489,11 @@ class Embedder:
             f"compute_dtype={compute_dtype!r} but {path} was exported with "
             f"{assets['export']['compute_dtype']!r}; re-export with "
             "--compute_dtype")
-      return cls(tf.saved_model.load(path), assets["audio_params"],
-                 assets["image_params"], assets["export"]["embedding_sizes"],
-                 path)
+      loaded = tf.saved_model.load(path)
+      finite.check_variables(export_lib.signature_variables(loaded),
+                             f"export {path}")
+      return cls(loaded, assets["audio_params"], assets["image_params"],
+                 assets["export"]["embedding_sizes"], path)
     if tf.io.gfile.exists(workdir_lib.config_path(path)):
       config, avc, _ = workdir_lib.restore_avc_model(path)
       return cls.from_model(avc, config, path, compute_dtype)
@@ -504,14 +544,16 @@ class Embedder:
       function = {"audio": self._functions.shared_audio_embedding,
                   "image": self._functions.shared_image_embedding}[modality]
       return _Head(function, key, self.embedding_sizes[
-          export_lib.SHARED_AUDIO_EMBEDDING][key])
+          export_lib.SHARED_AUDIO_EMBEDDING][key], f"shared_{modality}_embedding",
+                   self.source)
     size = embedding_tap(embedding, modality)
     key = f"embedding_{size}"
     signature, function = {
         "audio": (export_lib.AUDIO_EMBEDDING, self._functions.audio_embedding),
         "image": (export_lib.IMAGE_EMBEDDING, self._functions.image_embedding),
     }[modality]
-    return _Head(function, key, self.embedding_sizes[signature][key])
+    return _Head(function, key, self.embedding_sizes[signature][key],
+                 signature, self.source)
 
   def embed_windows(self, windows: np.ndarray, embedding: int | str = 6144,
                     batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
@@ -704,6 +746,8 @@ class Embedder:
     waveform = waveform.reshape(-1, window)
     probability = self._functions.avc_score(
         tf.constant(image), tf.constant(waveform))["probability"].numpy()
+    finite.check_outputs(probability, "avc_score probability", self.source,
+                         allowed_rows=_nonfinite_rows(waveform))
     return probability[0] if single else probability
 
   def shared_embedding(self, *, images=None, windows=None,

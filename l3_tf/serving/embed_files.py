@@ -55,6 +55,7 @@ import tensorflow as tf
 import tqdm
 
 from l3_tf.data import media
+from l3_tf.model import finite
 from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import export as export_lib
@@ -433,6 +434,8 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
   Raises:
     ValueError: a bad argument or input (see `check_run_options`,
       `resolve_inputs`), before anything is embedded.
+    finite.NonFiniteError: the model computes a non-finite embedding of a
+      finite input; that input's outputs are not written.
   """
   started = time.perf_counter()
   check_run_options(kind, video_output=video_output,
@@ -461,6 +464,8 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
                           **embed_kwargs)
       for part in parts:
         _save(job.outputs[part], part, results[part], job.input_path)
+    except finite.NonFiniteError:
+      raise  # the model's fault, not the file's: no input would embed
     except Exception as e:  # pylint: disable=broad-except
       # One bad file must not end the run.
       reason = f"{type(e).__name__}: {e}"

@@ -63,6 +63,7 @@ import tensorflow as tf
 from l3_tf.data import audio_frontend
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
 from l3_tf.platform import filesystems
 from l3_tf.training import config as config_lib
@@ -335,8 +336,12 @@ def export(avc: keras.Model, config: config_lib.Config, output_path: str, *,
 
   Raises:
     FileExistsError: `output_path` exists and `overwrite` is False.
+    finite.NonFiniteError: a weight of `avc`, or its logits of a probe
+      pair, hold NaN or inf (`finite.check_model`): nothing is written.
   """
   filesystems.prepare(output_path, "output_path")
+  finite.check_model(avc, f"checkpoint {checkpoint}" if checkpoint
+                     else "the model to export")
   if tf.io.gfile.exists(output_path) and not overwrite:
     raise FileExistsError(f"{output_path} exists; pass overwrite=True "
                           "(--overwrite) to replace it")
@@ -414,6 +419,24 @@ def read_assets(path: str) -> dict:
                                            read(IMAGE_PARAMS_ASSET)),
       "export": read(EXPORT_ASSET),
   }
+
+
+def signature_variables(loaded) -> list[tuple[str, np.ndarray]]:
+  """(name, value) of every variable the signatures of a loaded export read,
+  named through the first signature that reads it
+  ("audio_embedding/conv1_1/kernel": the two towers' own names are alike).
+  """
+  named, seen = [], set()
+  order = [name for name in SIGNATURES + SHARED_SIGNATURES
+           if name in loaded.signatures]
+  order += sorted(set(loaded.signatures) - set(order))
+  for signature in order:
+    for variable in loaded.signatures[signature].variables:
+      if id(variable) not in seen:
+        seen.add(id(variable))
+        name = variable.name.split(":")[0]
+        named.append((f"{signature}/{name}", variable.numpy()))
+  return named
 
 
 def is_saved_model(path: str) -> bool:

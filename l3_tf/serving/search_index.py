@@ -36,6 +36,7 @@ import numpy as np
 import tqdm
 
 from l3_tf.data import media
+from l3_tf.model import finite
 from l3_tf.serving import embed as embed_lib
 
 AUDIO = "audio"
@@ -274,6 +275,7 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
   Raises:
     SearchIndexError: the index was built with another model or hop.
     ValueError: the model has no shared space (an L3 export).
+    finite.NonFiniteError: the model computes non-finite embeddings.
   """
   from l3_tf.serving import export as export_lib  # pylint: disable=g-import-not-at-top
 
@@ -315,6 +317,8 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
       audio, image, timestamps = embedder.embed_video(
           path, hop_seconds=hop_seconds, audio_embedding=embed_lib.SHARED,
           image_embedding=embed_lib.SHARED, batch_size=batch_size)
+    except finite.NonFiniteError:
+      raise  # the model's fault, not the file's: nothing is added
     except Exception as e:  # one bad file must not end the run
       reason = f"{type(e).__name__}: {e}"
       summary.failed.append((path, reason))

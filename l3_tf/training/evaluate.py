@@ -15,11 +15,13 @@ import tensorflow as tf
 
 from l3_tf.data import bad_records
 from l3_tf.data import input_pipeline
+from l3_tf.model import finite
 from l3_tf.training import workdir as workdir_lib
 
 
 def evaluate_model(model: keras.Model, config, split: str | None = None,
-                   num_pairs: int | None = None, builder=None) -> dict:
+                   num_pairs: int | None = None, builder=None,
+                   source: str = "the model") -> dict:
   """AVC metrics of `model` on the evaluation pairs of `split`.
 
   Args:
@@ -28,6 +30,7 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
     split: default `config.data.eval_split`.
     num_pairs: default `config.data.eval_num_pairs`.
     builder: the TFDS builder (default: from the config).
+    source: what the model is (a checkpoint), for errors.
 
   Returns:
     {"accuracy", "positive_accuracy", "negative_accuracy", "loss",
@@ -36,6 +39,8 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
   Raises:
     ValueError: the split yields fewer pairs than asked (no usable videos).
     bad_records.BadRecordError: a damaged record (shard and index named).
+    finite.NonFiniteError: a logit is NaN or inf (its pair is named): no
+      accuracy is computed from it.
   """
   split = split or config.data.eval_split
   num_pairs = num_pairs or config.data.eval_num_pairs
@@ -65,7 +70,8 @@ def evaluate_model(model: keras.Model, config, split: str | None = None,
         f"split {split!r} of {config.data.dataset!r} gave {got} evaluation "
         f"pairs instead of {num_pairs}: it has no video that can form a pair")
   labels = np.concatenate(labels)
-  logits = np.concatenate(logits).astype(np.float64)
+  logits = np.concatenate(logits).astype(np.float64)  # [pairs, 2]
+  finite.check_outputs(logits, f"the {split!r} evaluation logits", source)
   predicted = logits.argmax(axis=1)
   log_probs = logits - np.logaddexp(logits[:, 0], logits[:, 1])[:, None]
   correct = predicted == labels
@@ -101,11 +107,17 @@ def evaluate_workdir(workdir: str, split: str | None = None,
 
   Returns:
     The metrics of `evaluate_model` plus "step" and "checkpoint".
+
+  Raises:
+    finite.NonFiniteError: the checkpoint's weights or logits are not
+      finite; nothing is written.
   """
+  checkpoint = checkpoint or workdir_lib.latest_checkpoint(workdir)
   config, model, step = workdir_lib.restore_avc_model(workdir, checkpoint)
   split = split or config.data.eval_split
-  results = evaluate_model(model, config, split, num_pairs)
+  results = evaluate_model(model, config, split, num_pairs,
+                           source=f"checkpoint {checkpoint}")
   results["step"] = step
-  results["checkpoint"] = checkpoint or workdir_lib.latest_checkpoint(workdir)
+  results["checkpoint"] = checkpoint
   write_results(workdir, split, results)
   return results

@@ -35,6 +35,7 @@ import tensorflow as tf
 from l3_tf.data import bad_records
 from l3_tf.data import data_service
 from l3_tf.data import input_pipeline
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
 from l3_tf.model import precision as precision_lib
 from l3_tf.platform import cpu_features
@@ -46,16 +47,21 @@ from l3_tf.training import workdir as workdir_lib
 
 
 class TrainingDiverged(RuntimeError):
-  """`train.max_bad_steps` consecutive steps had a non-finite loss or gradient.
+  """The weights stopped computing finite numbers; none of that is saved.
 
-  None of them was applied; a checkpoint of the last good step was written.
+  `train.max_bad_steps` consecutive steps had a non-finite loss or gradient
+  (none was applied), or the weights at the end hold NaN or inf or compute
+  non-finite logits. A checkpoint is good when the step after it computed a
+  finite loss (or, for the last one, its weights and a probe forward pass
+  are finite, `finite.check_model`); one that is not was never written or
+  is removed. `checkpoint` is the last good one (None: there is none).
   """
 
-  def __init__(self, step: int, bad_steps: int, checkpoint: str | None):
-    super().__init__(
-        f"training diverged at step {step}: {bad_steps} consecutive steps had "
-        "a non-finite loss or gradient and were not applied (limit "
-        f"train.max_bad_steps); last good checkpoint {checkpoint}")
+  def __init__(self, step: int, reason: str, checkpoint: str | None):
+    good = (f"last good checkpoint {checkpoint}" if checkpoint else
+            "no checkpoint of the workdir is good (lower "
+            "train.learning_rate and train again)")
+    super().__init__(f"training diverged at step {step}: {reason}; {good}")
     self.step = step
     self.checkpoint = checkpoint
 
@@ -636,6 +642,23 @@ class WorkerCheckpoints:
   def save(self, step: int) -> str | None:
     return self._manager.save(checkpoint_number=step)
 
+  def discard(self, prefix: str) -> None:
+    """Removes checkpoint `prefix` (written by this run) and its entry in
+    the state file, which keeps naming the others."""
+    directory = self._manager.directory
+    state = tf.train.get_checkpoint_state(directory)
+    # As `get_checkpoint_state` gives them: joined to `directory`, which
+    # `update_checkpoint_state` takes away again for a relative one.
+    remaining = [p for p in (state.all_model_checkpoint_paths if state else [])
+                 if os.path.basename(p) != os.path.basename(prefix)]
+    if remaining:
+      tf.compat.v1.train.update_checkpoint_state(directory, remaining[-1],
+                                                 remaining)
+    elif tf.io.gfile.exists(os.path.join(directory, "checkpoint")):
+      tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
+    for path in tf.io.gfile.glob(prefix + ".*"):
+      tf.io.gfile.remove(path)
+
   def close(self):
     if self._scratch:
       shutil.rmtree(self._scratch, ignore_errors=True)
@@ -701,15 +724,49 @@ class _Trainer:
           result["loss_difference"], bound)
     return result
 
+  def check_finite(self, source: str) -> None:
+    """`finite.check_model` of the model, then the optimizer's variables
+    (Adam's moments can overflow while the weights stay finite).
+
+    Raises:
+      finite.NonFiniteError: naming `source` and the variable or output.
+    """
+    finite.check_model(self.model, source)
+    finite.check_variables([(f"optimizer/{v.path}", v.numpy())
+                            for v in self.optimizer.variables], source)
+
   def restore(self) -> int:
-    """Restores the workdir's latest checkpoint, if any; returns the step."""
+    """Restores the workdir's latest checkpoint, if any; returns the step.
+
+    Raises:
+      finite.NonFiniteError: a variable of the checkpoint (the model's or
+        the optimizer's) holds NaN or inf (it is named), or the model's
+        logits of the probe pair are not finite.
+    """
     precision_lib.check_resume(self.checkpoints.latest(), self.optimizer)
-    if self.checkpoints.restore() is not None:
-      logging.info("resumed from %s (step %d)",
-                   self.checkpoints.latest(), int(self.step.numpy()))
+    restored = self.checkpoints.restore()
+    if restored is not None:
+      self.check_finite(f"checkpoint {restored} (resuming)")
+      logging.info("resumed from %s (step %d)", restored,
+                   int(self.step.numpy()))
     return int(self.step.numpy())
 
+  def problem(self) -> str | None:
+    """Why the current weights must not be saved (None: they may be): a
+    variable holds NaN or inf, or the probe pair's logits are not finite."""
+    try:
+      self.check_finite(f"the weights at step {int(self.step.numpy())}")
+    except finite.NonFiniteError as e:
+      return str(e)
+    return None
+
   def save(self) -> str | None:
+    """Writes a checkpoint of the current step unless `problem()` finds
+    something (logged; None returned)."""
+    problem = self.problem()
+    if problem is not None:
+      logging.error("checkpoint not written: %s", problem)
+      return None
     return self.checkpoints.save(int(self.step.numpy()))
 
   def close(self):
@@ -751,8 +808,9 @@ def train_and_evaluate(config, workdir: str,
     TrainingInterrupted: SIGTERM or Ctrl-C; a checkpoint of the last
       finished step was written first.
     TrainingDiverged: `train.max_bad_steps` consecutive steps with a
-      non-finite loss or gradient (none applied); a checkpoint of the last
-      good step was written first.
+      non-finite loss or gradient (none applied), or final weights that are
+      not finite or compute non-finite logits; no checkpoint of such
+      weights is left, the error names the last good one.
     CompiledStepMismatch: with `train.jit_compile`, XLA's step on the first
       batch differs from the uncompiled one beyond round-off (checked
       before any step is applied; `check_compiled_step`).
@@ -855,6 +913,11 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
   skip_log = bad_records.SkipLog(workdir if chief else None, train_writer)
   step = start_step
   last_saved = start_step if start_step else -1
+  # The checkpoint of the weights being trained from while no step from
+  # them has computed a finite loss: it is good only once one has
+  # (`TrainingDiverged`). At first the one resumed from (not ours to remove).
+  unconfirmed = trainer.checkpoints.latest() if start_step else None
+  unconfirmed_is_ours = False
   window = {"loss": [], "regularization": [], "accuracy": []}
   window_seconds, window_steps = 0.0, 0
   timed_seconds, timed_steps = 0.0, 0
@@ -910,6 +973,8 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
         step = int(trainer.step.numpy())
         elapsed = time.perf_counter() - started
         good_steps = int(metrics["good_steps"])
+        if good_steps:  # a step from the last checkpoint's weights was finite
+          unconfirmed = None
         bad_steps = _count_bad_steps(bad_steps, metrics, loop_steps, step)
         if bad_steps >= train_cfg.max_bad_steps:
           diverged = bad_steps
@@ -951,12 +1016,13 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
               tf.summary.image(tag, images, max_outputs=train_cfg.summary_images,
                                description="left: frame, right: log-spectrogram")
         if step % train_cfg.checkpoint_every_steps == 0:
-          trainer.save()
+          unconfirmed, unconfirmed_is_ours = trainer.save(), True
           last_saved = step
         if (train_cfg.eval_every_steps and step % train_cfg.eval_every_steps == 0
             and step < train_cfg.num_steps and chief):
-          results = evaluate_lib.evaluate_model(trainer.model, config,
-                                                builder=plan.builder)
+          results = evaluate_lib.evaluate_model(
+              trainer.model, config, builder=plan.builder,
+              source=f"the model at step {step}")
           with eval_writer.as_default(step=step):
             for key in ("accuracy", "loss"):
               tf.summary.scalar(key, results[key])
@@ -966,13 +1032,30 @@ def _run(config, workdir, strategy, plan: Plan, trainer: _Trainer) -> dict:
       interrupted = "KeyboardInterrupt"
     interrupted = interrupted or stop.reason
     step = int(trainer.step.numpy())
-    if step != last_saved and step > 0:
-      trainer.save()
     train_writer.flush()
+    if diverged:
+      # The weights at `step` computed only non-finite losses: not saved,
+      # and a checkpoint of them written earlier by this run is removed.
+      reason = (f"{diverged} consecutive steps had a non-finite loss or "
+                "gradient and were not applied (limit train.max_bad_steps)")
+      if unconfirmed is not None and unconfirmed_is_ours and chief:
+        logging.warning("removing %s: every step after it had a non-finite "
+                        "loss or gradient", unconfirmed)
+        trainer.checkpoints.discard(unconfirmed)
+      good = trainer.checkpoints.latest()
+      if unconfirmed is not None and not unconfirmed_is_ours:
+        reason += (f"; no step from {unconfirmed}, which it resumed from, "
+                   "was finite either")
+        good = None
+      raise TrainingDiverged(step, reason, good)
+    saved = None
+    if step != last_saved and step > 0:
+      saved = trainer.save()  # checks the weights and a probe pass first
+      if saved is None:
+        raise TrainingDiverged(step, trainer.problem() or "not saved",
+                               trainer.checkpoints.latest())
     if interrupted:
       raise TrainingInterrupted(step, interrupted)
-    if diverged:
-      raise TrainingDiverged(step, diverged, trainer.checkpoints.latest())
 
   return {
       "step": step,

@@ -5,14 +5,18 @@
                                  `model` (the `avc_network`) and `step`
   <workdir>/eval_<split>.json    AVC evaluation results
   <workdir>/lock                 while a training process writes it: JSON
-                                 {"pid", "host", "started"} (`WorkdirLock`)
+                                 {"pid", "host", "started"}; on an object
+                                 store also "token" and "heartbeat"
+                                 (`WorkdirLock`)
 
 Training writes it; evaluation, export, embedding, transfer and
 visualisation read it through the functions below.
 
 One writer per workdir: training holds `<workdir>/lock`; a second trainer
 fails at once naming the holder; a lock left by a dead process on this
-host is taken over with a `WorkdirWarning`. Checkpoints: `latest_checkpoint`
+host is taken over with a `WorkdirWarning`; on an object store the lock
+carries a heartbeat and is taken over once that is older than
+`WorkdirLock.STALE_SECONDS`. Checkpoints: `latest_checkpoint`
 returns the newest checkpoint that reads back whole (every tensor, with
 TensorFlow's checksums), passing over a damaged newer one with a
 `WorkdirWarning`, so a crash in the middle of a save never leaves a
@@ -23,12 +27,16 @@ import datetime
 import json
 import os
 import socket
+import threading
 import time
+import uuid
 import warnings
 
+from absl import logging
 import keras
 import tensorflow as tf
 
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
 from l3_tf.platform import filesystems
 from l3_tf.training import config as config_lib
@@ -131,12 +139,12 @@ def _candidate_checkpoints(directory: str) -> list[str]:
   except (tf.errors.OpError, ValueError) as e:  # a damaged state file
     warnings.warn(f"{directory}/checkpoint cannot be read ({e}); looking "
                   "for checkpoints by name", WorkdirWarning)
+  # `get_checkpoint_state` has already joined relative entries (which
+  # CheckpointManager writes) to `directory`: joining them again named
+  # <dir>/<dir>/ckpt-N for a relative workdir, a "damaged" checkpoint.
   listed = list(state.all_model_checkpoint_paths) if state else []
   if state and state.model_checkpoint_path not in listed:
     listed.append(state.model_checkpoint_path)
-  listed = [p if os.path.isabs(p) or filesystems.is_url(p)
-            else os.path.join(directory, p)
-            for p in listed]
   found = [path[:-len(".index")] for path in
            tf.io.gfile.glob(os.path.join(directory, "*.index"))]
 
@@ -150,6 +158,8 @@ def _candidate_checkpoints(directory: str) -> list[str]:
 def latest_checkpoint(workdir: str) -> str | None:
   """The newest checkpoint of the workdir that restores (None: none yet).
 
+  The prefix is absolute for a local workdir, however it is spelled.
+
   A newer checkpoint that does not read back whole (a crash during its
   save, a damaged file) is passed over with a `WorkdirWarning`.
 
@@ -158,6 +168,9 @@ def latest_checkpoint(workdir: str) -> str | None:
   """
   filesystems.prepare(workdir, "workdir")
   directory = checkpoint_dir(workdir)
+  if not filesystems.is_url(directory):
+    # One answer for a relative and an absolute spelling of a workdir.
+    directory = os.path.abspath(directory)
   if not tf.io.gfile.isdir(directory):
     return None
   candidates = _candidate_checkpoints(directory)
@@ -204,23 +217,48 @@ class WorkdirLock:
 
   `WorkdirLock(workdir)` takes the lock (raising `WorkdirLocked` if a live
   process holds it); `release()` or leaving the `with` block frees it.
-  Local (and NFS) folders only: an object-store workdir (`gs://`, `s3://`)
-  is not locked.
+
+  A local (or NFS) folder: the lock file is created exclusively; a lock
+  left by a dead process of this host is taken over.
+
+  An object store (`s3://`, `gs://`, ...), which has no exclusive create
+  and no process to ask about: the lock object holds its owner and a
+  heartbeat (UTC seconds) that a thread of the holder rewrites every
+  `heartbeat_seconds`. A lock whose heartbeat is older than `stale_seconds`,
+  or whose pid on this host is no longer running, is a dead trainer's and
+  is taken over with a `WorkdirWarning`. A taker
+  writes its own lock, waits `settle_seconds` and reads it back: of two
+  trainers starting together the last writer holds it and the other
+  refuses (the wait must exceed the time between one trainer's read and
+  its write, a round trip). The hosts' clocks must agree to well within
+  `stale_seconds`.
   """
 
   # An unreadable lock file older than this is a writer that died between
   # creating it and writing it.
   _UNREADABLE_STALE_SECONDS = 10.0
+  HEARTBEAT_SECONDS = 30.0
+  STALE_SECONDS = 300.0
+  SETTLE_SECONDS = 2.0
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, *, heartbeat_seconds: float | None = None,
+               stale_seconds: float | None = None,
+               settle_seconds: float | None = None):
     self.path = os.path.join(workdir, LOCK_FILENAME)
     self.remote = filesystems.is_url(workdir)
     self.owner = {"pid": os.getpid(), "host": socket.gethostname(),
                   "process_start": _process_start(os.getpid()),
                   "started": datetime.datetime.now(
                       datetime.timezone.utc).isoformat(timespec="seconds")}
+    self.heartbeat_seconds = heartbeat_seconds or self.HEARTBEAT_SECONDS
+    self.stale_seconds = stale_seconds or self.STALE_SECONDS
+    self.settle_seconds = (self.SETTLE_SECONDS if settle_seconds is None
+                           else settle_seconds)
+    self._stop = threading.Event()
+    self._heartbeat = None
     tf.io.gfile.makedirs(workdir)
     if self.remote:
+      self._take_remote(workdir)
       return
     for _ in range(20):
       if self._create():
@@ -251,6 +289,90 @@ class WorkdirLock:
     raise WorkdirLocked(f"cannot take the lock {self.path}: other processes "
                         "keep taking it")
 
+  # -- object stores ----------------------------------------------------------
+
+  def _take_remote(self, workdir: str) -> None:
+    self.owner["token"] = uuid.uuid4().hex
+    holder = self._read_remote()
+    if holder is not None:
+      age = self._heartbeat_age(holder)
+      who = (f"pid {holder.get('pid')} on host {holder.get('host')!r} (since "
+             f"{holder.get('started')}, last heartbeat {age:.0f} s ago)")
+      dead_here = (holder.get("host") == self.owner["host"] and not _is_alive(
+          holder.get("pid"), holder.get("process_start")))
+      if dead_here:  # no need to wait for its heartbeat to go stale
+        warnings.warn(f"taking over the stale lock {self.path} of {who}, "
+                      "which is no longer running", WorkdirWarning)
+      elif age < self.stale_seconds:
+        raise WorkdirLocked(
+            f"workdir {workdir!r} is being written by {who}: one training "
+            "process per workdir; stop it or use another workdir (a lock "
+            f"whose heartbeat is older than {self.stale_seconds:.0f} s is "
+            f"taken over; {self.path} holds it)")
+      else:
+        warnings.warn(f"taking over the stale lock {self.path} of {who}: no "
+                      f"heartbeat for more than {self.stale_seconds:.0f} s",
+                      WorkdirWarning)
+    self._write_remote()
+    time.sleep(self.settle_seconds)
+    holder = self._read_remote()
+    if holder is None or holder.get("token") != self.owner["token"]:
+      who = ("nobody (it was removed)" if holder is None else
+             f"pid {holder.get('pid')} on host {holder.get('host')!r}")
+      raise WorkdirLocked(
+          f"workdir {workdir!r}: another trainer took the lock {self.path} "
+          f"at the same time and holds it now ({who}): one training process "
+          "per workdir")
+    self._heartbeat = threading.Thread(target=self._beat, daemon=True,
+                                       name="workdir-lock-heartbeat")
+    self._heartbeat.start()
+
+  def _heartbeat_age(self, holder: dict) -> float:
+    beat = holder.get("heartbeat")
+    if not isinstance(beat, (int, float)):  # a damaged lock: its mtime
+      try:
+        beat = tf.io.gfile.stat(self.path).mtime_nsec / 1e9
+      except tf.errors.NotFoundError:
+        return float("inf")
+      if not beat:  # no mtime either: take it as live (the message says
+        return 0.0  # where the lock is, to delete it if it is dead)
+    return time.time() - beat
+
+  def _write_remote(self) -> None:
+    with tf.io.gfile.GFile(self.path, "w") as f:
+      f.write(json.dumps(dict(self.owner, heartbeat=time.time())))
+
+  def _read_remote(self) -> dict | None:
+    # An object store replaces an object whole; other file systems behind a
+    # URL (file://, ram://) may show a lock half-written: read it again.
+    for attempt in range(10):
+      try:
+        with tf.io.gfile.GFile(self.path) as f:
+          holder = json.loads(f.read())
+        if isinstance(holder, dict):
+          return holder
+      except tf.errors.NotFoundError:
+        return None
+      except json.JSONDecodeError:
+        pass
+      if attempt < 9:
+        time.sleep(0.1)
+    return {"pid": "unknown (unreadable lock object)"}
+
+  def _beat(self) -> None:
+    while not self._stop.wait(self.heartbeat_seconds):
+      try:
+        holder = self._read_remote()
+        if holder is None or holder.get("token") != self.owner["token"]:
+          logging.error("lost the workdir lock %s (now %s): another trainer "
+                        "took it over", self.path, holder)
+          return
+        self._write_remote()
+      except (tf.errors.OpError, OSError) as e:  # retried at the next beat
+        logging.warning("heartbeat of the lock %s failed: %s", self.path, e)
+
+  # -- local folders ----------------------------------------------------------
+
   def _age(self) -> float:
     try:
       return time.time() - os.path.getmtime(self.path)
@@ -276,8 +398,17 @@ class WorkdirLock:
 
   def release(self):
     """Frees the lock (only if this process still holds it)."""
-    if not self.remote and self._read() == self.owner:
-      os.remove(self.path)
+    if not self.remote:
+      if self._read() == self.owner:
+        os.remove(self.path)
+      return
+    self._stop.set()
+    if self._heartbeat is not None:
+      self._heartbeat.join()
+      self._heartbeat = None
+      holder = self._read_remote()
+      if holder is not None and holder.get("token") == self.owner["token"]:
+        tf.io.gfile.remove(self.path)
 
   def __enter__(self):
     return self
@@ -309,6 +440,8 @@ def restore_avc_model(workdir: str, checkpoint: str | None = None
 
   Raises:
     FileNotFoundError: no config or no checkpoint in the workdir.
+    finite.NonFiniteError: a weight of the checkpoint, or the logits of a
+      probe pair, hold NaN or inf (`finite.check_model`).
   """
   config = read_config(workdir)
   checkpoint = checkpoint or latest_checkpoint(workdir)
@@ -321,6 +454,7 @@ def restore_avc_model(workdir: str, checkpoint: str | None = None
   status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
   status.expect_partial()  # the optimizer and data state are not needed here
   status.assert_existing_objects_matched()
+  finite.check_model(model, f"checkpoint {checkpoint}")
   return config, model, int(step.numpy())
 
 

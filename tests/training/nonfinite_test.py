@@ -1,13 +1,17 @@
-"""The non-finite guard of training: a bad step is never applied (issue 14)."""
+"""The non-finite guard of training: a bad step is never applied (issue 14),
+and no checkpoint that computes NaN is saved, named good or resumed (26)."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
+from l3_tf.training import evaluate
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 from tests import testing
@@ -58,28 +62,92 @@ def test_a_batch_holding_inf_is_not_applied():
   assert all(np.isfinite(w).all() for w in _weights(model))
 
 
-def test_a_huge_learning_rate_stops_with_finite_resumable_weights(
-    fake_config, tmp_path):
-  """lr=1e30: before, training ran to the end and saved NaN weights."""
+@pytest.mark.parametrize("checkpoint_every", [1, 2])
+def test_a_huge_learning_rate_leaves_no_checkpoint_that_computes_nan(
+    fake_config, tmp_path, checkpoint_every):
+  """lr=1e30 (issues 14, 26): one applied step (finite loss and gradients)
+  leaves finite weights whose every forward pass is NaN. Before, that
+  checkpoint was named "last good" and eval_avc scored its NaN logits 0.5.
+  Every 1 step: the save's probe refuses it; every 2: no step after it was
+  finite, so it is never saved."""
   config = dataclasses.replace(fake_config, train=dataclasses.replace(
-      fake_config.train, learning_rate=1e30, num_steps=8, max_bad_steps=2,
-      checkpoint_every_steps=100, summary_images_every_steps=0))
+      fake_config.train, learning_rate=1e30, num_steps=4, max_bad_steps=2,
+      checkpoint_every_steps=checkpoint_every, summary_images_every_steps=0))
   workdir = str(tmp_path / "run")
   with pytest.raises(train.TrainingDiverged,
-                     match=r"diverged at step \d+: 2 consecutive .*ckpt-\d+"
-                     ) as caught:
+                     match=r"diverged at step 1: 2 consecutive ") as caught:
     train.train_and_evaluate(config, workdir)
-  latest = workdir_lib.latest_checkpoint(workdir)
-  assert caught.value.checkpoint == latest
-  assert 0 < caught.value.step < 8
-  reader = tf.train.load_checkpoint(latest)
-  for name, _ in tf.train.list_variables(latest):
-    value = reader.get_tensor(name)
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-      assert np.isfinite(value).all(), name
-  _, model, step = workdir_lib.restore_avc_model(workdir)
-  assert step == caught.value.step
-  assert all(np.isfinite(w).all() for w in _weights(model))
+  assert caught.value.step == 1
+  # No checkpoint named good, and none left that a resume, an export or an
+  # evaluation would pick up.
+  assert caught.value.checkpoint is None
+  assert "no checkpoint of the workdir is good" in str(caught.value)
+  assert workdir_lib.latest_checkpoint(workdir) is None
+
+
+@pytest.mark.slow  # two training runs
+def test_the_last_good_checkpoint_named_evaluates_finite(fake_config,
+                                                         tmp_path):
+  """Good checkpoints, then lr 1e30 (set in the checkpoint: a resumed
+  optimizer keeps its own learning rate): the step after ckpt-2 is applied
+  and finite, its weights' probe pass is not (not saved), the steps after
+  are bad. ckpt-2 is named; it restores and evaluates to finite numbers."""
+  config = dataclasses.replace(fake_config, train=dataclasses.replace(
+      fake_config.train, num_steps=2, checkpoint_every_steps=1,
+      max_bad_steps=2, summary_images_every_steps=0))
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  good = testing.set_checkpoint_value(workdir, "optimizer/learning_rate",
+                                      1e30)
+  more = dataclasses.replace(config, train=dataclasses.replace(
+      config.train, num_steps=6))
+  with pytest.raises(train.TrainingDiverged,
+                     match=rf"diverged at step 3: .*last good checkpoint "
+                     rf"{good}$") as caught:
+    train.train_and_evaluate(more, workdir)
+  assert caught.value.checkpoint == good
+  assert workdir_lib.latest_checkpoint(workdir) == good
+  results = evaluate.evaluate_workdir(workdir)
+  assert results["checkpoint"] == good and np.isfinite(results["loss"])
+
+
+def test_resume_refuses_nan_weights_naming_the_variable(fake_config,
+                                                         tmp_path):
+  config = dataclasses.replace(fake_config, train=dataclasses.replace(
+      fake_config.train, num_steps=1, summary_images_every_steps=0))
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(config, workdir)
+  prefix = testing.set_checkpoint_value(workdir, "vision_tower/conv2_1/kernel")
+  more = dataclasses.replace(config, train=dataclasses.replace(
+      config.train, num_steps=2))
+  with pytest.raises(finite.NonFiniteError,
+                     match=rf"^checkpoint {prefix} \(resuming\): variable "
+                     r"vision_tower/conv2_1/kernel holds NaN"):
+    train.train_and_evaluate(more, workdir)
+  assert workdir_lib.latest_checkpoint(workdir) == prefix  # nothing new
+
+
+def test_discarding_a_checkpoint_keeps_the_others_listed(tmp_path,
+                                                         monkeypatch):
+  """What a diverged run does to the checkpoint no finite step followed; a
+  relative workdir, as the README writes them."""
+  monkeypatch.chdir(tmp_path)
+  counter = tf.Variable(0, dtype=tf.int64)
+  checkpoints = train.WorkerCheckpoints(
+      tf.train.Checkpoint(step=counter), "run", tf.distribute.get_strategy(),
+      max_to_keep=3)
+  first = checkpoints.save(1)
+  second = checkpoints.save(2)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", workdir_lib.WorkdirWarning)
+    assert checkpoints.latest() == str(tmp_path / "run/checkpoints/ckpt-2")
+    checkpoints.discard(second)
+    assert checkpoints.latest() == str(tmp_path / "run/checkpoints/ckpt-1")
+  assert not tf.io.gfile.glob(second + ".*")
+  state = tf.train.get_checkpoint_state("run/checkpoints")
+  assert list(state.all_model_checkpoint_paths) == [first]
+  checkpoints.discard(first)
+  assert checkpoints.latest() is None
 
 
 def test_max_bad_steps_must_be_positive(fake_config):

@@ -1,4 +1,5 @@
-"""One writer per workdir, and checkpoints that survive a crash (issue 14)."""
+"""One writer per workdir (a local folder or an object store), and
+checkpoints that survive a crash (issues 14, 26)."""
 
 import dataclasses
 import json
@@ -7,7 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -77,6 +80,117 @@ def test_a_lock_from_another_host_is_not_taken(tmp_path):
   with pytest.raises(workdir_lib.WorkdirLocked,
                      match="pid 1234 on host 'elsewhere.example'"):
     workdir_lib.WorkdirLock(workdir)
+
+
+def _object_store_lock(workdir, **kwargs):
+  """A lock through the URL code path (file://: no server needed; the S3
+  test below runs two trainers on moto), with short periods."""
+  periods = {"heartbeat_seconds": 0.2, "stale_seconds": 2.0,
+             "settle_seconds": 0.3}
+  return workdir_lib.WorkdirLock(workdir, **{**periods, **kwargs})
+
+
+def test_an_object_store_lock_refuses_a_second_writer_then_frees(tmp_path):
+  workdir = f"file://{tmp_path}/run"
+  lock = _object_store_lock(workdir)
+  with tf.io.gfile.GFile(lock.path) as f:
+    first = json.load(f)
+  assert first["pid"] == os.getpid() and first["token"] == lock.owner["token"]
+  time.sleep(0.7)  # a few heartbeats: the lock stays fresh, beyond 2 s too
+  with tf.io.gfile.GFile(lock.path) as f:
+    assert json.load(f)["heartbeat"] > first["heartbeat"]
+  time.sleep(2.0)
+  with pytest.raises(workdir_lib.WorkdirLocked,
+                     match=rf"pid {os.getpid()} on host .* last heartbeat 0 s "
+                     r"ago\): one training process per workdir.* older than "
+                     r"2 s is taken over"):
+    _object_store_lock(workdir)
+  lock.release()
+  assert not tf.io.gfile.exists(lock.path)
+  _object_store_lock(workdir).release()  # free again
+
+
+def test_an_object_store_lock_without_heartbeat_is_taken_over(tmp_path):
+  workdir = f"file://{tmp_path}/run"
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(f"{workdir}/lock", "w") as f:
+    f.write(json.dumps({"pid": 99, "host": "elsewhere.example",
+                        "started": "t", "token": "x",
+                        "heartbeat": time.time() - 10}))
+  with pytest.warns(workdir_lib.WorkdirWarning,
+                    match=r"stale lock .* of pid 99 on host "
+                    r"'elsewhere.example' .*: no heartbeat for more than 2 s"):
+    lock = _object_store_lock(workdir)
+  with tf.io.gfile.GFile(lock.path) as f:
+    assert json.load(f)["token"] == lock.owner["token"]
+  lock.release()
+
+
+def test_an_object_store_lock_of_a_dead_local_trainer_is_taken_at_once(
+    tmp_path):
+  """A trainer killed on this host (SIGKILL: no release) is resumed
+  without waiting for its heartbeat to go stale."""
+  workdir = f"file://{tmp_path}/run"
+  tf.io.gfile.makedirs(workdir)
+  with tf.io.gfile.GFile(f"{workdir}/lock", "w") as f:
+    f.write(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                        "started": "t", "token": "x",
+                        "heartbeat": time.time()}))
+  with pytest.warns(workdir_lib.WorkdirWarning,
+                    match=r"stale lock .* which is no longer running"):
+    _object_store_lock(workdir).release()
+
+
+def test_of_two_object_store_lockers_at_once_one_wins(tmp_path):
+  """Both read "no lock", both write theirs; the read-back after the settle
+  time leaves one holder and one refusal."""
+  workdir = f"file://{tmp_path}/run"
+  outcomes = []
+
+  def take():
+    try:
+      outcomes.append(_object_store_lock(workdir, settle_seconds=1.0))
+    except workdir_lib.WorkdirLocked as e:
+      outcomes.append(e)
+
+  threads = [threading.Thread(target=take) for _ in range(2)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  held = [o for o in outcomes if isinstance(o, workdir_lib.WorkdirLock)]
+  refused = [o for o in outcomes if isinstance(o, workdir_lib.WorkdirLocked)]
+  assert len(held) == 1 and len(refused) == 1, outcomes
+  with tf.io.gfile.GFile(held[0].path) as f:
+    assert json.load(f)["token"] == held[0].owner["token"]
+  held[0].release()
+
+
+def test_a_relative_workdir_is_not_a_damaged_one(tmp_path, monkeypatch):
+  """Before: `experiments.export --workdir=runs/demo/avc` warned that
+  runs/demo/avc/checkpoints/runs/demo/avc/checkpoints/ckpt-200 was damaged
+  (the state file's entry joined to the folder twice) and used the same
+  checkpoint as "the older" one."""
+  monkeypatch.chdir(tmp_path)
+  relative = os.path.join("runs", "demo", "avc")
+  absolute = str(tmp_path / relative)
+  _save_tiny_checkpoints(relative, [100, 200])
+  expected = os.path.join(absolute, "checkpoints", "ckpt-200")
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no WorkdirWarning
+    assert workdir_lib.latest_checkpoint(relative) == expected
+    assert workdir_lib.latest_checkpoint(absolute) == expected
+    assert workdir_lib.restore_avc_model(relative)[2] == 200
+    assert workdir_lib.restore_avc_model(absolute)[2] == 200
+  # The pass-over of a damaged checkpoint works the same either way.
+  for path in tf.io.gfile.glob(expected + ".data-*"):
+    with open(path, "r+b") as f:
+      f.truncate(8)
+  for workdir in (relative, absolute):
+    with pytest.warns(workdir_lib.WorkdirWarning,
+                      match=rf"checkpoint {expected} is damaged .* using the "
+                      r"older .*/runs/demo/avc/checkpoints/ckpt-100$"):
+      assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-100")
 
 
 def _save_tiny_checkpoints(workdir, steps):

@@ -1,0 +1,156 @@
+"""No figure from non-finite numbers: the one check of weights and outputs.
+
+A model whose weights hold NaN or inf, or whose finite weights overflow in
+the forward pass (one Adam step at a learning rate of 1e30 leaves such
+weights), gives NaN logits and embeddings; an accuracy, a score or a
+nearest neighbour computed from them is a wrong number that looks like any
+other. Every consumer of a checkpoint or an export checks here:
+
+* `check_variables` when it loads the weights (naming the first variable
+  that holds a NaN or inf);
+* `check_model` when it restores a Keras AVC network: its weights, then one
+  forward pass on a fixed probe pair (`probe_inputs`);
+* `check_outputs` before it turns outputs into a figure or a file (naming
+  the first non-finite output and where it is).
+
+All raise `NonFiniteError`, a `ValueError`: the binaries exit 1 with its
+message, and nothing is written.
+"""
+
+from typing import Iterable
+
+import numpy as np
+
+# The probe pair's seed: the same pair every time.
+_PROBE_SEED = 0
+
+
+class NonFiniteError(ValueError):
+  """A model's weights or outputs hold NaN or inf; no figure is made.
+
+  Attributes:
+    source: the checkpoint, export or model it came from.
+    what: the variable or output named.
+  """
+
+  def __init__(self, source: str, what: str, message: str):
+    self.source = source
+    self.what = what
+    super().__init__(f"{source}: {message}")
+
+
+def first_nonfinite(values: np.ndarray) -> tuple[int, ...] | None:
+  """The index of the first NaN or inf of `values` (C order); None: none."""
+  values = np.asarray(values)
+  if values.dtype.kind not in "fc":
+    return None
+  bad = ~np.isfinite(values)
+  if not bad.any():
+    return None
+  flat = int(np.argmax(bad.reshape(-1)))
+  return tuple(int(i) for i in np.unravel_index(flat, values.shape))
+
+
+def _count(values: np.ndarray) -> str:
+  bad = int(np.count_nonzero(~np.isfinite(values)))
+  return f"{bad} of {values.size}"
+
+
+def check_outputs(values, what: str, source: str,
+                  allowed_rows: np.ndarray | None = None) -> np.ndarray:
+  """`values` (a numpy array) when all finite, else `NonFiniteError`.
+
+  Args:
+    values: outputs of a model, [n, ...].
+    what: what they are, e.g. "logits" or "audio_embedding embedding_6144".
+    source: the checkpoint or export that computed them.
+    allowed_rows: optional bool [n]: rows that may be non-finite because
+      their input was (a NaN sample gives a NaN row by contract).
+
+  Raises:
+    NonFiniteError: naming `source`, `what`, the first non-finite entry and
+      how many there are.
+  """
+  values = np.asarray(values)
+  checked = values
+  if allowed_rows is not None and values.ndim:
+    checked = np.where(
+        np.reshape(allowed_rows, (-1,) + (1,) * (values.ndim - 1)), 0, values)
+  index = first_nonfinite(checked)
+  if index is None:
+    return values
+  raise NonFiniteError(
+      source, what,
+      f"{what}{list(index)} is {values[index]} ({_count(checked)} values "
+      "are NaN or inf) although the inputs are finite: the model computes "
+      "non-finite outputs (diverged or damaged weights)")
+
+
+def check_variables(variables: Iterable, source: str) -> None:
+  """Raises `NonFiniteError` naming the first variable holding NaN or inf.
+
+  Args:
+    variables: `tf.Variable`s (or (name, array) pairs).
+    source: the checkpoint or export they were loaded from.
+  """
+  for variable in variables:
+    if isinstance(variable, tuple):
+      name, value = variable
+    else:
+      name = getattr(variable, "path", None) or variable.name
+      value = variable.numpy()
+    value = np.asarray(value)
+    index = first_nonfinite(value)
+    if index is not None:
+      raise NonFiniteError(
+          source, name,
+          f"variable {name} holds NaN or inf ({_count(value)} values, the "
+          f"first {value[index]} at {list(index)}): these weights compute "
+          "no usable number; train again or use an earlier checkpoint")
+
+
+def named_variables(model) -> list[tuple[str, np.ndarray]]:
+  """(name, value) of every variable of a Keras model, named through the
+  layer that holds it ("audio_tower/conv1_1/kernel": the two towers' own
+  paths are the same)."""
+  named, seen = [], set()
+  for layer in model.layers:
+    for variable in layer.variables:
+      if id(variable) not in seen:
+        seen.add(id(variable))
+        named.append((f"{layer.name}/{variable.path}", variable.numpy()))
+  for variable in model.variables:  # any held by the model itself
+    if id(variable) not in seen:
+      seen.add(id(variable))
+      named.append((variable.path, variable.numpy()))
+  return named
+
+
+def probe_inputs(image_shape, spectrogram_shape, batch: int = 1
+                 ) -> dict[str, np.ndarray]:
+  """A fixed, typical network input: an image in [-1, 1] and a
+  log-spectrogram around -2 (the scale of the front end's output)."""
+  rng = np.random.default_rng(_PROBE_SEED)
+  return {
+      "image": rng.uniform(-1, 1, (batch,) + tuple(image_shape)
+                           ).astype(np.float32),  # [b, 224, 224, 3]
+      "spectrogram": rng.normal(-2, 1, (batch,) + tuple(spectrogram_shape)
+                                ).astype(np.float32),  # [b, 257, 199, 1]
+  }
+
+
+def check_model(model, source: str) -> None:
+  """Weights finite and one forward pass on the probe pair finite.
+
+  Args:
+    model: an `avc_network` (inputs "image" and "spectrogram").
+    source: the checkpoint it was restored from.
+
+  Raises:
+    NonFiniteError: a variable, or the probe pair's logits, not finite.
+  """
+  check_variables(named_variables(model), source)
+  shapes = {tensor.name: tensor.shape[1:] for tensor in model.inputs}
+  inputs = probe_inputs(shapes["image"], shapes["spectrogram"])
+  logits = np.asarray(model(inputs, training=False), np.float32)  # [1, 2]
+  check_outputs(logits, "the probe pair's logits", source)

@@ -1,0 +1,71 @@
+"""The one check of weights and outputs (`l3_tf.finite`, issue 26)."""
+
+import numpy as np
+import pytest
+
+from l3_tf.model import finite
+from l3_tf.model import networks as model_lib
+from tests import testing
+
+
+def test_first_nonfinite_is_the_first_in_c_order():
+  values = np.zeros((3, 4), np.float32)
+  assert finite.first_nonfinite(values) is None
+  values[2, 0] = np.inf
+  values[1, 3] = np.nan
+  assert finite.first_nonfinite(values) == (1, 3)
+  assert finite.first_nonfinite(np.arange(4)) is None  # ints are finite
+
+
+def test_outputs_name_source_output_and_place():
+  out = np.ones((4, 2), np.float32)
+  assert finite.check_outputs(out, "logits", "ckpt-3") is out
+  out[2, 1] = np.nan
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"^ckpt-3: logits\[2, 1\] is nan \(1 of 8 values"
+                     ) as caught:
+    finite.check_outputs(out, "logits", "ckpt-3")
+  assert isinstance(caught.value, ValueError)  # the binaries exit 1
+  assert caught.value.source == "ckpt-3" and caught.value.what == "logits"
+
+
+def test_rows_of_non_finite_inputs_may_be_nan():
+  """A NaN sample gives a NaN row by the export's contract (not the
+  model's fault); any other non-finite row still fails."""
+  out = np.ones((3, 5), np.float32)
+  out[1] = np.nan
+  allowed = np.array([False, True, False])
+  finite.check_outputs(out, "embedding", "export", allowed_rows=allowed)
+  out[2, 4] = -np.inf
+  with pytest.raises(finite.NonFiniteError, match=r"embedding\[2, 4\] is -inf"):
+    finite.check_outputs(out, "embedding", "export", allowed_rows=allowed)
+
+
+def test_variables_are_named_through_their_tower():
+  config = testing.tiny_config()
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  finite.check_model(avc, "fresh")  # a new network computes finite logits
+  kernel, = [v for v in avc.get_layer("audio_tower").variables
+             if v.path == "conv1_1/kernel"]
+  value = kernel.numpy()
+  value[0, 1, 0, 1] = np.inf
+  kernel.assign(value)
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"^ckpt-9: variable audio_tower/conv1_1/kernel "
+                     r"holds NaN or inf \(1 of \d+ values, the first inf at "
+                     r"\[0, 1, 0, 1\]\)"):
+    finite.check_model(avc, "ckpt-9")
+
+
+def test_finite_weights_that_overflow_fail_on_the_probe_pair():
+  """Finite but huge weights (what one step at lr 1e30 leaves): the probe
+  pair's logits are NaN."""
+  config = testing.tiny_config()
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  kernel, = [v for v in avc.get_layer("audio_tower").variables
+             if v.path == "conv1_1/kernel"]
+  kernel.assign(np.full(kernel.shape, -1e38, np.float32))
+  finite.check_variables(finite.named_variables(avc), "huge")  # finite
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"^huge: the probe pair's logits\[0, \d\] is nan"):
+    finite.check_model(avc, "huge")

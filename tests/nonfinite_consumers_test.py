@@ -1,0 +1,158 @@
+"""No figure from a model that computes NaN (issue 26): every consumer of a
+checkpoint or an export refuses it, exit 1, the message naming the
+checkpoint or export and the variable or output, and writes no result.
+
+The binaries run on one tiny AVE-Net (an export with a shared space serves
+l3-search too), trained briefly and then given a NaN in one weight of its
+workdir's checkpoint and of its export (the export was written first). The
+in-process tests take a model whose weights are finite but whose forward
+pass overflows, what one step at learning rate 1e30 leaves.
+"""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from data_prep import dummy_media
+from l3_tf.model import finite
+from l3_tf.model import networks as model_lib
+from l3_tf.serving import embed
+from l3_tf.serving import export as export_lib
+from l3_tf.training import evaluate
+from tests import testing
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TINY_WIDTH = 1 / 32
+_VARIABLE = "audio_tower/conv1_1/kernel"
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory):
+  """A NaN-weighted workdir and export, and inputs every binary accepts."""
+  root = tmp_path_factory.mktemp("nan_model")
+  workdir = str(root / "workdir")
+  testing.make_trained_workdir(workdir, _TINY_WIDTH, fusion="distance")
+  saved_model = export_lib.export_workdir(workdir, str(root / "export"),
+                                          verify=False)
+  # The variable as the export's check names it: through its signature.
+  export_variable = "audio_embedding/" + testing.set_export_value(
+      saved_model, "audio_embedding").split(":")[0]
+  checkpoint = testing.set_checkpoint_value(workdir, _VARIABLE)
+  inputs = root / "inputs"
+  (inputs / "videos").mkdir(parents=True)
+  video = dummy_media.write_video(inputs / "videos" / "clip.mp4",
+                                  seconds=2.0)
+  tone = testing.write_audio(
+      str(inputs / "tone.wav"),
+      0.3 * np.sin(2 * np.pi * 440 * np.arange(24000) / 16000), 16000)
+  image = str(inputs / "frame.png")
+  Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(image)
+  dummy_media.write_esc10(inputs / "esc10")
+  return types.SimpleNamespace(
+      root=root, workdir=workdir, checkpoint=checkpoint,
+      saved_model=saved_model, export_variable=export_variable,
+      video=str(video), tone=tone, image=image, inputs=inputs)
+
+
+def _run(args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=_ROOT)
+  return subprocess.run([sys.executable, "-m", *args], cwd=_ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _files(path) -> list[str]:
+  return sorted(os.path.relpath(os.path.join(folder, name), path)
+                for folder, _, names in os.walk(path) for name in names)
+
+
+# consumer -> (its arguments, the folder it would write its result in).
+_CONSUMERS = {
+    "eval_avc": lambda m, out: (
+        ["experiments.eval_avc", f"--workdir={m.workdir}", "--num_pairs=8"],
+        None),
+    "avc_table": lambda m, out: (
+        ["experiments.avc_table", f"--l3_workdir={m.workdir}",
+         "--baselines_config=test", f"--output_dir={out}"], out),
+    "audio_transfer": lambda m, out: (
+        ["experiments.audio_transfer", "--dataset=esc10",
+         f"--manual_dir={m.inputs / 'esc10'}", f"--weights={m.workdir}",
+         f"--output_dir={out}", f"--cache_dir={out}_cache"], out),
+    "l3-embed": lambda m, out: (
+        ["experiments.embed", "audio", m.tone, f"--model={m.saved_model}",
+         f"--output_dir={out}", "--noprogress"], out),
+    "l3-score": lambda m, out: (
+        ["experiments.score", f"--model={m.saved_model}",
+         f"--image={m.image}", f"--audio={m.tone}"], None),
+    "l3-search": lambda m, out: (
+        ["experiments.search", "index", str(m.inputs / "videos"),
+         f"--model={m.saved_model}", f"--index={out}", "--noprogress"], out),
+}
+
+
+@pytest.mark.slow  # a binary each: ~10 s on 2 free cores
+@pytest.mark.parametrize("consumer", sorted(_CONSUMERS))
+def test_consumer_of_a_nan_model_exits_1_naming_it_and_writes_nothing(
+    nan_model, tmp_path, consumer):
+  out = tmp_path / "out"
+  args, result_dir = _CONSUMERS[consumer](nan_model, out)
+  workdir_files = _files(nan_model.workdir)
+  run = _run(args)
+  assert run.returncode == 1, run.stderr[-3000:]
+  message = run.stderr
+  if "--model=" in " ".join(args):  # an export
+    assert (f"export {nan_model.saved_model}: variable "
+            f"{nan_model.export_variable} holds NaN or inf") in message
+  else:
+    assert (f"checkpoint {nan_model.checkpoint}: variable {_VARIABLE} "
+            "holds NaN or inf") in message
+  assert "Traceback" not in run.stderr
+  assert '"probability"' not in run.stdout and "accuracy" not in run.stdout
+  assert _files(nan_model.workdir) == workdir_files  # no eval_*.json
+  if result_dir is not None:
+    assert _files(result_dir) == [] and _files(f"{result_dir}_cache") == []
+
+
+@pytest.fixture(scope="module")
+def overflowing():
+  """Finite weights (-1e38 in the first audio convolution) whose forward
+  pass is NaN: what a step at learning rate 1e30 leaves."""
+  config = testing.tiny_config(_TINY_WIDTH)
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  kernel, = [v for v in avc.get_layer("audio_tower").variables
+             if v.path == "conv1_1/kernel"]
+  kernel.assign(np.full(kernel.shape, -1e38, np.float32))
+  return config, avc
+
+
+def test_the_embedding_api_raises_a_clear_error(overflowing):
+  """A user's inputs are finite; the embedder says the model is at fault
+  (before, it returned NaN embeddings like any others)."""
+  config, avc = overflowing
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"^huge weights: avc_score probability\[0\] is nan"
+                     r".*although the inputs are finite"):
+    embed.Embedder.from_model(avc, config, "huge weights")
+
+
+def test_evaluation_scores_no_nan_logits(overflowing, fake_config):
+  """Before: accuracy 0.5, loss NaN, written to eval_<split>.json."""
+  config, avc = overflowing
+  config = dataclasses.replace(config, data=fake_config.data)
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"^ckpt-7: the 'test' evaluation logits\[0, \d\] "
+                     r"is nan \(\d+ of 16 values"):
+    evaluate.evaluate_model(avc, config, split="test", num_pairs=8,
+                            source="ckpt-7")
+
+
+def test_export_refuses_a_model_that_computes_nan(overflowing, tmp_path):
+  config, avc = overflowing
+  with pytest.raises(finite.NonFiniteError, match="probe pair's logits"):
+    export_lib.export(avc, config, str(tmp_path / "export"))
+  assert not os.path.exists(tmp_path / "export")
