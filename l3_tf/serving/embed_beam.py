@@ -424,6 +424,13 @@ def embed_files_beam(model: str, kind: str, inputs, output_dir: str, *,
                      key=lambda r: r["index"])
   finally:
     _remove_run_folder(run_dir)
+  if [r["index"] for r in records] != list(range(len(jobs))):
+    missing = sorted(set(range(len(jobs))) - {r["index"] for r in records})
+    names = [jobs[i].input_path for i in missing[:5]]
+    raise RuntimeError(
+        f"the {runner} pipeline reported {len(records)} outcomes for "
+        f"{len(jobs)} inputs (none for {names}...); rerun: inputs whose "
+        "outputs exist are skipped")
   for record in records:
     record.pop("index")
     outcome = embed_files.Outcome(**record)
