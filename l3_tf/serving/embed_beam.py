@@ -157,7 +157,9 @@ def match_inputs(inputs, kind: str
     if local_dir or under:
       files = []
       for path in under:
-        relative = pathlib.PurePosixPath(path[len(folder):].lstrip("/"))
+        relative = (pathlib.PurePosixPath(path[len(folder):].lstrip("/"))
+                    if filesystems.is_url(path) else
+                    pathlib.PurePath(path).relative_to(folder))
         if of_kind(path) and not any(part.startswith(".")
                                      for part in relative.parts):
           files.append((path, relative))

@@ -105,7 +105,8 @@ def _assert_same_outputs(expected: pathlib.Path, got: pathlib.Path) -> None:
 
 # -- listing ------------------------------------------------------------------
 
-def test_beam_listing_gives_the_jobs_of_the_in_process_listing(tmp_path):
+def test_beam_listing_gives_the_jobs_of_the_in_process_listing(tmp_path,
+                                                               monkeypatch):
   clips = tmp_path / "clips"
   (clips / "sub").mkdir(parents=True)
   (clips / ".hidden").mkdir()
@@ -128,6 +129,10 @@ def test_beam_listing_gives_the_jobs_of_the_in_process_listing(tmp_path):
       str(clips / "sub" / "b.flac"), str(clips / "sub" / "d.mp4"),
       str(loose / "odd.dat")]
   assert [path for path, _ in problems] == [str(loose / "a.wav")]
+  monkeypatch.chdir(clips)  # relative paths, as a user types them
+  for inputs in (["."], ["sub/"], ["a.wav", "./sub"]):
+    assert embed_beam.list_jobs(inputs, "audio", "out") == (
+        embed_files.find_jobs(inputs, "audio", "out"))
   pattern = str(tmp_path / "clips" / "sub" / "*.wav")
   jobs, _ = embed_beam.list_jobs([pattern], "audio", str(tmp_path / "o"))
   assert [job.input_path for job in jobs] == [str(clips / "sub" / "a.wav")]
