@@ -13,6 +13,15 @@ given; --format=parquet writes `.parquet` files with one row per window
 1-second audio window, and for video also the time of the frame used (see
 `l3_tf/serving/embed.py`). Existing outputs are skipped unless --overwrite.
 
+With --runner=NAME (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner)
+the same outputs are written by an Apache Beam pipeline
+(`l3_tf/serving/embed_beam.py`; the `beam` extra): inputs may then be object-storage URLs too, --output_dir is
+required, and --beam_options passes pipeline options through, e.g.
+
+  l3-embed video clips/ --model=... --output_dir=out --runner=DirectRunner \
+    --beam_options='--direct_num_workers=2 \
+                    --direct_running_mode=multi_processing'
+
 Ends with one summary line (files done, skipped, failed, windows, seconds);
 failed inputs are listed in `<output_dir>/l3-embed_failed_<kind>.tsv`.
 Exit status: 0 all done, 1 some inputs failed, 2 bad usage (one line on
@@ -27,6 +36,7 @@ import warnings
 from absl import flags
 import tqdm
 
+from experiments import beam_flags
 from l3_tf.model import finite
 from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
@@ -47,7 +57,7 @@ _BATCH = flags.DEFINE_integer("batch_size", embed_lib.DEFAULT_BATCH_SIZE,
 _EMBEDDING = flags.DEFINE_string(
     "embedding", None, "512 (pool4) or the transfer tap: 'transfer', 6144 "
     "(audio) / 8192 (image), the default; for video 512 or the taps of both "
-    "towers")
+    "towers; 'shared': an AVE-Net's shared space (what l3-search indexes)")
 _VIDEO_OUTPUT = flags.DEFINE_string(
     "video_output", "combined", "video: 'combined' (one file) or 'split' "
     "(<name>_audio and <name>_image)")
@@ -61,8 +71,10 @@ _PROGRESS = flags.DEFINE_bool("progress", True, "show a progress bar")
 
 USAGE = ("usage: l3-embed {audio,image,video} INPUTS... --model=PATH "
          "[--output_dir=DIR] [--suffix=S] [--video_output={combined,split}] "
-         "[--format={npz,parquet}] [--embedding={512,6144,8192,transfer}] "
-         "[--hop_seconds=0.1] [--nocenter] [--batch_size=32] [--overwrite]")
+         "[--format={npz,parquet}] "
+         "[--embedding={512,6144,8192,transfer,shared}] "
+         "[--hop_seconds=0.1] [--nocenter] [--batch_size=32] [--overwrite] "
+         "[--runner=NAME [--beam_options='...']]")
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
@@ -124,13 +136,39 @@ def _show_warning(message, category, *unused_args, **unused_kwargs):
                   file=sys.stderr)
 
 
+def _run_beam(argv) -> int:
+  """--runner: the outputs written by a Beam pipeline
+  (`l3_tf.serving.embed_beam`), whose file systems serve the inputs and
+  --output_dir."""
+  from l3_tf.serving import embed_beam  # pylint: disable=g-import-not-at-top
+  try:
+    options = _options(argv)
+    embed_lib.check_model_path(_MODEL.value)
+    options.pop("progress")
+    kind, inputs = options.pop("kind"), options.pop("inputs")
+    summary = embed_beam.embed_files_beam(
+        _MODEL.value, kind, inputs, runner=beam_flags.RUNNER.value,
+        beam_options=beam_flags.BEAM_OPTIONS.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
+        files_per_batch=beam_flags.FILES_PER_BATCH.value,
+        report=lambda line: print(f"l3-embed: {line}", file=sys.stderr),
+        **options)
+  except (_Usage, ValueError, FileNotFoundError, ImportError) as e:
+    _usage_exit(e)
+  print(summary, file=sys.stderr)
+  return EXIT_FAILED if summary.failed else 0
+
+
 def main(argv):
   warnings.showwarning = _show_warning
   try:  # object storage unusable here: an environment error (exit 1)
-    filesystems.prepare(_OUTPUT_DIR.value, "--output_dir")
+    if not beam_flags.RUNNER.value:  # with --runner: Beam's file systems
+      filesystems.prepare(_OUTPUT_DIR.value, "--output_dir")
     filesystems.prepare(_MODEL.value, "--model")
   except filesystems.FileSystemError as e:
     sys.exit(f"l3-embed: {e}")
+  if beam_flags.RUNNER.value:
+    return _run_beam(argv)
   try:
     options = _options(argv)
     # Inputs are resolved before the model loads: a typo fails at once.

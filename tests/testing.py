@@ -127,6 +127,29 @@ def _audio_frames(waveform, sample_rate_hz: int, sample_format: str,
     yield frame
 
 
+def write_moving_video(path, seed: int, seconds: float = 3.2, fps: int = 8,
+                       sample_rate_hz: int = 48000) -> str:
+  """A 64 x 96 H.264 + AAC mp4 whose colours and chirp differ with `seed`
+  and whose frames change over time (a square moves)."""
+  import numpy as np
+
+  from data_prep.synthetic_av import generate
+
+  rng = np.random.default_rng(seed)
+  count = int(seconds * fps)
+  frames = np.zeros((count, 64, 96, 3), np.uint8)
+  base = rng.integers(0, 256, 3)
+  for i in range(count):
+    frames[i] = base
+    frames[i, 8:40, 2 * i:2 * i + 32] = 255 - base
+  t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+  f0 = rng.uniform(200, 2000)
+  sound = 0.3 * np.sin(2 * np.pi * (f0 * t + 300 * t ** 2))
+  generate.write_mp4(str(path), frames, sound.astype(np.float32), fps,
+                     crf=18)
+  return str(path)
+
+
 def write_audio(path, waveform, sample_rate_hz: int) -> str:
   """Writes a mono float waveform in [-1, 1]; the codec follows the
   extension (.wav PCM, .flac, .ogg Opus, .mp3, .m4a AAC)."""

@@ -430,6 +430,17 @@ def _warn_constant(constant: int, total: int, name: str,
                   ConstantImageWarning, stacklevel=3)
 
 
+def check_model_path(path: str | os.PathLike) -> None:
+  """Raises FileNotFoundError unless `path` is an l3_tf SavedModel or a
+  training workdir (what `Embedder.load` reads), without loading it."""
+  path = os.fspath(path)
+  if not (export_lib.is_saved_model(path) or
+          tf.io.gfile.exists(workdir_lib.config_path(path))):
+    raise FileNotFoundError(
+        f"{path!r} is neither an l3_tf SavedModel (no saved_model.pb) nor a "
+        f"training workdir (no {workdir_lib.CONFIG_FILENAME})")
+
+
 def _batches(count: int, batch_size: int):
   check_options(batch_size=batch_size)
   for begin in range(0, count, batch_size):
@@ -481,6 +492,7 @@ class Embedder:
         or it scores a probe pair NaN or inf.
     """
     path = os.fspath(path)
+    check_model_path(path)
     if export_lib.is_saved_model(path):
       assets = export_lib.read_assets(path)
       if compute_dtype != assets["export"]["compute_dtype"] and (
@@ -775,6 +787,54 @@ class Embedder:
     return self.embed_windows(windows, embedding=SHARED, batch_size=batch_size)
 
   # -- files ----------------------------------------------------------------
+  #
+  # Each `*_files` method takes a list of paths and batches the windows (or
+  # frames, or images) of all of them together for the network: what a
+  # pipeline that embeds many small files needs. A file that cannot be read
+  # gives its exception in its place in the returned list and the others are
+  # embedded; the one-file methods are the same code with a list of one, and
+  # raise that exception.
+
+  def embed_audio_files(self, paths: Sequence[str | os.PathLike], *,
+                        hop_seconds: float = DEFAULT_HOP_SECONDS,
+                        center: bool = True, embedding: int | str = 6144,
+                        batch_size: int = DEFAULT_BATCH_SIZE
+                        ) -> list[Embeddings | Exception]:
+    """Embeds the first audio stream of each file (audio or video), the
+    windows of all files sharing network calls.
+
+    Args:
+      paths: the files.
+      hop_seconds, center, embedding, batch_size: as in `embed_audio`.
+
+    Returns:
+      Per path, in order: its `Embeddings`, or the exception that kept it
+      from being embedded (`media.MediaError`: unreadable, no audio, no
+      samples).
+
+    Raises:
+      ValueError: an argument outside its values (before any decoding).
+    """
+    paths = [os.fspath(path) for path in paths]
+    check_options(hop_seconds=hop_seconds, center=center,
+                  batch_size=batch_size, params=self.audio_params)
+    head = self._head(embedding, "audio")
+    return self._embed_audio_paths(paths, hop_seconds=hop_seconds,
+                                   center=center, head=head,
+                                   batch_size=batch_size)
+
+  def _embed_audio_paths(self, paths: list[str], *, hop_seconds: float,
+                         center: bool, head: _Head, batch_size: int
+                         ) -> list[Embeddings | Exception]:
+    results = [_try(self._load_audio, path) for path in paths]
+    good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    embedded = self._embed_recordings(
+        [results[i] for i in good], [paths[i] for i in good],
+        hop_seconds=hop_seconds, center=center, head=head,
+        batch_size=batch_size)
+    for i, result in zip(good, embedded):
+      results[i] = result
+    return results
 
   def embed_audio_file(self, path: str | os.PathLike, *,
                        hop_seconds: float = DEFAULT_HOP_SECONDS,
@@ -789,14 +849,9 @@ class Embedder:
     Raises:
       media.MediaError: unreadable file, no audio or no samples.
     """
-    path = os.fspath(path)
-    check_options(hop_seconds=hop_seconds, center=center,
-                  batch_size=batch_size, params=self.audio_params)
-    head = self._head(embedding, "audio")
-    recording = self._load_audio(path)
-    return self._embed_recordings([recording], [path],
-                                  hop_seconds=hop_seconds, center=center,
-                                  head=head, batch_size=batch_size)[0]
+    return _raise_or(self.embed_audio_files(
+        [path], hop_seconds=hop_seconds, center=center, embedding=embedding,
+        batch_size=batch_size)[0])
 
   def _load_audio(self, path: str) -> np.ndarray:
     recording = media.load_audio(path,
@@ -805,6 +860,32 @@ class Embedder:
       raise media.MediaError(path, "the audio stream has no samples")
     return recording
 
+  def embed_image_files(self, paths: Sequence[str | os.PathLike], *,
+                        embedding: int | str = 8192,
+                        batch_size: int = DEFAULT_BATCH_SIZE
+                        ) -> list[Embeddings | Exception]:
+    """Embeds image files (the first frame of anything PyAV reads); images
+    of one size share network calls.
+
+    Returns:
+      Per path, in order: `Embeddings` with embedding [1, D] and timestamps
+      [0.], or the exception that kept it from being embedded.
+    """
+    paths = [os.fspath(path) for path in paths]
+    head = self._head(embedding, "image")
+    check_options(batch_size=batch_size)
+    results = [_try(media.frames_at, path, [0.0]) for path in paths]
+    good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    for i in good:  # results[i]: [1, h, w, 3]
+      _warn_constant(_count_constant(results[i]), 1, paths[i])
+    # Sorted by size so that images of one size go through the model together.
+    good.sort(key=lambda i: results[i].shape[1:])
+    embedded = self._embed_image_stacks([results[i] for i in good], head,
+                                        batch_size)
+    for i, vectors in zip(good, embedded):
+      results[i] = Embeddings(vectors, np.zeros([1]))
+    return results
+
   def embed_image_file(self, path: str | os.PathLike, *,
                        embedding: int | str = 8192) -> Embeddings:
     """Embeds an image file (the first frame of anything PyAV reads).
@@ -812,13 +893,7 @@ class Embedder:
     Returns:
       `Embeddings` with embedding [1, D] and timestamps [0.].
     """
-    path = os.fspath(path)
-    head = self._head(embedding, "image")
-    image = media.frames_at(path, [0.0])  # [1, h, w, 3]
-    _warn_constant(_count_constant(image), 1, path)
-    return Embeddings(self._embed_image_stacks([image], head,
-                                               DEFAULT_BATCH_SIZE, True),
-                      np.zeros([1]))
+    return _raise_or(self.embed_image_files([path], embedding=embedding)[0])
 
   def video_timestamps(self, path: str | os.PathLike, *,
                        hop_seconds: float = DEFAULT_HOP_SECONDS,
@@ -838,23 +913,92 @@ class Embedder:
                          batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
     """float32 [T, D]: image embeddings of the frames shown at `timestamps`
     (seconds; the last frame after the end), decoded as for training."""
-    path = os.fspath(path)
     head = self._head(embedding, "image")
     check_options(batch_size=batch_size)
-    timestamps = np.asarray(timestamps, np.float64)
-    if not media.probe(path).has_video:
-      raise media.MediaError(path, "no video stream")
-    images, constant = [], 0
-    for part in _batches(timestamps.size, FRAMES_PER_DECODE):
-      frames = media.frames_at(path, timestamps[part],
-                               short_side=self.image_params.resize_short_side)
-      constant += _count_constant(frames)  # [n, h, w, 3]
-      images.append(self._embed_image_stacks([frames], head, batch_size,
-                                             single=True))
-    _warn_constant(constant, timestamps.size, path, "frames")
-    if not images:
-      return np.zeros((0, head.width), np.float32)
-    return np.concatenate(images)
+    return _raise_or(self._embed_frames(
+        [os.fspath(path)], [np.asarray(timestamps, np.float64)], head,
+        batch_size)[0])
+
+  def _embed_frames(self, paths: list[str], timestamps: list[np.ndarray],
+                    head: _Head, batch_size: int
+                    ) -> list[np.ndarray | Exception]:
+    """Per video, float32 [T_i, D] embeddings of its frames at its
+    timestamps [T_i] (or its exception). Frames are decoded
+    `FRAMES_PER_DECODE` at a time and those of consecutive videos share
+    network calls, so memory stays at about two decodes of frames."""
+    results: list = [None] * len(paths)
+    pieces = [[] for _ in paths]
+    constant = [0] * len(paths)
+    pending: list[tuple[int, np.ndarray]] = []  # (video, frames [n, h, w, 3])
+
+    def run():
+      embedded = self._embed_image_stacks([f for _, f in pending], head,
+                                          batch_size)
+      for (i, _), vectors in zip(pending, embedded):
+        pieces[i].append(vectors)  # [n, D]
+      pending.clear()
+
+    for i, (path, times) in enumerate(zip(paths, timestamps)):
+      try:
+        if not media.probe(path).has_video:
+          raise media.MediaError(path, "no video stream")
+        for part in _batches(times.size, FRAMES_PER_DECODE):
+          frames = media.frames_at(
+              path, times[part], short_side=self.image_params.resize_short_side)
+          constant[i] += _count_constant(frames)  # [n, h, w, 3]
+          pending.append((i, frames))
+          if sum(f.shape[0] for _, f in pending) >= FRAMES_PER_DECODE:
+            run()
+      except Exception as e:  # pylint: disable=broad-except
+        results[i] = e  # this video only; the others go on
+        pending[:] = [(j, f) for j, f in pending if j != i]
+    run()
+    for i, path in enumerate(paths):
+      if results[i] is None:
+        _warn_constant(constant[i], timestamps[i].size, path, "frames")
+        results[i] = (np.concatenate(pieces[i]) if pieces[i] else
+                      np.zeros((0, head.width), np.float32))
+    return results
+
+  def embed_video_files(self, paths: Sequence[str | os.PathLike], *,
+                        hop_seconds: float = DEFAULT_HOP_SECONDS,
+                        center: bool = True, audio_embedding: int | str = 6144,
+                        image_embedding: int | str = 8192,
+                        batch_size: int = DEFAULT_BATCH_SIZE
+                        ) -> list[VideoEmbeddings | Exception]:
+    """Aligned audio and image embeddings of video files, the windows (and
+    the frames) of all videos sharing network calls.
+
+    Arguments as in `embed_video`.
+
+    Returns:
+      Per path, in order: its `VideoEmbeddings`, or the exception that kept
+      it from being embedded (`media.MediaError`: unreadable file, no audio
+      or no video stream).
+
+    Raises:
+      ValueError: an argument outside its values (before any decoding).
+    """
+    paths = [os.fspath(path) for path in paths]
+    image_head = self._head(image_embedding, "image")  # before any decoding
+    check_options(hop_seconds=hop_seconds, center=center,
+                  batch_size=batch_size, params=self.audio_params)
+    audio_head = self._head(audio_embedding, "audio")
+    results = [_try(check_has_video, path) for path in paths]
+    good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+    audio = self._embed_audio_paths([paths[i] for i in good],
+                                    hop_seconds=hop_seconds, center=center,
+                                    head=audio_head, batch_size=batch_size)
+    for i, result in zip(good, audio):
+      results[i] = result
+    good = [i for i in good if not isinstance(results[i], Exception)]
+    images = self._embed_frames([paths[i] for i in good],
+                                [results[i].timestamps for i in good],
+                                image_head, batch_size)
+    for i, image in zip(good, images):
+      results[i] = image if isinstance(image, Exception) else VideoEmbeddings(
+          results[i].embedding, image, results[i].timestamps)
+    return results
 
   def embed_video(self, path: str | os.PathLike, *,
                   hop_seconds: float = DEFAULT_HOP_SECONDS,
@@ -878,14 +1022,28 @@ class Embedder:
     Raises:
       media.MediaError: unreadable file, no audio or no video stream.
     """
-    path = os.fspath(path)
-    self._head(image_embedding, "image")  # checked before any decoding
-    if not media.probe(path).has_video:
-      raise media.MediaError(path, "no video stream")
-    audio = self.embed_audio_file(path, hop_seconds=hop_seconds, center=center,
-                                  embedding=audio_embedding,
-                                  batch_size=batch_size)
-    image = self.embed_video_frames(path, audio.timestamps,
-                                    embedding=image_embedding,
-                                    batch_size=batch_size)
-    return VideoEmbeddings(audio.embedding, image, audio.timestamps)
+    return _raise_or(self.embed_video_files(
+        [path], hop_seconds=hop_seconds, center=center,
+        audio_embedding=audio_embedding, image_embedding=image_embedding,
+        batch_size=batch_size)[0])
+
+
+def _try(function, *args):
+  """function(*args), or the exception it raised (one file of many)."""
+  try:
+    return function(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    return e
+
+
+def _raise_or(result):
+  """`result`, or raise it when it is the exception of a one-file call."""
+  if isinstance(result, Exception):
+    raise result
+  return result
+
+
+def check_has_video(path: str | os.PathLike) -> None:
+  """Raises media.MediaError unless the file has a video stream."""
+  if not media.probe(path).has_video:
+    raise media.MediaError(path, "no video stream")

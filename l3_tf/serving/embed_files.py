@@ -41,6 +41,7 @@ A run ends with a `RunSummary`; the inputs that failed are listed, with the
 reason, in `<output_dir or .>/l3-embed_failed_<kind>.tsv`.
 """
 
+import contextlib
 import dataclasses
 import glob
 import os
@@ -67,11 +68,14 @@ _IMAGE = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Audio mode also reads the sound track of videos found in folders.
 EXTENSIONS = {"audio": media.AUDIO_EXTENSIONS + media.VIDEO_EXTENSIONS,
               "image": _IMAGE, "video": media.VIDEO_EXTENSIONS}
-# `embedding` values per kind; for video, 512 is both towers' pool4 and the
-# rest both transfer taps (6144-d audio, 8192-d image).
-EMBEDDINGS = {"audio": (512, 6144, embed_lib.TRANSFER),
-              "image": (512, 8192, embed_lib.TRANSFER),
-              "video": (512, 6144, 8192, embed_lib.TRANSFER)}
+# `embedding` values per kind; for video, 512 is both towers' pool4, 6144,
+# 8192 and "transfer" both transfer taps (6144-d audio, 8192-d image).
+# "shared": an AVE-Net's shared audio-image space (`l3-search index
+# --from_embeddings` reads video embeddings of it).
+EMBEDDINGS = {"audio": (512, 6144, embed_lib.TRANSFER, embed_lib.SHARED),
+              "image": (512, 8192, embed_lib.TRANSFER, embed_lib.SHARED),
+              "video": (512, 6144, 8192, embed_lib.TRANSFER,
+                        embed_lib.SHARED)}
 FAILED_TSV = "l3-embed_failed_{kind}.tsv"
 
 
@@ -82,6 +86,21 @@ class Job:
 
   input_path: str
   outputs: dict
+
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What became of one input: `status` DONE (its `written` outputs hold
+  `windows` timestamps), SKIPPED (its outputs existed) or FAILED (`reason`)."""
+
+  input_path: str
+  status: str
+  written: list[str] = dataclasses.field(default_factory=list)
+  windows: int = 0
+  reason: str = ""
 
 
 @dataclasses.dataclass
@@ -97,6 +116,17 @@ class RunSummary:
   windows: int = 0
   seconds: float = 0.0
   failed_tsv: str | None = None
+
+  def add(self, outcome: "Outcome") -> None:
+    """Counts what happened to one input."""
+    if outcome.status == SKIPPED:
+      self.skipped.append(outcome.input_path)
+    elif outcome.status == FAILED:
+      self.failed.append((outcome.input_path, outcome.reason))
+    else:
+      self.done.append(outcome.input_path)
+      self.written += outcome.written
+      self.windows += outcome.windows
 
   def __str__(self) -> str:
     failed = f"{len(self.failed)} failed"
@@ -203,15 +233,21 @@ def resolve_inputs(inputs, kind: str
   return found
 
 
-def output_paths(file: pathlib.Path, relative: pathlib.Path | None,
+def output_paths(file: pathlib.Path | str, relative: pathlib.PurePath | None,
                  output_dir: str | None, kind: str, *,
                  suffix: str = "", video_output: str = "combined",
                  output_format: str = "npz") -> dict[str, str]:
-  """{part: output path} of one input (layout in the module docstring)."""
-  if output_dir is None:
-    base = file.parent / file.stem
+  """{part: output path} of one input (layout in the module docstring); the
+  input may be a URL (`l3_tf.serving.embed_beam` lists them)."""
+  if filesystems.is_url(file):  # pathlib folds "s3://b" to "s3:/b"
+    folder, name = os.fspath(file).rsplit("/", 1)
   else:
-    inside = pathlib.PurePath(relative or file.name)
+    folder, name = pathlib.Path(file).parent, pathlib.Path(file).name
+  if output_dir is None:
+    stem = pathlib.PurePath(name).stem
+    base = f"{folder}/{stem}" if filesystems.is_url(file) else folder / stem
+  else:
+    inside = pathlib.PurePath(relative or name)
     inside = inside.with_name(pathlib.PurePath(inside.name).stem)
     if filesystems.is_url(output_dir):  # pathlib folds "s3://b" to "s3:/b"
       base = f"{output_dir.rstrip('/')}/{inside.as_posix()}"
@@ -237,8 +273,19 @@ def find_jobs(inputs, kind: str, output_dir: str | None, *,
   Raises:
     ValueError: see `resolve_inputs`.
   """
+  return jobs_of(resolve_inputs(inputs, kind), kind, output_dir,
+                 suffix=suffix, video_output=video_output,
+                 output_format=output_format)
+
+
+def jobs_of(resolved, kind: str, output_dir: str | None, *,
+            suffix: str = "", video_output: str = "combined",
+            output_format: str = "npz"
+            ) -> tuple[list[Job], list[tuple[str, str]]]:
+  """`find_jobs` of inputs already resolved to (file, relative) pairs (as
+  `resolve_inputs` returns them): the first input to claim an output wins."""
   jobs, problems, claimed = [], [], {}
-  for file, relative in resolve_inputs(inputs, kind):
+  for file, relative in resolved:
     outputs = output_paths(file, relative, output_dir, kind, suffix=suffix,
                            video_output=video_output,
                            output_format=output_format)
@@ -250,6 +297,12 @@ def find_jobs(inputs, kind: str, output_dir: str | None, *,
     claimed.update({p: str(file) for p in outputs.values()})
     jobs.append(Job(str(file), outputs))
   return jobs, problems
+
+
+def check_parquet() -> None:
+  """Raises ImportError (naming the package) where pyarrow is missing: an
+  error before the first file of a --format=parquet run."""
+  _pyarrow()
 
 
 def _pyarrow():
@@ -299,17 +352,43 @@ def read_parquet(path: str) -> dict[str, np.ndarray]:
   return columns
 
 
+class Storage:
+  """How outputs and the failure list reach their place: `tf.io.gfile`,
+  which serves local paths and the URLs TensorFlow knows (`gs://`, and
+  `s3://`... once `l3_tf.platform.filesystems.prepare` registered them).
+  The Beam pipeline (`l3_tf.serving.embed_beam`) passes Beam's file systems instead."""
+
+  def exists(self, path: str) -> bool:
+    return tf.io.gfile.exists(path)
+
+  def remove(self, path: str) -> None:
+    tf.io.gfile.remove(path)
+
+  def write_text(self, path: str, text: str) -> None:
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0] if filesystems.is_url(path)
+                         else os.path.dirname(path) or ".")
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text)
+
+  def upload(self, local: str, path: str) -> None:
+    """Copies the finished local file `local` to the URL `path`, whole."""
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+    tf.io.gfile.copy(local, path, overwrite=True)
+
+
+GFILE = Storage()
+
+
 def _save(path: str, part: str, arrays: dict[str, np.ndarray],
-          source: str) -> None:
+          source: str, storage: Storage = GFILE) -> None:
   """Writes one output atomically: a crash never leaves a file that a later
   run would take as done. A URL's object is finished in a local temporary
-  file first and copied up whole."""
+  file first and copied up whole (`storage.upload`)."""
   if filesystems.is_url(path):
     with tempfile.TemporaryDirectory(prefix="l3-embed-") as local:
       staged = os.path.join(local, path.rsplit("/", 1)[-1])
       _save(staged, part, arrays, source)
-      tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
-      tf.io.gfile.copy(staged, path, overwrite=True)
+      storage.upload(staged, path)
     return
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   temporary = f"{path}.partial"
@@ -327,6 +406,109 @@ def _save(path: str, part: str, arrays: dict[str, np.ndarray],
   os.replace(temporary, path)
 
 
+def _tower_embeddings(embedding) -> tuple:
+  """(audio, image) `Embedder` embedding of a normalized `embedding`."""
+  if embedding == embed_lib.SHARED:
+    return embed_lib.SHARED, embed_lib.SHARED
+  return (512, 512) if embedding == 512 else (6144, 8192)
+
+
+def _one(result) -> dict[str, np.ndarray]:
+  return {"embedding": result.embedding, "timestamps": result.timestamps}
+
+
+def _video_parts(parts, result) -> dict[str, dict[str, np.ndarray]]:
+  if "video" in parts:
+    return {"video": {"audio_embedding": result.audio,
+                      "image_embedding": result.image,
+                      "timestamps": result.timestamps}}
+  return {"audio": {"embedding": result.audio,
+                    "timestamps": result.timestamps},
+          "image": {"embedding": result.image,
+                    "timestamps": result.timestamps}}
+
+
+def embed_batch(embedder: embed_lib.Embedder, kind: str,
+                requests: Sequence[tuple[str, Sequence[str] | None]], *,
+                hop_seconds: float = embed_lib.DEFAULT_HOP_SECONDS,
+                center: bool = True, embedding=None,
+                batch_size: int = embed_lib.DEFAULT_BATCH_SIZE
+                ) -> list[dict | Exception]:
+  """The arrays of several inputs' outputs, their windows (frames, images)
+  sharing network calls.
+
+  Args:
+    requests: (input path, parts) per input; parts as in `embed_one`.
+    hop_seconds, center, embedding, batch_size: as in `embed_one`.
+
+  Returns:
+    Per request, in order: {part: {name: array}}, or the exception that
+    kept that input from being embedded.
+
+  Raises:
+    ValueError: an argument outside its values (before any decoding).
+  """
+  embedding = normalize_embedding(kind, embedding)
+  audio_size, image_size = _tower_embeddings(embedding)
+  requests = [(os.fspath(path), tuple(parts or (kind,)))
+              for path, parts in requests]
+  results: list = [None] * len(requests)
+  windows = dict(hop_seconds=hop_seconds, center=center,
+                 batch_size=batch_size)
+
+  def chosen(test) -> list[int]:
+    return [i for i, (_, parts) in enumerate(requests) if test(parts)]
+
+  def fill(indices, outcomes, convert):
+    for i, outcome in zip(indices, outcomes):
+      results[i] = (outcome if isinstance(outcome, Exception)
+                    else convert(requests[i][1], outcome))
+
+  def paths(indices):
+    return [requests[i][0] for i in indices]
+
+  if kind == "audio":
+    every = chosen(lambda parts: True)
+    fill(every, embedder.embed_audio_files(paths(every), embedding=audio_size,
+                                           **windows),
+         lambda parts, r: {"audio": _one(r)})
+    return results
+  if kind == "image":
+    every = chosen(lambda parts: True)
+    fill(every, embedder.embed_image_files(paths(every), embedding=image_size,
+                                           batch_size=batch_size),
+         lambda parts, r: {"image": _one(r)})
+    return results
+  both = chosen(lambda parts: "video" in parts or set(parts) == {"audio",
+                                                                 "image"})
+  fill(both, embedder.embed_video_files(
+      paths(both), audio_embedding=audio_size, image_embedding=image_size,
+      **windows), _video_parts)
+  # One half of a split video whose other half exists.
+  sound = []
+  for i in chosen(lambda parts: parts == ("audio",)):
+    try:
+      embed_lib.check_has_video(requests[i][0])
+      sound.append(i)
+    except Exception as e:  # pylint: disable=broad-except
+      results[i] = e
+  fill(sound, embedder.embed_audio_files(paths(sound), embedding=audio_size,
+                                         **windows),
+       lambda parts, r: {"audio": _one(r)})
+  for i in chosen(lambda parts: parts == ("image",)):
+    path = requests[i][0]
+    try:  # the timestamps of the sound track, no audio tower
+      timestamps = embedder.video_timestamps(path, hop_seconds=hop_seconds,
+                                             center=center)
+      image = embedder.embed_video_frames(path, timestamps,
+                                          embedding=image_size,
+                                          batch_size=batch_size)
+      results[i] = {"image": {"embedding": image, "timestamps": timestamps}}
+    except Exception as e:  # pylint: disable=broad-except
+      results[i] = e
+  return results
+
+
 def embed_one(embedder: embed_lib.Embedder, kind: str, path: str, *,
               parts: Sequence[str] | None = None,
               hop_seconds: float = embed_lib.DEFAULT_HOP_SECONDS,
@@ -339,65 +521,114 @@ def embed_one(embedder: embed_lib.Embedder, kind: str, path: str, *,
     parts: which outputs (`Job.outputs` keys): "audio", "image" (one
       modality each; for a video, the split files) or "video" (combined).
       Default: the kind's own part.
-    embedding: see `EMBEDDINGS`; None or "transfer": the conv4_2 taps.
+    embedding: see `EMBEDDINGS`; None or "transfer": the conv4_2 taps;
+      "shared": an AVE-Net's shared space.
+
+  Raises:
+    The exception that kept the input from being embedded
+    (`media.MediaError` for an unreadable file).
   """
-  embedding = normalize_embedding(kind, embedding)
-  small = embedding == 512
-  audio_size, image_size = (512, 512) if small else (6144, 8192)
-  parts = tuple(parts or (kind,))
-  if kind == "audio":
-    result = embedder.embed_audio_file(path, hop_seconds=hop_seconds,
-                                       center=center, embedding=audio_size,
-                                       batch_size=batch_size)
-    return {"audio": {"embedding": result.embedding,
-                      "timestamps": result.timestamps}}
-  if kind == "image":
-    result = embedder.embed_image_file(path, embedding=image_size)
-    return {"image": {"embedding": result.embedding,
-                      "timestamps": result.timestamps}}
-  if "video" in parts or set(parts) == {"audio", "image"}:
-    result = embedder.embed_video(path, hop_seconds=hop_seconds,
-                                  center=center, audio_embedding=audio_size,
-                                  image_embedding=image_size,
-                                  batch_size=batch_size)
-    if "video" in parts:
-      return {"video": {"audio_embedding": result.audio,
-                        "image_embedding": result.image,
-                        "timestamps": result.timestamps}}
-    return {"audio": {"embedding": result.audio,
-                      "timestamps": result.timestamps},
-            "image": {"embedding": result.image,
-                      "timestamps": result.timestamps}}
-  if parts == ("audio",):
-    if not media.probe(path).has_video:
-      raise media.MediaError(path, "no video stream")
-    result = embedder.embed_audio_file(path, hop_seconds=hop_seconds,
-                                       center=center, embedding=audio_size,
-                                       batch_size=batch_size)
-    return {"audio": {"embedding": result.embedding,
-                      "timestamps": result.timestamps}}
-  # The image half alone: the timestamps of the sound track, no audio tower.
-  timestamps = embedder.video_timestamps(path, hop_seconds=hop_seconds,
-                                         center=center)
-  image = embedder.embed_video_frames(path, timestamps, embedding=image_size,
-                                      batch_size=batch_size)
-  return {"image": {"embedding": image, "timestamps": timestamps}}
+  result = embed_batch(embedder, kind, [(path, parts)],
+                       hop_seconds=hop_seconds, center=center,
+                       embedding=embedding, batch_size=batch_size)[0]
+  if isinstance(result, Exception):
+    raise result
+  return result
 
 
-def _write_failures(summary: RunSummary, output_dir: str | None) -> None:
+def _reason(error: Exception) -> str:
+  return f"{type(error).__name__}: {error}"
+
+
+def embed_jobs(embedder: embed_lib.Embedder, kind: str, jobs: Sequence[Job],
+               *, overwrite: bool = False, storage: Storage = GFILE,
+               local_inputs: Callable | None = None,
+               **embed_kwargs) -> list[Outcome]:
+  """Embeds a batch of jobs: the one step of `embed_files` and of the Beam
+  pipeline (`l3_tf.serving.embed_beam`), so both write the same files.
+
+  Outputs that exist are kept unless `overwrite` (a job whose outputs all
+  exist is SKIPPED); the others are embedded together (`embed_batch`) and
+  each written whole (`_save`). An input that fails is FAILED with the
+  reason; the others go on.
+
+  Args:
+    embedder: the model.
+    kind: "audio", "image" or "video".
+    jobs: the inputs and their outputs (`find_jobs`).
+    overwrite: re-embed inputs whose outputs exist.
+    storage: how outputs are checked and written.
+    local_inputs: a context manager factory, called with the input paths,
+      giving their local paths (remote inputs downloaded); default: the
+      paths themselves.
+    **embed_kwargs: `hop_seconds`, `center`, `embedding`, `batch_size`.
+
+  Returns:
+    One `Outcome` per job, in order.
+  """
+  outcomes: list = [None] * len(jobs)
+  todo = []
+  for i, job in enumerate(jobs):
+    parts = [part for part, path in job.outputs.items()
+             if overwrite or not storage.exists(path)]
+    if parts:
+      todo.append((i, parts))
+    else:
+      outcomes[i] = Outcome(job.input_path, SKIPPED)
+  if not todo:
+    return outcomes
+  opener = local_inputs or contextlib.nullcontext
+  with opener([jobs[i].input_path for i, _ in todo]) as local:
+    arrived = [k for k, path in enumerate(local)
+               if not isinstance(path, Exception)]
+    results = list(local)  # the exception of an input that did not arrive
+    for k, result in zip(arrived, embed_batch(
+        embedder, kind, [(local[k], todo[k][1]) for k in arrived],
+        **embed_kwargs)):
+      results[k] = result
+    for (i, parts), path, result in zip(todo, local, results):
+      job = jobs[i]
+      try:
+        if isinstance(result, Exception):
+          raise result
+        for part in parts:
+          _save(job.outputs[part], part, result[part], job.input_path,
+                storage)
+      except finite.NonFiniteError:
+        raise  # the model's fault, not the file's: no input would embed
+      except Exception as e:  # pylint: disable=broad-except
+        # One bad file must not end the run; named as the user named it.
+        reason = _reason(e)
+        if isinstance(path, str):
+          reason = reason.replace(path, job.input_path)
+        outcomes[i] = Outcome(job.input_path, FAILED, reason=reason)
+        continue
+      outcomes[i] = Outcome(
+          job.input_path, DONE, [job.outputs[part] for part in parts],
+          next(iter(result.values()))["timestamps"].size)
+  return outcomes
+
+
+def failures_path(output_dir: str | None, kind: str) -> str:
+  """Where a run lists its failed inputs."""
+  name = FAILED_TSV.format(kind=kind)
+  if filesystems.is_url(output_dir):
+    return f"{output_dir.rstrip('/')}/{name}"
+  return os.path.join(output_dir or ".", name)
+
+
+def write_failures(summary: RunSummary, output_dir: str | None,
+                   storage: Storage = GFILE) -> None:
   """The failed inputs as a TSV (input, reason); an older list is removed
   when nothing failed, so the file always describes the last run."""
-  # tf.io.gfile serves local paths and URLs alike.
-  path = os.path.join(output_dir or ".", FAILED_TSV.format(kind=summary.kind))
+  path = failures_path(output_dir, summary.kind)
   if not summary.failed:
-    if tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    if storage.exists(path):
+      storage.remove(path)
     return
-  tf.io.gfile.makedirs(output_dir or ".")
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write("input\treason\n" + "".join(
-        f"{source}\t{' '.join(reason.split())}\n"
-        for source, reason in summary.failed))
+  storage.write_text(path, "input\treason\n" + "".join(
+      f"{source}\t{' '.join(reason.split())}\n"
+      for source, reason in summary.failed))
   summary.failed_tsv = path
 
 
@@ -446,7 +677,7 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
                              video_output=video_output,
                              output_format=output_format)
   if output_format == "parquet":
-    _pyarrow()  # a missing pyarrow is an error before the first file
+    check_parquet()
   summary = RunSummary(kind=kind)
   for path, reason in problems:
     summary.failed.append((path, reason))
@@ -454,31 +685,16 @@ def embed_files(embedder: embed_lib.Embedder, kind: str, inputs,
   bar = tqdm.tqdm(jobs, desc=f"l3-embed {kind}", unit="file",
                   disable=not progress, file=sys.stderr)
   for job in bar:
-    parts = [part for part, path in job.outputs.items()
-             if overwrite or not tf.io.gfile.exists(path)]
-    if not parts:
-      summary.skipped.append(job.input_path)
-      continue
-    try:
-      results = embed_one(embedder, kind, job.input_path, parts=parts,
+    outcome, = embed_jobs(embedder, kind, [job], overwrite=overwrite,
                           **embed_kwargs)
-      for part in parts:
-        _save(job.outputs[part], part, results[part], job.input_path)
-    except finite.NonFiniteError:
-      raise  # the model's fault, not the file's: no input would embed
-    except Exception as e:  # pylint: disable=broad-except
-      # One bad file must not end the run.
-      reason = f"{type(e).__name__}: {e}"
-      summary.failed.append((job.input_path, reason))
-      report(f"FAILED {job.input_path}: {reason}")
-      continue
-    summary.written += [job.outputs[part] for part in parts]
-    summary.done.append(job.input_path)
-    summary.windows += next(iter(results.values()))["timestamps"].size
-    bar.set_postfix_str(f"{summary.windows / (time.perf_counter() - started):.1f}"
-                        " windows/s", refresh=False)
+    summary.add(outcome)
+    if outcome.status == FAILED:
+      report(f"FAILED {job.input_path}: {outcome.reason}")
+    elif outcome.status == DONE:
+      rate = summary.windows / (time.perf_counter() - started)
+      bar.set_postfix_str(f"{rate:.1f} windows/s", refresh=False)
   summary.seconds = time.perf_counter() - started
-  _write_failures(summary, output_dir)
+  write_failures(summary, output_dir)
   return summary
 
 

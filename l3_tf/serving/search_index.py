@@ -38,6 +38,7 @@ import tqdm
 from l3_tf.data import media
 from l3_tf.model import finite
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_files
 
 AUDIO = "audio"
 IMAGE = "image"
@@ -251,6 +252,94 @@ def _sync_ann(index_dir: IndexDir, info: dict, items: list[Item]) -> None:
     ann.save(path)
 
 
+def open_index(embedder: embed_lib.Embedder, index_path: str, model: str,
+               hop_seconds: float, settings: AnnSettings = AnnSettings()
+               ) -> tuple["IndexDir", dict, dict]:
+  """The index at `index_path`, created if absent, checked if present, and
+  cut back to what its `files.json` records: (index_dir, info, state).
+
+  Raises:
+    SearchIndexError: the index was built with another model, size or hop.
+    ValueError: the model has no shared space (an L3 export), a bad hop.
+  """
+  from l3_tf.serving import export as export_lib  # pylint: disable=g-import-not-at-top
+
+  if export_lib.SHARED_AUDIO_EMBEDDING not in embedder.embedding_sizes:
+    raise ValueError(f"{model}: {export_lib.NO_SHARED_SPACE}")
+  dim = embedder.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][
+      export_lib.SHARED_OUTPUT]
+  embed_lib.hop_samples(hop_seconds, embedder.audio_params)  # validates
+  index_dir = IndexDir(index_path)
+  if index_dir.exists():
+    info = index_dir.info()
+    for key, value in (("model", os.path.abspath(model)), ("dim", dim),
+                       ("hop_seconds", hop_seconds)):
+      if info[key] != value:
+        raise SearchIndexError(
+            f"index {index_path} was built with {key}={info[key]!r}, not "
+            f"{value!r}: use another --index, or the same {key}")
+  else:
+    info = index_dir.create(model, dim, hop_seconds, settings)
+  state = index_dir.state()
+  index_dir.truncate_to(state, dim)
+  return index_dir, info, state
+
+
+def _stamp(path: str) -> dict | None:
+  """Size and mtime of a local file (how a changed file is noticed)."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    return None
+  return {"size": stat.st_size, "mtime": stat.st_mtime}
+
+
+def _is_indexed(state: dict, key: str, stamp: dict | None) -> bool:
+  done = state["files"].get(key)
+  return bool(done and stamp and done["size"] == stamp["size"] and
+              done["mtime"] == stamp["mtime"])
+
+
+def needs_reindex(state: dict, path: str) -> bool:
+  """Whether a video the index holds has changed (size or mtime) since."""
+  key = os.path.abspath(path)
+  return key in state["files"] and not _is_indexed(state, key, _stamp(path))
+
+
+def _add_file(index_dir: IndexDir, state: dict, key: str, stamp: dict,
+              audio: np.ndarray, image: np.ndarray,
+              timestamps: np.ndarray) -> int:
+  """Appends one file's vectors (its audio windows, then its frames, at
+  the shared timestamps) and records it; returns how many were added."""
+  items = ([Item(key, AUDIO, float(t)) for t in timestamps]
+           + [Item(key, IMAGE, float(t)) for t in timestamps])
+  index_dir.append(np.concatenate([audio, image]), items)
+  state["files"][key] = {**stamp, "first_id": state["num_vectors"],
+                         "count": len(items)}
+  state["failed"].pop(key, None)
+  state["num_vectors"] += len(items)
+  _write_json(index_dir.file(FILES_FILE), state)
+  return len(items)
+
+
+def _record_failure(index_dir: IndexDir, state: dict, summary: "IndexSummary",
+                    path: str, reason: str, report: Callable) -> None:
+  summary.failed.append((path, reason))
+  state["failed"][os.path.abspath(path) if "://" not in path else path] = (
+      reason)
+  report(f"FAILED {path}: {reason}")
+  _write_json(index_dir.file(FILES_FILE), state)
+
+
+def _finish(index_dir: IndexDir, info: dict, summary: "IndexSummary",
+            started: float, embed_seconds: float) -> "IndexSummary":
+  _sync_ann(index_dir, info, index_dir.items())
+  summary.seconds = time.perf_counter() - started
+  if summary.vectors_added and embed_seconds > 0:
+    summary.windows_per_second = summary.vectors_added / 2 / embed_seconds
+  return summary
+
+
 def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
                  index_path: str, model: str, *,
                  hop_seconds: float = 0.5, batch_size: int = 32,
@@ -277,40 +366,20 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
     ValueError: the model has no shared space (an L3 export).
     finite.NonFiniteError: the model computes non-finite embeddings.
   """
-  from l3_tf.serving import export as export_lib  # pylint: disable=g-import-not-at-top
-
-  if export_lib.SHARED_AUDIO_EMBEDDING not in embedder.embedding_sizes:
-    raise ValueError(f"{model}: {export_lib.NO_SHARED_SPACE}")
-  dim = embedder.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][
-      export_lib.SHARED_OUTPUT]
-  embed_lib.hop_samples(hop_seconds, embedder.audio_params)  # validates
   report = report or (lambda line: tqdm.tqdm.write(line, file=sys.stderr))
-  index_dir = IndexDir(index_path)
-  if index_dir.exists():
-    info = index_dir.info()
-    for key, value in (("model", os.path.abspath(model)), ("dim", dim),
-                       ("hop_seconds", hop_seconds)):
-      if info[key] != value:
-        raise SearchIndexError(
-            f"index {index_path} was built with {key}={info[key]!r}, not "
-            f"{value!r}: use another --index, or the same {key}")
-  else:
-    info = index_dir.create(model, dim, hop_seconds, settings)
-  state = index_dir.state()
-  index_dir.truncate_to(state, dim)
+  index_dir, info, state = open_index(embedder, index_path, model,
+                                      hop_seconds, settings)
   summary = IndexSummary()
   started = time.perf_counter()
   files = video_files(videos_dir)
   bar = tqdm.tqdm(files, desc="l3-search index", unit="file",
                   disable=not progress, file=sys.stderr)
   for path in bar:
-    stat = os.stat(path)
-    key = os.path.abspath(path)
-    done = state["files"].get(key)
-    if done and done["size"] == stat.st_size and done["mtime"] == stat.st_mtime:
+    key, stamp = os.path.abspath(path), _stamp(path)
+    if _is_indexed(state, key, stamp):
       summary.skipped.append(path)
       continue
-    if done:  # changed since: its old vectors stay, marked stale
+    if key in state["files"]:  # changed since: its old vectors stay, stale
       report(f"CHANGED {path}: indexed again (its earlier vectors remain)")
     try:
       # Both in the shared space, at the timestamps of the sound windows.
@@ -320,30 +389,151 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
     except finite.NonFiniteError:
       raise  # the model's fault, not the file's: nothing is added
     except Exception as e:  # one bad file must not end the run
-      reason = f"{type(e).__name__}: {e}"
-      summary.failed.append((path, reason))
-      state["failed"][key] = reason
-      report(f"FAILED {path}: {reason}")
-      _write_json(index_dir.file(FILES_FILE), state)
+      _record_failure(index_dir, state, summary, path,
+                      f"{type(e).__name__}: {e}", report)
       continue
-    items = ([Item(key, AUDIO, float(t)) for t in timestamps]
-             + [Item(key, IMAGE, float(t)) for t in timestamps])
-    index_dir.append(np.concatenate([audio, image]), items)
-    state["files"][key] = {"size": stat.st_size, "mtime": stat.st_mtime,
-                           "first_id": state["num_vectors"],
-                           "count": len(items)}
-    state["failed"].pop(key, None)
-    state["num_vectors"] += len(items)
-    _write_json(index_dir.file(FILES_FILE), state)
+    summary.vectors_added += _add_file(index_dir, state, key, stamp, audio,
+                                       image, timestamps)
     summary.indexed.append(path)
-    summary.vectors_added += len(items)
     bar.set_postfix(vectors=state["num_vectors"])
-  embed_seconds = time.perf_counter() - started
-  _sync_ann(index_dir, info, index_dir.items())
-  summary.seconds = time.perf_counter() - started
-  if summary.vectors_added:
-    summary.windows_per_second = summary.vectors_added / 2 / embed_seconds
-  return summary
+  return _finish(index_dir, info, summary, started,
+                 time.perf_counter() - started)
+
+
+def _shard_files(embeddings_dir: str) -> list[pathlib.Path]:
+  root = pathlib.Path(embeddings_dir)
+  if not root.is_dir():
+    raise SearchIndexError(f"embeddings folder {embeddings_dir!r} is not a "
+                           "directory")
+  shards = [p for p in sorted(root.rglob("*.parquet")) if p.is_file() and
+            not any(part.startswith(".") for part in p.relative_to(root).parts)]
+  if not shards:
+    others = sorted(root.rglob("*.npz"))
+    hint = (f" ({others[0]} and others are .npz, which do not record their "
+            "source file)") if others else ""
+    raise SearchIndexError(
+        f"{embeddings_dir}: no l3-embed Parquet files{hint}; embed with "
+        "`l3-embed video VIDEOS --embedding=shared --format=parquet`")
+  return shards
+
+
+def _shard_sources(path: pathlib.Path, dim: int, hop_seconds: float):
+  """{source file: {modality: (timestamps [T], vectors [T, dim])}} of one
+  l3-embed Parquet file, checked to be shared-space vectors at the hop."""
+  columns = embed_files.read_parquet(str(path))
+  vectors = columns["embedding"]
+  if isinstance(vectors, list) or (vectors.size and vectors.shape[1] != dim):
+    sizes = sorted({len(v) for v in vectors})
+    raise SearchIndexError(
+        f"{path}: embeddings of {'/'.join(map(str, sizes))} values, the "
+        f"index's shared space has {dim}: embed with --embedding=shared and "
+        "this index's model")
+  norms = np.linalg.norm(vectors, axis=1)
+  if vectors.size and not np.allclose(norms, 1.0, atol=1e-3):
+    raise SearchIndexError(
+        f"{path}: vector norms {norms.min():.4g}..{norms.max():.4g}, not the "
+        "unit vectors of a shared space: embed with --embedding=shared")
+  sources = {}
+  for source in dict.fromkeys(columns["file"]):  # first-seen order
+    rows = columns["file"] == source
+    for modality in MODALITIES:
+      chosen = np.flatnonzero(rows & (columns["modality"] == modality))
+      if not chosen.size:
+        continue
+      times = columns["timestamp"][chosen]
+      order = np.argsort(times, kind="stable")
+      times, chosen = times[order], chosen[order]
+      if times.size > 1 and not np.allclose(np.diff(times), hop_seconds,
+                                            atol=1e-6):
+        raise SearchIndexError(
+            f"{path}: {source} was embedded every {np.diff(times)[0]:g} s, "
+            f"not every hop_seconds={hop_seconds:g} s of this index")
+      sources.setdefault(source, {})[modality] = (times, vectors[chosen])
+  return sources
+
+
+def read_failures(embeddings_dir: str) -> list[tuple[str, str]]:
+  """The (input, reason) lines of l3-embed's video failure list, if any."""
+  path = embed_files.failures_path(embeddings_dir, "video")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    lines = f.read().splitlines()[1:]
+  return [tuple(line.split("\t", 1)) for line in lines if "\t" in line]
+
+
+def index_embeddings(embedder: embed_lib.Embedder, embeddings_dir: str,
+                     index_path: str, model: str, *,
+                     hop_seconds: float = 0.5,
+                     settings: AnnSettings = AnnSettings(),
+                     failed: Sequence[tuple[str, str]] | None = None,
+                     report: Callable[[str], None] | None = None
+                     ) -> IndexSummary:
+  """Builds (or adds to) the index at `index_path` from embeddings written
+  earlier by `l3-embed video ... --embedding=shared --format=parquet`
+  (combined or split), so a collection is embedded once and indexed as
+  often as wanted; `l3-search index --runner` writes such shards.
+
+  The index holds what `index_videos` would: per source video (in path
+  order), its audio vectors then its image vectors at the shared
+  timestamps, keyed by the video's absolute path; a source already indexed
+  with the same size and mtime is skipped.
+
+  Args:
+    embedder: the AVE-Net the embeddings were made with (its shared size).
+    embeddings_dir: folder of l3-embed Parquet files (searched recursively).
+    index_path: the index folder, created if absent, added to otherwise.
+    model: the model's path, recorded.
+    hop_seconds: the hop the embeddings were made with (checked).
+    settings: HNSW settings of a new index.
+    failed: (input, reason) of videos that could not be embedded, recorded
+      in the index; default: l3-embed's failure list in `embeddings_dir`.
+    report: called with one line per failed file (default: stderr).
+
+  Raises:
+    SearchIndexError: no Parquet files; vectors of another size, not unit
+      norm, or at another hop; an index built with another model or hop.
+      (A source with one modality only is listed as failed.)
+  """
+  report = report or (lambda line: tqdm.tqdm.write(line, file=sys.stderr))
+  index_dir, info, state = open_index(embedder, index_path, model,
+                                      hop_seconds, settings)
+  summary = IndexSummary()
+  started = time.perf_counter()
+  # A source's modalities may be in two files (split outputs, adjacent in
+  # path order): it is added once both are read.
+  pending: dict[str, dict] = {}
+  for shard in _shard_files(embeddings_dir):
+    for source, parts in _shard_sources(shard, info["dim"],
+                                        hop_seconds).items():
+      pending.setdefault(source, {}).update(parts)
+    for source in sorted((s for s, parts in pending.items()
+                          if set(parts) == set(MODALITIES)),
+                         key=pathlib.PurePath):
+      (times, audio), (image_times, image) = (pending[source][AUDIO],
+                                              pending.pop(source)[IMAGE])
+      if not np.array_equal(times, image_times):
+        raise SearchIndexError(f"{shard}: {source}: its audio and image "
+                               "embeddings have different timestamps")
+      key = source if "://" in source else os.path.abspath(source)
+      stamp = _stamp(source) or {"size": int(times.size), "mtime": None}
+      if _is_indexed(state, key, stamp):
+        summary.skipped.append(source)
+        continue
+      if key in state["files"]:
+        report(f"CHANGED {source}: indexed again (its earlier vectors "
+               "remain)")
+      summary.vectors_added += _add_file(index_dir, state, key, stamp, audio,
+                                         image, times)
+      summary.indexed.append(source)
+  for source, parts in pending.items():
+    _record_failure(index_dir, state, summary, source,
+                    f"only {'/'.join(parts)} embeddings in {embeddings_dir}; "
+                    "an index needs both (l3-embed video)", report)
+  for path, reason in (read_failures(embeddings_dir) if failed is None
+                       else failed):
+    _record_failure(index_dir, state, summary, path, reason, report)
+  return _finish(index_dir, info, summary, started, 0.0)
 
 
 class Searcher:

@@ -9,13 +9,11 @@ reason, where tensorflow-io is not installed (Python 3.13); the error users
 get there is tested on every stack.
 """
 
-import contextlib
 import importlib.util
 import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,73 +23,21 @@ import numpy as np
 import pytest
 
 from l3_tf.platform import filesystems
+from tests import s3_server
 from tests import testing
 
 _ROOT = str(testing.REPO_ROOT)
 _TESTS = os.path.join(_ROOT, "tests")
-_BUCKET = "l3-test"
+_BUCKET = s3_server.BUCKET
 _HAS_TFIO = importlib.util.find_spec("tensorflow_io") is not None
 needs_tfio = pytest.mark.skipif(
     not _HAS_TFIO, reason="tensorflow-io is not installed (Python 3.13 has "
     "no wheel): s3:// is unavailable, see test_missing_tensorflow_io_*")
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-class _S3Server:
-  """moto's S3 server on 127.0.0.1:port; stop/start keep its objects (they
-  live in this process)."""
-
-  def __init__(self):
-    from moto.server import ThreadedMotoServer  # pylint: disable=g-import-not-at-top
-    self._factory = ThreadedMotoServer
-    self.port = _free_port()
-    self.endpoint = f"http://127.0.0.1:{self.port}"
-    self._server = None
-
-  def start(self):
-    self._server = self._factory(ip_address="127.0.0.1", port=self.port,
-                                 verbose=False)
-    self._server.start()
-
-  def stop(self):
-    if self._server is not None:
-      self._server.stop()
-      self._server = None
-
-  def client(self):
-    import boto3  # pylint: disable=g-import-not-at-top
-    return boto3.client("s3", endpoint_url=self.endpoint,
-                        region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test")
-
-  def keys(self, prefix: str) -> list[str]:
-    pages = self.client().get_paginator("list_objects_v2").paginate(
-        Bucket=_BUCKET, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", ())]
-
-  def env(self) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(S3_ENDPOINT=self.endpoint, S3_USE_HTTPS="0", S3_VERIFY_SSL="0",
-               AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               AWS_REGION="us-east-1", TF_CPP_MIN_LOG_LEVEL="2",
-               PYTHONPATH=os.pathsep.join([_ROOT, _TESTS]))
-    return env
-
-
-@contextlib.contextmanager
-def _running_server():
-  server = _S3Server()
-  server.start()
-  try:
-    server.client().create_bucket(Bucket=_BUCKET)
-    yield server
-  finally:
-    server.stop()
+# The server helper is shared with the Beam pipeline's S3 test.
+_S3Server = s3_server.S3Server
+_running_server = s3_server.running_server
 
 
 def _run(args, env, timeout=600):

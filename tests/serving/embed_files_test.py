@@ -221,7 +221,7 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
   np.testing.assert_allclose(image["embedding"][0],
                              embedder.embed_images(frame)[0], atol=1e-5)
   with pytest.raises(ValueError, match=r"embedding=8192; expected one of "
-                     r"\[512, 6144, 'transfer'\]"):
+                     r"\[512, 6144, 'transfer', 'shared'\]"):
     embed_files.embed_files(embedder, "audio", [video], str(out),
                             embedding=8192)
 
@@ -390,7 +390,7 @@ def test_inputs_that_name_nothing_are_errors(tmp_path, make, match):
     (dict(output_format="csv"), r"format='csv'; expected one of "
      r"\['npz', 'parquet'\]"),
     (dict(embedding=8192), r"embedding=8192; expected one of \[512, 6144, "
-     r"'transfer'\]"),
+     r"'transfer', 'shared'\]"),
     (dict(suffix="a/b"), "suffix='a/b'"),
     (dict(center="yes"), "center='yes'"),
     (dict(hop_seconds=-1), "hop_seconds=-1"),

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from data_prep.synthetic_av import generate
 from l3_tf.data import media
 from l3_tf.serving import embed
 from l3_tf.serving import search_index
@@ -26,18 +25,7 @@ WINDOWS_PER_VIDEO = 7
 
 def _write_video(path, seed: int):
   """A video whose frames and sound differ with `seed` and over time."""
-  rng = np.random.default_rng(seed)
-  count = int(SECONDS * FPS)
-  frames = np.zeros((count, 64, 96, 3), np.uint8)
-  base = rng.integers(0, 256, 3)
-  for i in range(count):
-    frames[i] = base
-    frames[i, 8:40, 2 * i:2 * i + 32] = 255 - base
-  t = np.arange(int(SECONDS * RATE)) / RATE
-  f0 = rng.uniform(200, 2000)
-  sound = 0.3 * np.sin(2 * np.pi * (f0 * t + 300 * t ** 2))
-  generate.write_mp4(str(path), frames, sound.astype(np.float32), FPS, crf=18)
-  return str(path)
+  return testing.write_moving_video(path, seed, SECONDS, FPS, RATE)
 
 
 @pytest.fixture(scope="module")
