@@ -20,9 +20,11 @@ decoded by `l3_tf.media` to mono 48 kHz, and one that cannot be decoded is
 skipped with its reason in `skipped_files.tsv`.
 
 A fold whose folder is missing is left out: it is named in the log and in
-the skip report, and `builder.info.metadata` says which folds were built and
-that the result of the protocol on this build is not the official 10-fold
-figure (`official_10_folds`: false).
+the skip report (which says that results on such a build are not the
+official 10-fold figure), and `builder.info.metadata` lists the folds built
+and missing (`all_folds_built`: false). The protocol
+(`l3_tf.evaluation.audio_transfer`) then runs on the folds built and says
+so in its result.
 
   tfds build data_prep/urbansound8k --manual_dir=/path/to/UrbanSound8K \\
       --data_dir=/tmp/tfds
@@ -188,6 +190,6 @@ UrbanSound8K.tar.gz) and extract it into the manual dir, so that it holds
         "folds_built": folds_built,
         "folds_missing": [k for k in range(1, NUM_FOLDS + 1)
                           if k not in folds_built],
-        "official_10_folds": folds_built == list(range(1, NUM_FOLDS + 1)),
+        "all_folds_built": folds_built == list(range(1, NUM_FOLDS + 1)),
     })
     return built

@@ -52,7 +52,7 @@ def test_every_wav_format_decodes_with_its_metadata(tmp_path):
   builder = _build(tmp_path, manual)
   assert builder.info.features["label"].names == list(
       dummy_media.US8K_CLASSES)
-  assert builder.info.metadata["official_10_folds"] is True
+  assert builder.info.metadata["all_folds_built"] is True
   assert builder.info.metadata["folds_built"] == list(range(1, 11))
   rows = {r["slice_file_name"]: r for r in lib.read_meta(
       manual / "metadata" / lib.CSV_NAME)}
@@ -94,7 +94,7 @@ def test_missing_fold_is_named_and_the_build_says_not_official(tmp_path):
   assert sorted(builder.info.splits) == sorted(
       f"fold{k}" for k in range(1, 11) if k != 7)
   assert builder.info.metadata["folds_missing"] == [7]
-  assert builder.info.metadata["official_10_folds"] is False
+  assert builder.info.metadata["all_folds_built"] is False
   skips = {s.path: s.reason
            for s in media_builder.read_skip_report(builder.data_dir)}
   assert "fold 7 missing from disk (2 clips listed" in skips["audio/fold7/"]
