@@ -180,7 +180,7 @@ def main(argv):
                                  settings, cache,
                                  max_clips_per_split=_MAX_CLIPS.value,
                                  folds=folds)
-  except ValueError as e:  # e.g. one source recording in two folds
+  except (ValueError, MemoryError) as e:  # a leaking recording, a huge Gram
     raise SystemExit(f"error: {e}") from None
   if _MODE.value == "finetune":
     results["finetune"] = _finetune(builder, spec, folds)

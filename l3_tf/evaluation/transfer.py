@@ -179,9 +179,33 @@ def kernel_matrix(z: np.ndarray) -> np.ndarray:
   The product stays in z's precision (float32 features: the Gram values the
   protocol always used); only the result is widened, once per fold, instead
   of once per `SVC.fit`.
+
+  Raises:
+    MemoryError: the float64 matrix (and its float32 product) would not fit
+      in half the memory available now: said with n, before allocating.
   """
+  needed = z.shape[0] ** 2 * (8 + z.itemsize)
+  available = _available_memory_bytes()
+  if available is not None and needed > available // 2:
+    raise MemoryError(
+        f"the linear SVMs' Gram matrix of {z.shape[0]} training sub-clips "
+        f"needs {needed / 2**30:.1f} GiB, more than half of the "
+        f"{available / 2**30:.1f} GiB available: use fewer sub-clips "
+        "(a larger --hop_seconds) or --classifier=mlp")
   gram = z @ z.T  # [n, n], z's dtype
   return np.ascontiguousarray(gram, dtype=np.float64)
+
+
+def _available_memory_bytes() -> int | None:
+  """MemAvailable of /proc/meminfo (None where there is none)."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
 
 
 def _fit_binary(gram: np.ndarray, z: np.ndarray, target: np.ndarray,

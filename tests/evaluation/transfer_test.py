@@ -177,3 +177,15 @@ def test_a_recording_on_both_sides_of_a_round_is_an_error():
     transfer.cross_validate(data, transfer.SvmSettings(c_grid=(1.0,)))
   with pytest.raises(ValueError, match="40 clip labels but 3 clip groups"):
     transfer.SubclipFeatures(**{**vars(data), "clip_groups": np.zeros(3)})
+
+
+def test_a_gram_matrix_beyond_memory_is_refused_before_allocating(
+    monkeypatch):
+  monkeypatch.setattr(transfer, "_available_memory_bytes", lambda: 2**30)
+  z = np.zeros((10000, 4), np.float32)  # 10000^2 x 12 B = 1.1 GiB > 0.5
+  with pytest.raises(MemoryError, match="Gram matrix of 10000 training "
+                     "sub-clips needs 1.1 GiB"):
+    transfer.kernel_matrix(z)
+  small = np.ones((3, 2), np.float32)
+  np.testing.assert_array_equal(transfer.kernel_matrix(small),
+                                np.full((3, 3), 2.0))
