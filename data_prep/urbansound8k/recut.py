@@ -40,12 +40,12 @@ _ESC_NAME = re.compile(r"^([1-5])-(\d+)-([A-Z])\.\w+$")
 COLUMNS = "slice_file_name,fsID,start,end,salience,fold,classID,class"
 
 
-def occurrence(waveform: np.ndarray, rate: int) -> tuple[int, int]:
-  """(first, end) sample of the part between leading / trailing silence."""
+def occurrence(waveform: np.ndarray) -> tuple[int, int]:
+  """(first, end) sample of the part between leading / trailing silence
+  (the whole clip if it is all silence)."""
   loud = np.flatnonzero(np.abs(waveform) > SILENCE)
   if loud.size == 0:
     return 0, waveform.size
-  del rate
   return int(loud[0]), int(loud[-1]) + 1
 
 
@@ -69,7 +69,7 @@ def recut(esc10_dir: str, output_dir: str) -> dict[str, int]:
           index % len(dummy_media.US8K_FORMATS)]
       index += 1
       waveform = media.load_audio(str(path), rate)  # [n] mono at `rate`
-      first, end = occurrence(waveform, rate)
+      first, end = occurrence(waveform)
       step = int(SLICE_SECONDS * rate)
       for number_in, start in enumerate(range(first, end, step)):
         stop = min(start + step, end)
