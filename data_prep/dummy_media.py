@@ -4,7 +4,8 @@ Media files are never committed; tests call these functions to write them
 into temporary folders. Run as a script to look at the files:
 
   python -m data_prep.dummy_media video_folder /tmp/dummy
-  (or esc10, esc50, dcase2013_scenes, kinetics_sounds, flickr_soundnet)
+  (or esc10, esc50, dcase2013_scenes, kinetics_sounds, flickr_soundnet,
+  urbansound8k)
 
 Each video's frame i is a flat grey of level `frame_level(i)` (so a test can
 tell which frame it got back) and its audio is a sine (a different pitch per
@@ -70,15 +71,33 @@ def _audio_layout(codec: str, channels: int) -> tuple[int, str]:
   return channels, _CHANNEL_LAYOUTS[channels]
 
 
+# wav codec -> the sample format PyAV encodes it from (pcm_s24le takes s32).
+WAV_CODECS = {"pcm_u8": "u8", "pcm_s16le": "s16", "pcm_s24le": "s32",
+              "pcm_s32le": "s32", "pcm_f32le": "flt"}
+
+
+def _interleaved(block: np.ndarray, sample_format: str) -> np.ndarray:
+  """float32 [channels, n] -> [1, n * channels] of the format (integer
+  formats clipped to [-1, 1]: a resampled full-scale sound overshoots)."""
+  samples = block.T if sample_format == "flt" else np.clip(block.T, -1, 1)
+  if sample_format == "u8":
+    return (np.round(samples * 127) + 128).astype(np.uint8).reshape(1, -1)
+  if sample_format == "s16":
+    return np.round(samples * 32767).astype(np.int16).reshape(1, -1)
+  if sample_format == "s32":
+    return np.round(samples * 2147483647.0).astype(np.int32).reshape(1, -1)
+  return np.ascontiguousarray(samples, np.float32).reshape(1, -1)  # flt
+
+
 def _encode_audio(container, stream, samples: np.ndarray, sample_rate: int,
                   sample_format: str, layout: str):
   """Muxes float32 [channels, n] samples through `stream`."""
   frame_size = stream.codec_context.frame_size or 1024
   for start in range(0, samples.shape[1], frame_size):
     block = samples[:, start:start + frame_size]
-    if sample_format == "s16":  # interleaved int16
-      data = np.round(block.T * 32767).astype(np.int16).reshape(1, -1)
-    else:
+    if sample_format in ("u8", "s16", "s32", "flt"):  # interleaved
+      data = _interleaved(block, sample_format)
+    else:  # planar float
       data = np.ascontiguousarray(block, np.float32)
     frame = av.AudioFrame.from_ndarray(data, format=sample_format,
                                        layout=layout)
@@ -174,17 +193,31 @@ def write_audio(path: str | os.PathLike, seconds: float = 1.0,
                 sample_rate: int = 44100, channels: int = 1,
                 beep_at: float | None = None,
                 frequencies=(440.0, 660.0, 880.0, 1100.0, 1320.0,
-                             1540.0)) -> str:
-  """Writes a tone (see `tone`) as wav / flac / ogg / mp3 / m4a."""
+                             1540.0), codec: str | None = None) -> str:
+  """Writes a tone (see `tone`) as wav / flac / ogg / mp3 / m4a; `codec`
+  picks a wav sample format (a key of WAV_CODECS, default 16-bit)."""
+  samples = tone(seconds, sample_rate, channels, frequencies,
+                 beep_at=beep_at)
+  return write_samples(path, samples, sample_rate, codec)
+
+
+def write_samples(path: str | os.PathLike, samples: np.ndarray,
+                  sample_rate: int, codec: str | None = None) -> str:
+  """Writes float32 [channels, n] samples in [-1, 1]; the extension picks
+  the container and codec (AUDIO_FORMATS), `codec` a wav sample format."""
   path = os.fspath(path)
   ext = os.path.splitext(path)[1].lstrip(".").lower()
-  container_format, codec, sample_format = AUDIO_FORMATS[ext]
+  container_format, default_codec, sample_format = AUDIO_FORMATS[ext]
+  if codec is not None:
+    if ext != "wav" or codec not in WAV_CODECS:
+      raise ValueError(f"codec={codec!r} for {path}: expected a .wav path "
+                       f"and one of {sorted(WAV_CODECS)}")
+    sample_format = WAV_CODECS[codec]
+  codec = codec or default_codec
   with av.open(path, "w", format=container_format) as container:
-    written_channels, layout = _audio_layout(codec, channels)
+    written_channels, layout = _audio_layout(codec, samples.shape[0])
     stream = container.add_stream(codec, rate=sample_rate, layout=layout)
     _codec_options(stream)
-    samples = tone(seconds, sample_rate, channels, frequencies,
-                   beep_at=beep_at)
     samples = np.resize(samples, (written_channels, samples.shape[1]))
     _encode_audio(container, stream, samples, sample_rate, sample_format,
                   layout)
@@ -344,6 +377,74 @@ def write_dcase2013(root: str | os.PathLike) -> dict[str, int]:
   return {"train": 6, "test": 3}
 
 
+US8K_CLASSES = ("air_conditioner", "car_horn", "children_playing")
+# (codec, rate, channels) of the dummy clips in turn: every width and rate
+# the release has.
+US8K_FORMATS = (("pcm_u8", 8000, 1), ("pcm_s16le", 44100, 2),
+                ("pcm_s24le", 96000, 1), ("pcm_s32le", 192000, 2),
+                ("pcm_f32le", 22050, 1), ("pcm_s16le", 16000, 1),
+                ("pcm_u8", 11025, 2), ("pcm_s24le", 48000, 2),
+                ("pcm_f32le", 32000, 2), ("pcm_s32le", 8000, 1))
+US8K_SECONDS = (0.4, 1.0, 1.5, 0.75)  # one clip in four shorter than 1 s
+# What must become of the bad files: path -> a fragment of the skip reason.
+US8K_SKIPS = {
+    "audio/fold3/9999-1-0-0.wav": "not a readable media file",
+    "audio/fold2/7777-2-0-0.wav": "listed in metadata/UrbanSound8K.csv but "
+                                  "missing",
+    "audio/fold5/8888-0-0-0.wav": "not listed in metadata/UrbanSound8K.csv",
+    "audio/fold1/5555-0-0-0.wav": "metadata/UrbanSound8K.csv puts it in "
+                                  "audio/fold4/",
+    "audio/fold4/5555-0-0-0.wav": "listed in metadata/UrbanSound8K.csv but "
+                                  "missing",
+}
+
+
+def us8k_frequency(class_id: int) -> float:
+  return 300.0 * (class_id + 1)
+
+
+def write_urbansound8k(root: str | os.PathLike) -> dict[str, int]:
+  """UrbanSound8K layout: 10 folds x 2 clips in the formats of
+  `US8K_FORMATS`, durations of `US8K_SECONDS`, and the bad files of
+  `US8K_SKIPS`.
+
+  Returns:
+    Examples per split: {"fold1": 2, ..., "fold10": 2}.
+  """
+  root = os.fspath(root)
+  os.makedirs(os.path.join(root, "metadata"))
+  rows = ["slice_file_name,fsID,start,end,salience,fold,classID,class"]
+  index = 0
+  for fold in range(1, 11):
+    os.makedirs(os.path.join(root, "audio", f"fold{fold}"))
+    for j in range(2):
+      class_id = (fold + j) % len(US8K_CLASSES)
+      fsid = 100 * fold + j  # one recording per clip: no fsID in two folds
+      codec, rate, channels = US8K_FORMATS[index % len(US8K_FORMATS)]
+      seconds = US8K_SECONDS[index % len(US8K_SECONDS)]
+      start = 0.5 * j
+      name = f"{fsid}-{class_id}-0-{j}.wav"
+      write_audio(os.path.join(root, "audio", f"fold{fold}", name),
+                  seconds=seconds, sample_rate=rate, channels=channels,
+                  frequencies=(us8k_frequency(class_id),) * channels,
+                  codec=codec)
+      rows.append(f"{name},{fsid},{start},{start + seconds},{1 + j},{fold},"
+                  f"{class_id},{US8K_CLASSES[class_id]}")
+      index += 1
+  _write_bytes(os.path.join(root, "audio", "fold3", "9999-1-0-0.wav"),
+               b"RIFF" + np.random.default_rng(0).bytes(2000))
+  rows.append("9999-1-0-0.wav,9999,0,1,1,3,1,car_horn")
+  rows.append("7777-2-0-0.wav,7777,0,1,1,2,2,children_playing")  # no file
+  write_audio(os.path.join(root, "audio", "fold5", "8888-0-0-0.wav"),
+              seconds=0.5)  # no row
+  write_audio(os.path.join(root, "audio", "fold1", "5555-0-0-0.wav"),
+              seconds=0.5)
+  rows.append("5555-0-0-0.wav,5555,0,0.5,1,4,0,air_conditioner")  # fold 4
+  with open(os.path.join(root, "metadata", "UrbanSound8K.csv"), "w") as f:
+    f.write("\n".join(rows) + "\n")
+  return {f"fold{k}": 2 for k in range(1, 11)}
+
+
 KINETICS_CSV = {
     "train.csv": [
         ("label", "youtube_id", "time_start", "time_end", "split", "is_cc"),
@@ -413,7 +514,8 @@ def write_flickr(root: str | os.PathLike) -> dict[str, int]:
 
 WRITERS = {"video_folder": write_video_folder, "esc10": write_esc10,
            "esc50": write_esc50, "dcase2013_scenes": write_dcase2013,
-           "kinetics_sounds": write_kinetics, "flickr_soundnet": write_flickr}
+           "kinetics_sounds": write_kinetics, "flickr_soundnet": write_flickr,
+           "urbansound8k": write_urbansound8k}
 
 
 def main(argv):

@@ -49,16 +49,7 @@ def read_meta(root: epath.Path) -> list[dict[str, str]]:
 
 def label_names(rows: list[dict[str, str]]) -> list[str]:
   """Category names indexed by target; errors on gaps or contradictions."""
-  by_target = {}
-  for row in rows:
-    target, category = int(row["target"]), row["category"]
-    if by_target.setdefault(target, category) != category:
-      raise ValueError(f"esc50.csv: target {target} is both "
-                       f"{by_target[target]!r} and {category!r}")
-  if sorted(by_target) != list(range(len(by_target))):
-    raise ValueError(f"esc50.csv: targets {sorted(by_target)} are not "
-                     f"0..{len(by_target) - 1}")
-  return [by_target[t] for t in range(len(by_target))]
+  return audio_builder.label_names(rows, "target", "category", "esc50.csv")
 
 
 class Builder(audio_builder.AudioBuilder):

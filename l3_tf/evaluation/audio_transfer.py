@@ -1,10 +1,13 @@
 """Sound classification with L3 audio features, end to end (PAPER.md §5).
 
-  prepared TFDS audio dataset (data_prep/esc50, esc10, dcase2013_scenes)
+  prepared TFDS audio dataset (data_prep/esc50, esc10, dcase2013_scenes,
+  urbansound8k)
   -> every clip cut into 1-second sub-clips every `hop_seconds`
   -> `embed.Embedder` features (conv4_2 before ReLU, max-pooled: the
      `embedding_6144` tap, 4 x 3 x W4 wide)
-  -> the SVM protocol of `l3_tf.evaluation.transfer` over the dataset's official folds.
+  -> the protocol of `l3_tf.evaluation.transfer` over the dataset's official folds,
+     with the paper's linear SVMs (`transfer.SvmSettings`) or OpenL3's MLP
+     (`transfer_mlp.MlpSettings`): the same folds, features and record.
 
 Features come from the same `Embedder` code whether the weights are random,
 a training workdir or a SavedModel export. They are cached on disk, one file
@@ -14,8 +17,18 @@ instead of recomputing them.
 
 Sub-clips: windows start inside the clip (`center=False`) and are kept while
 they end inside it, so a clip of D seconds gives 1 + floor((D - 1) / hop)
-sub-clips (one zero-padded window if D < 1 s); with a hop of 1 s they tile
-the clip exactly.
+sub-clips; with a hop of 1 s they tile the clip exactly. A clip shorter
+than one window (UrbanSound8K has many) gives one window with the clip in
+its middle: zero-padded by floor(P / 2) samples before and the rest after,
+P = 48000 - N, as the code behind OpenL3's paper pads its classifiers'
+inputs (marl/l3embedding, `data/usc/features.py` `get_l3_frames_uniform`).
+The OpenL3 library (`openl3.core._pad_audio`) instead pads a short clip at
+its end only, after its optional half-window `center` padding.
+
+Datasets whose clips carry their source recording (UrbanSound8K's fsID,
+`AudioDataset.group_feature`) are checked in every round: one recording on
+both sides of a round is an error (`transfer.fold_rounds`), never a silent
+leak.
 """
 
 import dataclasses
@@ -41,7 +54,8 @@ from l3_tf.training import config as config_lib
 from l3_tf.training import workdir as workdir_lib
 
 # Bump when the feature computation changes in a way the key does not see.
-FEATURES_VERSION = 1
+# 2: short clips centred in their window; the clips' source recordings kept.
+FEATURES_VERSION = 2
 EMBEDDING = "embedding_6144"
 # Windows embedded per network call, and the most windows held in memory.
 EMBED_BATCH_SIZE = 32
@@ -58,6 +72,12 @@ class AudioDataset:
     splits: the splits, in fold order: clip fold id = position + 1.
     test_folds: fold ids tested in each round; None = each fold once.
     protocol: a description for the results.
+    fold_sizes: clips per split of the official release (to tell a full
+      build of it from a subset or another corpus in the same layout).
+    group_feature: the feature naming each clip's source recording, kept
+      apart across the folds (checked), or None.
+    missing_folds_allowed: a build without some folds runs on the others
+      (the result says it is not the official figure); otherwise an error.
   """
 
   name: str
@@ -65,21 +85,33 @@ class AudioDataset:
   splits: tuple[str, ...]
   test_folds: tuple[tuple[int, ...], ...] | None
   protocol: str
+  fold_sizes: tuple[int, ...] | None = None
+  group_feature: str | None = None
+  missing_folds_allowed: bool = False
 
 
 _FOLDS = tuple(f"fold{k}" for k in range(1, 6))
 DATASETS = {
     "esc50": AudioDataset(
         "esc50", "data_prep.esc50.esc50_dataset_builder", _FOLDS, None,
-        "5-fold cross-validation on the official ESC-50 folds"),
+        "5-fold cross-validation on the official ESC-50 folds",
+        fold_sizes=(400,) * 5),
     "esc10": AudioDataset(
         "esc10", "data_prep.esc10.esc10_dataset_builder", _FOLDS, None,
-        "5-fold cross-validation on the official ESC-10 folds"),
+        "5-fold cross-validation on the official ESC-10 folds",
+        fold_sizes=(80,) * 5),
     "dcase2013_scenes": AudioDataset(
         "dcase2013_scenes",
         "data_prep.dcase2013_scenes.dcase2013_scenes_dataset_builder",
         ("train", "test"), ((2,),),
-        "official DCASE 2013 scenes split: train on `train`, test on `test`"),
+        "official DCASE 2013 scenes split: train on `train`, test on `test`",
+        fold_sizes=(100, 100)),
+    "urbansound8k": AudioDataset(
+        "urbansound8k", "data_prep.urbansound8k.urbansound8k_dataset_builder",
+        tuple(f"fold{k}" for k in range(1, 11)), None,
+        "leave-one-fold-out over the official UrbanSound8K folds",
+        fold_sizes=(873, 888, 925, 990, 936, 823, 838, 806, 816, 837),
+        group_feature="fsid", missing_folds_allowed=True),
 }
 
 
@@ -268,10 +300,10 @@ class FeatureCache:
     return path
 
 
-def read_clips(builder, split: str, max_clips: int | None = None
-               ) -> Iterator[dict[str, Any]]:
+def read_clips(builder, split: str, max_clips: int | None = None,
+               group_feature: str | None = None) -> Iterator[dict[str, Any]]:
   """Clips of a split in stored order: clip_id, waveform (float32, 48 kHz),
-  label, fold (or None)."""
+  label, fold (or None), group (the `group_feature`'s value, or -1)."""
   dataset = builder.as_dataset(split=split, shuffle_files=False)
   if max_clips:
     dataset = dataset.take(max_clips)
@@ -282,7 +314,20 @@ def read_clips(builder, split: str, max_clips: int | None = None
                      / audio_example.AUDIO_SCALE),
         "label": int(example["label"]),
         "fold": int(example["fold"]) if "fold" in example else None,
+        "group": int(example[group_feature]) if group_feature else -1,
     }
+
+
+def subclip_windows(waveform: np.ndarray, hop_seconds: float,
+                    params) -> np.ndarray:
+  """float32 [T, window]: a clip's sub-clips (see the module docstring)."""
+  window = params.clip_samples
+  if waveform.size < window:  # centred, as OpenL3's classifiers' inputs
+    starts = np.array([-((window - waveform.size) // 2)], np.int64)  # [1]
+  else:
+    starts = embed_lib.window_starts(waveform.size, hop_seconds, False,
+                                     params, cover_end=False)  # [T]
+  return embed_lib.extract_windows(waveform, starts, window)
 
 
 def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
@@ -290,8 +335,7 @@ def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
                  ) -> dict[str, np.ndarray]:
   """Sub-clip features of clips; windows of many clips share network calls."""
   params = embedder.audio_params
-  window = params.clip_samples
-  features, clip_index, labels, ids, folds = [], [], [], [], []
+  features, clip_index, labels, ids, folds, groups = [], [], [], [], [], []
   pending: list[np.ndarray] = []
   started = time.perf_counter()
   num_windows = 0
@@ -304,14 +348,20 @@ def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
       pending.clear()
 
   for index, clip in enumerate(clips):
-    starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
-                                     center, params, cover_end=False)  # [T]
-    pending.append(embed_lib.extract_windows(clip["waveform"], starts, window))
-    clip_index.append(np.full(starts.size, index, np.int64))
+    if center:
+      starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
+                                       True, params, cover_end=False)  # [T]
+      windows = embed_lib.extract_windows(clip["waveform"], starts,
+                                          params.clip_samples)
+    else:
+      windows = subclip_windows(clip["waveform"], hop_seconds, params)
+    pending.append(windows)  # [T, 48000]
+    clip_index.append(np.full(len(windows), index, np.int64))
     labels.append(clip["label"])
     ids.append(clip["clip_id"])
     folds.append(-1 if clip["fold"] is None else clip["fold"])
-    num_windows += starts.size
+    groups.append(clip["group"])
+    num_windows += len(windows)
     if sum(p.shape[0] for p in pending) >= WINDOWS_PER_CHUNK:
       flush()
       elapsed = time.perf_counter() - started
@@ -326,57 +376,123 @@ def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
       "clip_labels": np.asarray(labels, np.int64),
       "clip_ids": np.asarray(ids),
       "clip_folds_stored": np.asarray(folds, np.int64),
+      "clip_groups": np.asarray(groups, np.int64),
   }
 
 
 def split_features(weights: Weights, builder, split: str, hop_seconds: float,
                    center: bool = False, cache: FeatureCache | None = None,
-                   max_clips: int | None = None
+                   max_clips: int | None = None,
+                   group_feature: str | None = None
                    ) -> tuple[dict[str, np.ndarray], bool]:
   """(the split's sub-clip feature arrays, whether they came from the cache)."""
   identity = feature_identity(weights, builder, split, hop_seconds, center,
                               max_clips)
+  identity["group_feature"] = group_feature
   if cache is not None:
     stored = cache.load(identity)
     if stored is not None:
       logging.info("%s/%s: features from the cache", builder.name, split)
       return stored, True
   arrays = _embed_clips(weights.embedder,
-                        read_clips(builder, split, max_clips), hop_seconds,
-                        center, f"{builder.name}/{split}")
+                        read_clips(builder, split, max_clips, group_feature),
+                        hop_seconds, center, f"{builder.name}/{split}")
   if cache is not None:
     cache.save(identity, arrays)
   return arrays, False
 
 
+def fold_splits(builder, spec: AudioDataset,
+                folds: list[int] | None = None
+                ) -> tuple[list[tuple[int, str]], dict[str, Any]]:
+  """The (fold id, split) pairs a run uses and what the result must say.
+
+  A fold id is the split's official number (its position in `spec.splits`
+  + 1), whichever folds are used.
+
+  Args:
+    builder: the prepared dataset.
+    spec: its protocol.
+    folds: only these fold ids (a quick run, recorded as a subset).
+
+  Returns:
+    ([(fold id, split)], {"used", "requested", "missing_from_build",
+    "clips_per_fold", "official"}); "official" is True only when every
+    fold of the release was built with its official number of clips and
+    none was left out.
+
+  Raises:
+    ValueError: `folds` on a dataset without folds, out of range, fewer
+      than two, or not built; a split missing from a build of a dataset
+      that needs them all.
+  """
+  ids = list(range(1, len(spec.splits) + 1))
+  if folds is not None:
+    if spec.test_folds is not None:
+      raise ValueError(f"folds={list(folds)}: {spec.name} has no folds to "
+                       f"choose from ({spec.protocol})")
+    outside = [f for f in folds if f not in ids]
+    if outside or len(set(folds)) < 2:
+      raise ValueError(f"folds={list(folds)}: expected at least two of "
+                       f"{spec.name}'s folds 1..{len(ids)}")
+    ids = sorted(set(folds))
+  missing = [f for f in range(1, len(spec.splits) + 1)
+             if spec.splits[f - 1] not in builder.info.splits]
+  if missing and not spec.missing_folds_allowed:
+    split = spec.splits[missing[0] - 1]
+    raise ValueError(f"{builder.name} in {builder.data_dir} has no split "
+                     f"{split!r}; it has {sorted(builder.info.splits)}")
+  if folds is not None and set(ids) & set(missing):
+    raise ValueError(f"folds={list(folds)}: folds "
+                     f"{sorted(set(ids) & set(missing))} are not in the "
+                     f"build in {builder.data_dir}")
+  if missing:
+    logging.warning("%s: folds %s are not in the build; using folds %s: "
+                    "not the official %d-fold figure", spec.name, missing,
+                    [f for f in ids if f not in missing], len(spec.splits))
+  ids = [f for f in ids if f not in missing]
+  sizes = {f: builder.info.splits[spec.splits[f - 1]].num_examples
+           for f in ids}
+  official = (folds is None and not missing and spec.fold_sizes is not None
+              and tuple(sizes.values()) == spec.fold_sizes)
+  info = {"used": ids, "requested": list(folds) if folds else None,
+          "missing_from_build": missing, "clips_per_fold": sizes,
+          "official": official}
+  return [(f, spec.splits[f - 1]) for f in ids], info
+
+
 def dataset_features(weights: Weights, builder, spec: AudioDataset,
                      hop_seconds: float, center: bool = False,
                      cache: FeatureCache | None = None,
-                     max_clips_per_split: int | None = None
+                     max_clips_per_split: int | None = None,
+                     folds: list[int] | None = None
                      ) -> tuple[transfer.SubclipFeatures, dict[str, Any]]:
-  """The whole dataset's `SubclipFeatures` (fold = split position + 1).
+  """The dataset's `SubclipFeatures` (fold = the split's official number).
+
+  Args:
+    folds: only these fold ids (see `fold_splits`).
 
   Returns:
-    (features, {"seconds": wall time, "from_cache": {split: bool}}).
+    (features, {"seconds": wall time, "from_cache": {split: bool},
+    "folds": `fold_splits`' account}).
 
   Raises:
-    ValueError: a clip's stored fold contradicts its split.
+    ValueError: a clip's stored fold contradicts its split; see
+      `fold_splits`.
   """
   started = time.perf_counter()
+  pairs, fold_info = fold_splits(builder, spec, folds)
   parts, from_cache = [], {}
-  for position, split in enumerate(spec.splits):
-    if split not in builder.info.splits:
-      raise ValueError(f"{builder.name} in {builder.data_dir} has no split "
-                       f"{split!r}; it has {sorted(builder.info.splits)}")
+  for fold, split in pairs:
     arrays, from_cache[split] = split_features(
         weights, builder, split, hop_seconds, center, cache,
-        max_clips_per_split)
+        max_clips_per_split, spec.group_feature)
     stored = arrays["clip_folds_stored"]
-    if np.any((stored >= 0) & (stored != position + 1)):
-      bad = arrays["clip_ids"][np.flatnonzero(stored != position + 1)[0]]
+    if np.any((stored >= 0) & (stored != fold)):
+      bad = arrays["clip_ids"][np.flatnonzero(stored != fold)[0]]
       raise ValueError(f"{builder.name}: clip {bad!r} of split {split!r} "
-                       f"says fold {stored.max()}, expected {position + 1}")
-    parts.append((arrays, position + 1))
+                       f"says fold {stored.max()}, expected {fold}")
+    parts.append((arrays, fold))
   offsets = np.cumsum([0] + [len(a["clip_labels"]) for a, _ in parts])
   data = transfer.SubclipFeatures(
       features=np.concatenate([a["features"] for a, _ in parts]),
@@ -386,35 +502,52 @@ def dataset_features(weights: Weights, builder, spec: AudioDataset,
       clip_folds=np.concatenate([np.full(len(a["clip_labels"]), fold)
                                  for a, fold in parts]),
       clip_ids=np.concatenate([a["clip_ids"] for a, _ in parts]),
-      class_names=list(builder.info.features["label"].names))
+      class_names=list(builder.info.features["label"].names),
+      clip_groups=(np.concatenate([a["clip_groups"] for a, _ in parts])
+                   if spec.group_feature else None))
   return data, {"seconds": time.perf_counter() - started,
-                "from_cache": from_cache}
+                "from_cache": from_cache, "folds": fold_info}
 
 
 def run(weights: Weights, builder, spec: AudioDataset, hop_seconds: float,
-        settings: transfer.SvmSettings = transfer.SvmSettings(),
+        settings=transfer.SvmSettings(),
         cache: FeatureCache | None = None, center: bool = False,
-        max_clips_per_split: int | None = None) -> dict[str, Any]:
-  """Features (cached) + the SVM protocol; a JSON-ready results dict.
+        max_clips_per_split: int | None = None,
+        folds: list[int] | None = None) -> dict[str, Any]:
+  """Features (cached) + the protocol; a JSON-ready results dict.
+
+  Args:
+    settings: the classifier: `transfer.SvmSettings` (the paper's linear
+      SVMs) or `transfer_mlp.MlpSettings` (OpenL3's MLP).
+    folds: only these fold ids (a quick run; said in "folds" and "subset").
 
   Returns:
     `transfer.cross_validate`'s results plus "dataset", "protocol",
-    "weights", "network" (widths, narrowed, width multiplier),
-    "features" (hop, dims, counts, cache use), "timing" (seconds of the
-    features, the SVMs and in total) and "subset" (clips per split limit).
+    "classifier", "weights", "network" (widths, narrowed, width
+    multiplier), "features" (hop, dims, counts, cache use), "folds" (used,
+    requested, missing from the build, official or not), "timing" (seconds
+    of the features, the classifier and in total) and "subset" (clips per
+    split limit, folds).
   """
   started = time.perf_counter()
   data, feature_info = dataset_features(weights, builder, spec, hop_seconds,
-                                        center, cache, max_clips_per_split)
-  svm_started = time.perf_counter()
+                                        center, cache, max_clips_per_split,
+                                        folds)
+  classifier_started = time.perf_counter()
   test_folds = ([list(f) for f in spec.test_folds] if spec.test_folds
                 else None)
   results = transfer.cross_validate(data, settings, test_folds)
-  svm_seconds = time.perf_counter() - svm_started
+  classifier_seconds = time.perf_counter() - classifier_started
   model = weights.config.model
+  subset = {}
+  if max_clips_per_split:
+    subset["max_clips_per_split"] = max_clips_per_split
+  if folds:
+    subset["folds"] = feature_info["folds"]["used"]
   results.update({
       "dataset": spec.name,
       "protocol": spec.protocol,
+      "classifier": classifier_name(settings),
       "weights": weights.description,
       "weights_identity": weights.identity,
       "training_step": weights.training_step,
@@ -431,41 +564,73 @@ def run(weights: Weights, builder, spec: AudioDataset, hop_seconds: float,
           "compute_dtype": weights.identity["compute_dtype"],
           "from_cache": feature_info["from_cache"],
       },
-      "subset": ({"max_clips_per_split": max_clips_per_split}
-                 if max_clips_per_split else None),
+      "folds": feature_info["folds"],
+      "subset": subset or None,
       "timing": {"features_seconds": feature_info["seconds"],
-                 "svm_seconds": svm_seconds,
+                 "classifier_seconds": classifier_seconds,
                  "total_seconds": time.perf_counter() - started},
   })
   return results
+
+
+def classifier_name(settings) -> str:
+  """"svm" or "mlp": the `--classifier` of these settings."""
+  return "svm" if isinstance(settings, transfer.SvmSettings) else "mlp"
+
+
+def data_scale(results: dict[str, Any]) -> str:
+  """What a record says of the data: full or subset, official or not."""
+  features, subset, folds = (results["features"], results["subset"] or {},
+                             results["folds"])
+  parts = []
+  if "max_clips_per_split" in subset:
+    parts.append(f"first {subset['max_clips_per_split']} clips per split")
+  if "folds" in subset:
+    parts.append(f"folds {subset['folds']} only")
+  if folds["missing_from_build"]:
+    parts.append(f"folds {folds['missing_from_build']} missing from the "
+                 "build")
+  text = f"{results['dataset']} " + (
+      f"subset ({'; '.join(parts)})" if parts else "full")
+  if not folds["official"] and not parts:
+    text += (f" (not the official release's clips per fold: "
+             f"{sum(folds['clips_per_fold'].values())} clips)")
+  if not folds["official"]:
+    text += "; not the official figure"
+  return (f"{text}: {features['num_clips']} clips, "
+          f"{features['num_subclips']} sub-clips at hop "
+          f"{features['hop_seconds']:g} s; {results['protocol']}")
 
 
 def make_record(results: dict[str, Any], weights: Weights,
                 env: dict[str, Any] | None = None) -> dict[str, Any]:
   """The report record (`l3_tf.evaluation.records`) of a `run` (with "command")."""
   features = results["features"]
-  subset = results["subset"]
-  data = "full" if not subset else (
-      f"subset (first {subset['max_clips_per_split']} clips per split)")
+  method = "L3-Net" if weights.training_step is not None else "Ours random"
+  details = {"fold_accuracies": results["fold_accuracies"],
+             "std": results["std"],
+             "folds": results["folds"]["used"],
+             "classifier": results["classifier"],
+             "compute_dtype": features["compute_dtype"],
+             "features_seconds": results["timing"]["features_seconds"],
+             "classifier_seconds": results["timing"]["classifier_seconds"],
+             "features_from_cache": features["from_cache"],
+             "weights": results["weights"]}
+  if results["classifier"] == "svm":
+    details["chosen_c"] = [r["chosen_c"] for r in results["rounds"]]
+  else:
+    method += " (MLP)"
+    details["mlp_config"] = results["settings"]["name"]
+    details["chosen"] = [[r["chosen_learning_rate"], r["chosen_weight_decay"]]
+                         for r in results["rounds"]]
   return records.make_record(
       experiment="sound_classification", dataset=results["dataset"],
-      method="L3-Net" if weights.training_step is not None else "Ours random",
-      metric="accuracy", value=results["mean_accuracy"],
+      method=method, metric="accuracy", value=results["mean_accuracy"],
       scale={
-          "data": (f"{results['dataset']} {data}: {features['num_clips']} "
-                   f"clips, {features['num_subclips']} sub-clips at hop "
-                   f"{features['hop_seconds']:g} s; {results['protocol']}"),
+          "data": data_scale(results),
           "network": records.network_scale(weights.config.model),
           "training": records.training_scale(weights.config,
                                              weights.training_step),
       },
-      details={"fold_accuracies": results["fold_accuracies"],
-               "std": results["std"],
-               "chosen_c": [r["chosen_c"] for r in results["rounds"]],
-               "compute_dtype": features["compute_dtype"],
-               "features_seconds": results["timing"]["features_seconds"],
-               "svm_seconds": results["timing"]["svm_seconds"],
-               "features_from_cache": features["from_cache"],
-               "weights": results["weights"]},
-      command_line=results.get("command", ""),
+      details=details, command_line=results.get("command", ""),
       run_seconds=results["timing"].get("run_seconds"), env=env)

@@ -35,7 +35,6 @@ from l3_tf.data import audio_frontend
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import transfer
 from l3_tf.model import networks as model_lib
-from l3_tf.serving import embed as embed_lib
 from l3_tf.training import config as config_lib
 
 AUDIO_SCALE = 32768.0  # windows are held as int16: a quarter of the memory
@@ -67,38 +66,41 @@ class FinetuneSettings:
 
 def dataset_windows(builder, spec: audio_transfer.AudioDataset,
                     audio_params, hop_seconds: float,
-                    max_clips_per_split: int | None = None
+                    max_clips_per_split: int | None = None,
+                    folds: list[int] | None = None
                     ) -> tuple[np.ndarray, transfer.SubclipFeatures]:
   """Every clip's sub-clip windows and the dataset's clip structure.
 
   Returns:
     (int16 `[num_subclips, 48000]` windows, `SubclipFeatures` whose
-    `features[:, 0]` is each sub-clip's row in the windows; folds as
-    `audio_transfer.dataset_features`: split position + 1).
+    `features[:, 0]` is each sub-clip's row in the windows; folds and
+    source recordings as `audio_transfer.dataset_features`).
   """
-  windows, clip_index, labels, folds, ids = [], [], [], [], []
-  for position, split in enumerate(spec.splits):
-    for clip in audio_transfer.read_clips(builder, split, max_clips_per_split):
-      # The SVM protocol's sub-clips: whole windows only (cover_end=False).
-      starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
-                                       False, audio_params,
-                                       cover_end=False)  # [T]
-      clip_windows = embed_lib.extract_windows(
-          clip["waveform"], starts, audio_params.clip_samples)  # [T, 48000]
+  windows, clip_index, labels, fold_ids, ids, groups = [], [], [], [], [], []
+  pairs, _ = audio_transfer.fold_splits(builder, spec, folds)
+  for fold, split in pairs:
+    for clip in audio_transfer.read_clips(builder, split, max_clips_per_split,
+                                          spec.group_feature):
+      # The SVM protocol's sub-clips (whole windows; a short clip centred).
+      clip_windows = audio_transfer.subclip_windows(
+          clip["waveform"], hop_seconds, audio_params)  # [T, 48000]
       windows.append(np.round(clip_windows * AUDIO_SCALE).clip(
           -32768, 32767).astype(np.int16))
-      clip_index.append(np.full(starts.size, len(labels), np.int64))
+      clip_index.append(np.full(len(clip_windows), len(labels), np.int64))
       labels.append(clip["label"])
-      folds.append(position + 1)
+      fold_ids.append(fold)
       ids.append(clip["clip_id"])
+      groups.append(clip["group"])
   windows = np.concatenate(windows)  # [n, 48000]
   data = transfer.SubclipFeatures(
       features=np.arange(len(windows))[:, None],
       clip_index=np.concatenate(clip_index),
       clip_labels=np.asarray(labels, np.int64),
-      clip_folds=np.asarray(folds, np.int64),
+      clip_folds=np.asarray(fold_ids, np.int64),
       clip_ids=np.asarray(ids),
-      class_names=list(builder.info.features["label"].names))
+      class_names=list(builder.info.features["label"].names),
+      clip_groups=(np.asarray(groups, np.int64) if spec.group_feature
+                   else None))
   return windows, data
 
 

@@ -58,6 +58,13 @@ class SvmSettings:
   seed: int = 0
   num_threads: int = 0
 
+  def fit(self, train: "SubclipFeatures", held_out: Sequence[int]
+          ) -> "LinearClassifier":
+    """`cross_validate`'s classifier for one round (the SVMs see only the
+    training clips; `held_out` does not change them)."""
+    del held_out
+    return fit_classifier(train, self)
+
   def __post_init__(self):
     if not self.c_grid or min(self.c_grid) <= 0:
       raise ValueError(f"c_grid={self.c_grid}: expected positive C values")
@@ -85,6 +92,9 @@ class SubclipFeatures:
     clip_folds: int `[num_clips]` official fold (or split id) of each clip.
     clip_ids: str `[num_clips]` stable clip names (for reports).
     class_names: the names of the class ids.
+    clip_groups: int `[num_clips]` the source recording of each clip
+      (UrbanSound8K's fsID; -1: unknown), or None. Clips of one recording
+      must never be on both sides of a round (`fold_rounds` checks).
   """
 
   features: np.ndarray
@@ -93,6 +103,7 @@ class SubclipFeatures:
   clip_folds: np.ndarray
   clip_ids: np.ndarray
   class_names: Sequence[str]
+  clip_groups: np.ndarray | None = None
 
   def __post_init__(self):
     n_sub, n_clips = len(self.features), len(self.clip_labels)
@@ -102,6 +113,9 @@ class SubclipFeatures:
     if len(self.clip_folds) != n_clips or len(self.clip_ids) != n_clips:
       raise ValueError(f"{n_clips} clip labels but {len(self.clip_folds)} "
                        f"folds and {len(self.clip_ids)} ids")
+    if self.clip_groups is not None and len(self.clip_groups) != n_clips:
+      raise ValueError(f"{n_clips} clip labels but {len(self.clip_groups)} "
+                       "clip groups")
     missing = np.setdiff1d(np.arange(n_clips), self.clip_index)
     if missing.size:
       raise ValueError(f"{missing.size} clips have no sub-clip, e.g. "
@@ -119,7 +133,9 @@ class SubclipFeatures:
         clip_labels=self.clip_labels[clips],
         clip_folds=self.clip_folds[clips],
         clip_ids=self.clip_ids[clips],
-        class_names=self.class_names)
+        class_names=self.class_names,
+        clip_groups=(None if self.clip_groups is None
+                     else self.clip_groups[clips]))
 
 
 @dataclasses.dataclass
@@ -137,6 +153,16 @@ class LinearClassifier:
     z = (features - self.mean) / self.scale  # [n, dim]
     return z @ self.weights + self.bias  # [n, num_classes]
 
+  def clip_scores(self, test: "SubclipFeatures") -> np.ndarray:
+    """`[num_test_clips, num_classes]` mean sub-clip SVM scores."""
+    return predict_clip_scores(self, test)
+
+  def summary(self) -> dict[str, Any]:
+    """What the round record says of the classifier."""
+    return {"chosen_c": self.c,
+            "inner_cv_accuracy": {str(c): a for c, a in
+                                  self.inner_cv_accuracy.items()}}
+
 
 def mean_per_clip(subclip_scores: np.ndarray, clip_index: np.ndarray,
                   num_clips: int) -> np.ndarray:
@@ -153,9 +179,33 @@ def kernel_matrix(z: np.ndarray) -> np.ndarray:
   The product stays in z's precision (float32 features: the Gram values the
   protocol always used); only the result is widened, once per fold, instead
   of once per `SVC.fit`.
+
+  Raises:
+    MemoryError: the float64 matrix (and its float32 product) would not fit
+      in half the memory available now: said with n, before allocating.
   """
+  needed = z.shape[0] ** 2 * (8 + z.itemsize)
+  available = _available_memory_bytes()
+  if available is not None and needed > available // 2:
+    raise MemoryError(
+        f"the linear SVMs' Gram matrix of {z.shape[0]} training sub-clips "
+        f"needs {needed / 2**30:.1f} GiB, more than half of the "
+        f"{available / 2**30:.1f} GiB available: use fewer sub-clips "
+        "(a larger --hop_seconds) or --classifier=mlp")
   gram = z @ z.T  # [n, n], z's dtype
   return np.ascontiguousarray(gram, dtype=np.float64)
+
+
+def _available_memory_bytes() -> int | None:
+  """MemAvailable of /proc/meminfo (None where there is none)."""
+  try:
+    with open("/proc/meminfo") as f:
+      for line in f:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
 
 
 def _fit_binary(gram: np.ndarray, z: np.ndarray, target: np.ndarray,
@@ -308,21 +358,23 @@ def cross_validate(data: SubclipFeatures,
 
   Args:
     data: every clip's sub-clip features, labels and folds.
-    settings: classifier settings.
+    settings: the classifier: `SvmSettings` (the paper's linear SVMs) or
+      any settings whose `fit(train, held_out)` returns a classifier with
+      `clip_scores(test)` and `summary()` (`transfer_mlp.MlpSettings`).
     test_folds: the fold ids tested in each round; default: each fold once
       (k-fold CV, ESC-50 / ESC-10). For a train/test dataset pass [[test_id]].
 
   Returns:
-    A JSON-ready dict: mean_accuracy, fold_accuracies, std, chosen C per
-    round, inner-CV accuracies, the confusion matrix (rows = true class) and
-    the per-clip predictions.
+    A JSON-ready dict: mean_accuracy, fold_accuracies, std, per round the
+    classifier's summary (SVM: chosen C, inner-CV accuracies), the confusion
+    matrix (rows = true class) and the per-clip predictions.
   """
   num_classes = len(data.class_names)
   confusion = np.zeros((num_classes, num_classes), np.int64)
   rounds, predictions = [], {}
   for held_out, train, test in fold_rounds(data, test_folds):
-    classifier = fit_classifier(train, settings)
-    predicted = predict_clip_scores(classifier, test).argmax(axis=1)
+    classifier = settings.fit(train, held_out)
+    predicted = classifier.clip_scores(test).argmax(axis=1)
     np.add.at(confusion, (test.clip_labels, predicted), 1)
     for clip_id, p in zip(test.clip_ids, predicted):
       predictions[str(clip_id)] = data.class_names[p]
@@ -330,9 +382,7 @@ def cross_validate(data: SubclipFeatures,
         "test_folds": [int(f) for f in held_out],
         "accuracy": float(np.mean(predicted == test.clip_labels)),
         "num_test_clips": int(len(test.clip_labels)),
-        "chosen_c": classifier.c,
-        "inner_cv_accuracy": {str(c): a for c, a in
-                              classifier.inner_cv_accuracy.items()},
+        **classifier.summary(),
     })
   return summarize_rounds(rounds, confusion, data.class_names, settings,
                           predictions=predictions)
@@ -342,7 +392,11 @@ def fold_rounds(data, test_folds=None):
   """(held-out folds, training clips, test clips) of each round.
 
   `test_folds`: the folds each round holds out (default: each fold once).
-  Raises ValueError for a round that leaves no test or no training clip.
+
+  Raises:
+    ValueError: a round that leaves no test or no training clip, or one
+      whose training and test clips share a source recording
+      (`clip_groups`): the folds would leak it.
   """
   if test_folds is None:
     test_folds = [[f] for f in np.unique(data.clip_folds).tolist()]
@@ -351,8 +405,30 @@ def fold_rounds(data, test_folds=None):
     if not is_test.any() or is_test.all():
       raise ValueError(f"test folds {list(held_out)} leave "
                        f"{int(is_test.sum())} of {len(is_test)} clips for test")
+    if data.clip_groups is not None:
+      check_groups_apart(data, is_test, held_out)
     yield (held_out, data.select_clips(np.flatnonzero(~is_test)),
            data.select_clips(np.flatnonzero(is_test)))
+
+
+def check_groups_apart(data: SubclipFeatures, is_test: np.ndarray,
+                       held_out) -> None:
+  """Raises ValueError when a source recording (clip group >= 0) has clips
+  on both sides of a round, naming the recording and two of its clips."""
+  groups = data.clip_groups
+  shared = np.intersect1d(groups[is_test & (groups >= 0)],
+                          groups[~is_test & (groups >= 0)])
+  if shared.size:
+    group = shared[0]
+    test_clip = data.clip_ids[np.flatnonzero(is_test & (groups == group))[0]]
+    train_clip = data.clip_ids[np.flatnonzero(~is_test &
+                                              (groups == group))[0]]
+    train_fold = data.clip_folds[list(data.clip_ids).index(train_clip)]
+    raise ValueError(
+        f"source recording {group} (and {shared.size - 1} more) has clips in "
+        f"the test folds {list(held_out)} ({test_clip!r}) and in training "
+        f"fold {train_fold} ({train_clip!r}): the folds leak it across "
+        "training and test (UrbanSound8K's official folds never do)")
 
 
 def summarize_rounds(rounds: list[dict], confusion: np.ndarray,

@@ -224,3 +224,150 @@ def test_official_protocol_of_each_dataset(tmp_path, random_weights, name,
   assert [r["num_test_clips"] for r in results["rounds"]] == test_clips
   # 0.5 s clips: one zero-padded 1-second window each.
   assert results["features"]["num_subclips"] == results["features"]["num_clips"]
+
+
+@pytest.fixture(scope="module")
+def us8k(tmp_path_factory):
+  """The dummy UrbanSound8K release, built (10 folds x 2 clips)."""
+  from data_prep import dummy_media
+  root = tmp_path_factory.mktemp("us8k")
+  dummy_media.write_urbansound8k(str(root / "manual"))
+  builder = audio_transfer.prepare_dataset("urbansound8k",
+                                           str(root / "tfds"),
+                                           str(root / "manual"))
+  return {"root": root, "builder": builder}
+
+
+def _us8k_variant(tmp_path, change):
+  """A dummy release changed by `change(manual_dir)`, built."""
+  from data_prep import dummy_media
+  manual = tmp_path / "manual"
+  dummy_media.write_urbansound8k(str(manual))
+  change(manual)
+  return audio_transfer.prepare_dataset("urbansound8k", str(tmp_path / "tfds"),
+                                        str(manual))
+
+
+def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
+    us8k, random_weights):
+  spec = audio_transfer.DATASETS["urbansound8k"]
+  results = audio_transfer.run(random_weights, us8k["builder"], spec, 1.0,
+                               transfer.SvmSettings(c_grid=(1.0,)))
+  assert [r["test_folds"] for r in results["rounds"]] == [
+      [k] for k in range(1, 11)]
+  assert [r["num_test_clips"] for r in results["rounds"]] == [2] * 10
+  # Clips of 0.4, 1.0, 1.5 and 0.75 s: one window each at hop 1 s.
+  assert results["features"]["num_subclips"] == 20
+  assert results["folds"]["used"] == list(range(1, 11))
+  assert results["folds"]["official"] is False  # 2 clips per fold
+  record = audio_transfer.make_record(results, random_weights)
+  assert record["method"] == "Ours random"
+  assert "not the official figure" in record["scale"]["data"]
+
+  # A 0.4 s clip sits in the middle of its window: 12,000 zeros on each
+  # side (floor(28800 / 2) before, the rest after), as OpenL3's classifiers.
+  data, _ = audio_transfer.dataset_features(random_weights, us8k["builder"],
+                                            spec, 1.0)
+  clip = next(c for c in audio_transfer.read_clips(us8k["builder"], "fold1")
+              if c["waveform"].size == 19200)
+  windows = audio_transfer.subclip_windows(clip["waveform"], 1.0,
+                                           random_weights.config.audio)
+  assert windows.shape == (1, 48000)
+  np.testing.assert_array_equal(windows[0, 14400:33600], clip["waveform"])
+  assert not windows[0, :14400].any() and not windows[0, 33600:].any()
+  row = list(data.clip_ids).index(clip["clip_id"])
+  np.testing.assert_allclose(
+      data.features[data.clip_index == row],
+      random_weights.embedder.embed_windows(windows,
+                                            audio_transfer.EMBEDDING),
+      rtol=1e-4, atol=1e-4)
+
+
+def test_urbansound8k_folds_subset_and_mlp(us8k, random_weights):
+  from experiments import configs
+  spec = audio_transfer.DATASETS["urbansound8k"]
+  results = audio_transfer.run(random_weights, us8k["builder"], spec, 1.0,
+                               configs.get_mlp_config("test"),
+                               folds=[10, 1, 2])
+  assert [r["test_folds"] for r in results["rounds"]] == [[1], [2], [10]]
+  assert results["classifier"] == "mlp"
+  assert results["subset"] == {"folds": [1, 2, 10]}
+  # Fold 1 tests, fold 10 (the one before it) validates, fold 2 trains.
+  assert results["rounds"][0]["validation"] == "fold 10"
+  assert results["rounds"][1]["validation"] == "fold 1"
+  record = audio_transfer.make_record(results, random_weights)
+  assert record["method"] == "Ours random (MLP)"
+  assert "folds [1, 2, 10] only" in record["scale"]["data"]
+  assert record["details"]["classifier"] == "mlp"
+  with pytest.raises(ValueError, match=r"folds=\[1, 11\]: expected at "
+                     "least two of urbansound8k's folds 1..10"):
+    audio_transfer.run(random_weights, us8k["builder"], spec, 1.0,
+                       folds=[1, 11])
+  with pytest.raises(ValueError, match="esc10 has no split|has no folds"):
+    audio_transfer.fold_splits(us8k["builder"],
+                               audio_transfer.DATASETS["dcase2013_scenes"],
+                               [1, 2])
+
+
+def test_urbansound8k_missing_fold_runs_on_the_others(tmp_path,
+                                                      random_weights):
+  import shutil
+  builder = _us8k_variant(
+      tmp_path, lambda manual: shutil.rmtree(manual / "audio" / "fold7"))
+  results = audio_transfer.run(random_weights, builder,
+                               audio_transfer.DATASETS["urbansound8k"], 1.0,
+                               transfer.SvmSettings(c_grid=(1.0,)))
+  assert [r["test_folds"] for r in results["rounds"]] == [
+      [k] for k in range(1, 11) if k != 7]
+  assert results["folds"]["missing_from_build"] == [7]
+  record = audio_transfer.make_record(results, random_weights)
+  assert "folds [7] missing from the build" in record["scale"]["data"]
+  # Asking for the missing fold is an error, not a silent 2-fold run.
+  with pytest.raises(ValueError, match=r"folds \[7\] are not in the build"):
+    audio_transfer.fold_splits(builder,
+                               audio_transfer.DATASETS["urbansound8k"],
+                               [1, 7])
+
+
+def test_urbansound8k_recording_in_two_folds_fails_loudly(tmp_path,
+                                                         random_weights):
+  def leak(manual):  # fold 2's first clip: recording 100, as fold 1's
+    meta = manual / "metadata" / "UrbanSound8K.csv"
+    meta.write_text(meta.read_text().replace("200-2-0-0.wav,200,",
+                                             "200-2-0-0.wav,100,"))
+
+  builder = _us8k_variant(tmp_path, leak)
+  with pytest.raises(ValueError, match=r"source recording 100 .* test folds "
+                     r"\[1\] .*'100-1-0-0.wav'.* training fold 2 "
+                     r"\('200-2-0-0.wav'\)"):
+    audio_transfer.run(random_weights, builder,
+                       audio_transfer.DATASETS["urbansound8k"], 1.0,
+                       transfer.SvmSettings(c_grid=(1.0,)))
+
+
+@pytest.mark.slow  # a fresh TensorFlow process
+def test_binary_urbansound8k_mlp_on_some_folds(us8k, tmp_path):
+  out = tmp_path / "out"
+  record_path = tmp_path / "results" / "us8k.json"
+  command = [
+      sys.executable, "-m", "experiments.audio_transfer",
+      "--dataset=urbansound8k", "--weights=random", "--random_config=test",
+      f"--data_dir={us8k['root'] / 'tfds'}", f"--output_dir={out}",
+      f"--cache_dir={tmp_path / 'cache'}", "--classifier=mlp",
+      "--mlp_config=test", "--folds=1,2,10", "--hop_seconds=1",
+      f"--record={record_path}"]
+  run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  assert results["classifier"] == "mlp"
+  assert results["settings"]["name"] == "test"
+  assert results["folds"]["used"] == [1, 2, 10]
+  assert results["timing"]["features_seconds"] > 0
+  assert results["timing"]["classifier_seconds"] > 0
+  record = records.read_records(str(record_path.parent))[0]
+  assert record["method"] == "Ours random (MLP)"
+  assert "folds [1, 2, 10] only" in record["scale"]["data"]
+  bad = subprocess.run(command[:-3] + ["--folds=1,12"], capture_output=True,
+                       text=True, timeout=300)
+  assert bad.returncode != 0
+  assert "folds=[1, 12]" in bad.stderr

@@ -132,3 +132,22 @@ def test_binary_regenerates_the_workspace_table(results_dir, tmp_path):
   assert "| sound classification | ESC-50 | L3-Net | 50.0% | 79.3% |" in again
   head, tail = text.split(report.BEGIN)[0], text.split(report.END)[1]
   assert again.startswith(head) and again.endswith(tail)
+
+
+def test_urbansound8k_rows_stand_beside_openl3s_figure(results_dir):
+  _write(results_dir, "us8k_demo_mlp", _record(
+      "sound_classification", "urbansound8k", "L3-Net (MLP)", 0.5,
+      fold_accuracies=[0.4, 0.6], std=0.1))
+  _write(results_dir, "us8k_random", _record(
+      "sound_classification", "urbansound8k", "Ours random", 0.45))
+  table = report.render_table(records.read_records(str(results_dir)))
+  rows = [line for line in table.splitlines() if "UrbanSound8K" in line]
+  cells = [[c.strip() for c in row.strip("|").split(" | ")] for row in rows]
+  assert [c[2] for c in cells] == ["Ours random", "L3-Net (MLP)",
+                                   "OpenL3 (MLP)"]
+  openl3 = cells[-1]
+  assert openl3[3] == "(not ours)"
+  assert openl3[4] == report.OPENL3_US8K and "OpenL3's paper" in openl3[4]
+  for ours in cells[:2]:  # beside OpenL3's figure, labelled as such
+    assert ours[4] == f"not in the paper (OpenL3 (MLP): {report.OPENL3_US8K})"
+  assert cells[1][3] == "50.0% ± 10.0 (2 folds)"

@@ -160,3 +160,32 @@ def test_bad_settings_and_features_are_named():
   data.features[7, 2] = np.nan  # clip 2 (3 sub-clips per clip)
   with pytest.raises(ValueError, match="non-finite features.*'clip2'"):
     transfer.cross_validate(data)
+
+
+def test_a_recording_on_both_sides_of_a_round_is_an_error():
+  data = _blobs()
+  # Source recording of each clip: one per clip, so no round leaks.
+  data.clip_groups = np.arange(len(data.clip_labels)) + 100
+  results = transfer.cross_validate(data, transfer.SvmSettings(c_grid=(1.0,)))
+  assert len(results["fold_accuracies"]) == 5
+  data.clip_groups[data.clip_folds == 4] = -1  # unknown: never compared
+  transfer.cross_validate(data, transfer.SvmSettings(c_grid=(1.0,)))
+  # Clip 7 (fold 3) comes from the recording of clip 1 (fold 2).
+  data.clip_groups[7] = data.clip_groups[1]
+  with pytest.raises(ValueError, match=r"source recording 101 .* test folds "
+                     r"\[2\] \('clip1'\) and in training fold 3 \('clip7'\)"):
+    transfer.cross_validate(data, transfer.SvmSettings(c_grid=(1.0,)))
+  with pytest.raises(ValueError, match="40 clip labels but 3 clip groups"):
+    transfer.SubclipFeatures(**{**vars(data), "clip_groups": np.zeros(3)})
+
+
+def test_a_gram_matrix_beyond_memory_is_refused_before_allocating(
+    monkeypatch):
+  monkeypatch.setattr(transfer, "_available_memory_bytes", lambda: 2**30)
+  z = np.zeros((10000, 4), np.float32)  # 10000^2 x 12 B = 1.1 GiB > 0.5
+  with pytest.raises(MemoryError, match="Gram matrix of 10000 training "
+                     "sub-clips needs 1.1 GiB"):
+    transfer.kernel_matrix(z)
+  small = np.ones((3, 2), np.float32)
+  np.testing.assert_array_equal(transfer.kernel_matrix(small),
+                                np.full((3, 3), 2.0))
