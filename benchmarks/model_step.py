@@ -26,8 +26,10 @@ the same network with Keras' generic BatchNormalization
 (`model.fused_batch_norm=False`, "plain Keras"), and the same architecture
 in PyTorch (`benchmarks/peer_pytorch.py`), in float32 and, where the CPU has
 bf16 units (AMX or AVX512-BF16), in bfloat16 (Keras mixed_bfloat16 vs torch
-CPU autocast). It prints the CPU model, its bf16 features, every rate, the
-ratios to PyTorch and each one's share of the same-run conv peak:
+CPU autocast). It prints the CPU model, its bf16 features, the numeric path
+TensorFlow ran (oneDNN or Eigen kernels, and oneDNN's instruction set under
+`ONEDNN_MAX_CPU_ISA`), every rate, the ratios to PyTorch and each one's
+share of the same-run conv peak:
 
   python benchmarks/model_step.py --peer=pytorch --width_multiplier=0.125 \
       --batch_size=32 --steps=3
@@ -241,7 +243,9 @@ def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
   import torch
 
   features = cpu_features.cpu_features()
-  result = {"cpu": features.as_dict(), "torch": torch.__version__,
+  result = {"cpu": features.as_dict(),
+            "numeric_path": cpu_features.numeric_path(features),
+            "torch": torch.__version__,
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "batch_size": batch, "width_multiplier": config.width_multiplier,
             "widths": list(config.widths), "timed_steps": steps,
@@ -298,6 +302,7 @@ def main(argv):
   flops = training_flops_per_pair(config.widths) * _BATCH.value
   achieved = flops / seconds / 1e9
   result = {
+      "numeric_path": cpu_features.numeric_path(),
       "batch_size": _BATCH.value,
       "width_multiplier": _WIDTH.value,
       "dtype": _DTYPE.value,

@@ -31,6 +31,7 @@ from absl import logging
 from experiments import flags_lib
 from experiments.configs import demo as demo_config
 from l3_tf.model import model_summary
+from l3_tf.platform import cpu_features
 from l3_tf.model import precision as precision_lib
 from l3_tf.serving import embed_files
 from l3_tf.training import distribute
@@ -41,6 +42,9 @@ from l3_tf.training import workdir as workdir_lib
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output directory")
 _RETRAIN = flags.DEFINE_bool("retrain", True,
                              "train from scratch (else only evaluate)")
+_SEED = flags.DEFINE_integer(
+    "seed", None, "training seed (train.seed: initial weights and the pairs "
+    "drawn; the generated videos do not change); default the config's")
 _DATA = flags.DEFINE_enum(
     "data", "demo", ["demo", "tiny"],
     "demo: experiments/configs/demo.DATASET; tiny: synthetic_av's 12-video "
@@ -73,8 +77,9 @@ def main(argv):
   if flags_lib.CONFIG.value != "demo":
     logging.warning("--config=%s: the demo's figures are for 'demo'",
                     flags_lib.CONFIG.value)
+  seed = () if _SEED.value is None else (f"train.seed={_SEED.value}",)
   config = flags_lib.resolved_config(
-      (f"data.dataset={dataset}", f"data.data_dir={data_dir}"))
+      (f"data.dataset={dataset}", f"data.data_dir={data_dir}", *seed))
   if _RETRAIN.value and os.path.exists(train_dir):
     shutil.rmtree(train_dir)
   train_started = time.perf_counter()
@@ -103,6 +108,7 @@ def main(argv):
       "eval_num_videos": results["num_videos"],
       "positive_accuracy": round(results["positive_accuracy"], 4),
       "negative_accuracy": round(results["negative_accuracy"], 4),
+      "seed": config.train.seed,
       "steps": step,
       "train_seconds": round(train_seconds, 1),
       "data_seconds": round(data_seconds, 1),
@@ -116,6 +122,9 @@ def main(argv):
           "parameters": model_summary.parameter_counts(model)["total"],
           "batch_size": config.train.batch_size_per_replica,
           "learning_rate": config.train.learning_rate,
+          "warmup_steps": config.train.warmup_steps,
+          "learning_rate_decay": config.train.learning_rate_decay,
+          "batch_norm_momentum": config.model.batch_norm_momentum,
           "precision": precision_lib.resolve(config.train),
           "input": "224x224 frames, 257x199 log-spectrograms (full size)",
       },
@@ -127,6 +136,7 @@ def main(argv):
       "export_path": embedded["export_path"],
       "embedded_video": {k: v for k, v in embedded.items()
                          if k != "export_path"},
+      "numeric_path": cpu_features.numeric_path(),
       "load_average_at_start": [round(x, 2) for x in load_at_start],
       "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
   }

@@ -24,6 +24,10 @@ import tempfile
 
 from absl import flags
 
+# Before TensorFlow loads: l3_tf asks for oneDNN's CPU kernels
+# (`l3_tf.platform.cpu_features.prefer_onednn`).
+import l3_tf  # noqa: F401  pylint: disable=unused-import
+
 ENV = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_LEVEL = "3"
 

@@ -20,7 +20,14 @@ differences, CPU features). The names below load on first use, so
 
 import importlib
 
+from l3_tf.platform import cpu_features as _cpu_features
+
 __version__ = "0.2.0"
+
+# Before anything here loads TensorFlow: oneDNN's CPU kernels where
+# TensorFlow would pick Eigen's (`cpu_features.prefer_onednn` says why; a
+# TF_ENABLE_ONEDNN_OPTS the user set wins).
+_cpu_features.prefer_onednn()
 
 # public name -> (module, attribute)
 _PUBLIC = {

@@ -23,7 +23,7 @@ def test_demo_binary_prints_its_result_and_exports(tmp_path):
                                        env.get("PYTHONPATH", "")])
   run = subprocess.run(
       [sys.executable, "-m", "experiments.demo", "--config=test",
-       "--data=tiny", f"--workdir={tmp_path}"],
+       "--data=tiny", f"--workdir={tmp_path}", "--seed=3"],
       env=env, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   lines = [l for l in run.stdout.splitlines() if l.startswith("DEMO_RESULT ")]
@@ -31,6 +31,10 @@ def test_demo_binary_prints_its_result_and_exports(tmp_path):
   result = json.loads(lines[0][len("DEMO_RESULT "):])
 
   assert result["steps"] == 2
+  assert result["seed"] == 3  # `make demo SEED=3`
+  with open(os.path.join(str(tmp_path), "avc", "config.json")) as f:
+    assert json.load(f)["train"]["seed"] == 3
+  assert result["numeric_path"]["onednn"] in (True, False, None)
   assert 0.0 <= result["avc_test_accuracy"] <= 1.0
   assert result["train_seconds"] > 0
   config = result["config"]

@@ -7,10 +7,20 @@ say what they were measured on:
           full input sizes), BN momentum 0.9 (evaluation uses the moving
           statistics, which lag a short run at 0.99)
   data    generated videos (`DATASET` below), evaluated on its test split
-  train   batch 32, Adam lr 1e-3 (paper: 16 per replica, 1e-4), 200 steps
-          (held-out accuracy 0.855 at step 200 with the fused BN; 300 steps
-          before, 0.852 at step 300 from a fresh clone; an earlier variant
-          with 4-s videos was at 0.76 after 100 steps and 0.84 after 150)
+  train   batch 32, Adam peaking at lr 1e-3 (paper: 16 per replica, a
+          constant 1e-4): 25 steps of linear warm-up, then a half cosine
+          down to 0 at step 250 (issue 22).
+
+Why the schedule: with 4 classes whose same-class videos sound alike, the
+test set's ceiling is 0.8633 (70 of its 256 negatives pair two videos of
+one class, which a class-level model calls positive: (256 + 186) / 512),
+and the README's bar is 0.85. The former constant 1e-3 for 200 steps
+stopped while the loss was still falling fast (a periodic evaluation of it,
+seed 0: 0.557, 0.729, 0.793, 0.836 at steps 25, 50, 75, 100), so where it
+stopped depended on the seed and on the numeric path (0.77-0.86 on one
+CPU). The decay brings the weights to rest at the end, and the BN moving
+statistics (momentum 0.9) with them; the warm-up tames the first steps
+(loss 2.3 over the first 5 at a cold 1e-3).
 """
 
 import dataclasses
@@ -26,6 +36,13 @@ DATASET = dict(num_train=128, num_validation=8, num_test=32,
                gap_probability=0.0, snr_db_range=(5.0, 15.0))
 
 
+# The demo's training before issue 22: a constant learning rate of 1e-3 for
+# 200 steps. The configs derived from the demo whose recorded figures were
+# measured with it keep it (`demo_avenet`, `baselines_demo`, `test`).
+CONSTANT_SCHEDULE = dict(learning_rate=1e-3, num_steps=200, warmup_steps=0,
+                         learning_rate_decay="constant")
+
+
 def get_config():
   config = paper.get_config()
   return dataclasses.replace(
@@ -37,7 +54,8 @@ def get_config():
                                eval_split="test", shuffle_videos=256,
                                eval_num_pairs=512),
       train=dataclasses.replace(config.train, batch_size_per_replica=32,
-                                learning_rate=1e-3, num_steps=200,
+                                learning_rate=1e-3, warmup_steps=25,
+                                learning_rate_decay="cosine", num_steps=250,
                                 checkpoint_every_steps=100,
                                 log_every_steps=20,
                                 summary_images_every_steps=100),

@@ -8,10 +8,19 @@ the precision policy calls when training starts.
 
 Linux only (`/proc/cpuinfo`); on other systems the features are unknown and
 nothing warns.
+
+Which kernels TensorFlow runs on a CPU is the other half: `prefer_onednn`
+(called when `l3_tf` is imported) asks for oneDNN's kernels where
+TensorFlow would otherwise use Eigen's, and `numeric_path` says which
+path and instruction set a process runs under (benchmarks and the demo
+print it beside their figures).
 """
 
 import dataclasses
 import functools
+import os
+import platform
+import sys
 import warnings
 
 CPUINFO = "/proc/cpuinfo"
@@ -103,3 +112,99 @@ def warn_if_bf16_is_slow(precision: str,
       "slower than float32 on this machine", SlowPrecisionWarning,
       stacklevel=2)
   return True
+
+
+# TensorFlow's switch between its oneDNN and its Eigen CPU kernels, read once
+# when TensorFlow loads; oneDNN's instruction-set cap (e.g. "AVX2").
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+
+# oneDNN's x86 instruction sets, lowest first, each with the CPU flags it
+# needs (the names are ONEDNN_MAX_CPU_ISA's values, lower case).
+ONEDNN_ISAS = (
+    ("sse41", {"sse4_1"}),
+    ("avx", {"avx"}),
+    ("avx2", {"avx2", "fma"}),
+    ("avx2_vnni", {"avx2", "fma", "avx_vnni"}),
+    ("avx512_core", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}),
+    ("avx512_core_vnni", {"avx512f", "avx512bw", "avx512vl", "avx512dq",
+                          "avx512_vnni"}),
+    ("avx512_core_bf16", {"avx512f", "avx512bw", "avx512vl", "avx512dq",
+                          "avx512_vnni", "avx512_bf16"}),
+    ("avx512_core_amx", {"avx512f", "avx512bw", "avx512vl", "avx512dq",
+                         "avx512_vnni", "avx512_bf16", "amx_tile",
+                         "amx_bf16"}),
+)
+
+
+def prefer_onednn(environ=None, machine: str | None = None,
+                  modules=None) -> bool:
+  """Asks TensorFlow for its oneDNN CPU kernels: `TF_ENABLE_ONEDNN_OPTS=1`.
+
+  TensorFlow turns oneDNN on by itself only on CPUs with AVX512-VNNI,
+  AVX512-BF16 or AMX; elsewhere (AVX2-only x86, e.g. AMD Zen 2) it runs
+  Eigen's kernels. The L3 training step, measured at the demo width (1/8,
+  batch 32, float32) on an AMD EPYC (family 23, AVX2) with TF 2.16.2, one
+  run, same load: Eigen 0.70x a channels-last PyTorch step, oneDNN 2.65x
+  (README, "Speed"). Where TensorFlow already chose oneDNN this changes
+  nothing.
+
+  Sets the variable only when the user has not (their value wins:
+  `TF_ENABLE_ONEDNN_OPTS=0` selects Eigen), on x86-64 (oneDNN's other
+  builds have other kernels, not measured here), and before TensorFlow is
+  imported (it reads the variable once, when it loads).
+
+  Returns:
+    True if it set the variable.
+  """
+  environ = os.environ if environ is None else environ
+  machine = platform.machine() if machine is None else machine
+  modules = sys.modules if modules is None else modules
+  if ONEDNN_ENV in environ or "tensorflow" in modules:
+    return False
+  if machine.lower() not in ("x86_64", "amd64"):
+    return False
+  environ[ONEDNN_ENV] = "1"
+  return True
+
+
+def onednn_isa(features: CpuFeatures | None = None,
+               environ=None) -> str | None:
+  """oneDNN's instruction set here: the CPU's best, capped by
+  `ONEDNN_MAX_CPU_ISA` (None: flags unknown)."""
+  features = features or cpu_features()
+  environ = os.environ if environ is None else environ
+  if features.flags is None:
+    return None
+  best = None
+  for name, needed in ONEDNN_ISAS:
+    if needed <= features.flags:
+      best = name
+  cap = environ.get(ONEDNN_ISA_ENV, "").strip().lower()
+  names = [name for name, _ in ONEDNN_ISAS]
+  if best is not None and cap in names and names.index(cap) < names.index(best):
+    best = cap
+  return best
+
+
+def numeric_path(features: CpuFeatures | None = None) -> dict:
+  """Which CPU kernels this process's TensorFlow runs, and on which ISA.
+
+  Returns:
+    {"cpu_model", "tensorflow", "onednn" (TensorFlow's own answer; None
+    if it could not be asked), "isa" (`onednn_isa`, meaningful when
+    "onednn" is true; Eigen picks its own vector code), "env" (the two
+    variables that choose the path, as set)}.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+  features = features or cpu_features()
+  try:
+    from tensorflow.python.util import _pywrap_util_port  # pylint: disable=import-outside-toplevel
+    onednn = bool(_pywrap_util_port.IsMklEnabled())
+  except (ImportError, AttributeError):
+    onednn = None
+  return {"cpu_model": features.model, "tensorflow": tf.__version__,
+          "onednn": onednn, "isa": onednn_isa(features),
+          "env": {key: os.environ.get(key)
+                  for key in (ONEDNN_ENV, ONEDNN_ISA_ENV)}}

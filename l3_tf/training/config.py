@@ -70,7 +70,14 @@ class TrainConfig:
       which must divide evenly among them (then batch_size_per_replica is
       ignored); 0 means batch_size_per_replica x replicas.
     learning_rate: Adam learning rate (1e-4 in the paper; the weight decay
-      is `model.weight_decay`).
+      is `model.weight_decay`); the peak of the schedule below.
+    warmup_steps: the learning rate rises linearly from 0 to
+      `learning_rate` over the first this many steps (0: no warm-up).
+    learning_rate_decay: after the warm-up, "constant" (the paper) or
+      "cosine" (half a cosine from `learning_rate` down to
+      `final_learning_rate_fraction` x it at `num_steps`).
+    final_learning_rate_fraction: "cosine" only: the learning rate at
+      `num_steps`, as a fraction of `learning_rate`.
     num_steps: total optimisation steps.
     audio_gain_max: audio augmentation, gain uniform in 1 +- this (0.1).
     mixed_precision: deprecated, replaced by `precision`; true reads as
@@ -119,6 +126,9 @@ class TrainConfig:
   batch_size_per_replica: int = 16
   global_batch_size: int = 0
   learning_rate: float = 1e-4
+  warmup_steps: int = 0
+  learning_rate_decay: str = "constant"
+  final_learning_rate_fraction: float = 0.0
   num_steps: int = 240000
   audio_gain_max: float = 0.1
   mixed_precision: bool = False

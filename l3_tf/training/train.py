@@ -76,6 +76,58 @@ class TrainingInterrupted(Exception):
     self.reason = reason
 
 
+LEARNING_RATE_DECAYS = ("constant", "cosine")
+
+
+@keras.saving.register_keras_serializable(package="l3_tf")
+class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to `peak`, then constant or a half cosine to the end.
+
+  Step s (the optimizer's `iterations` before its update: 0 for the first
+  step) gets `peak * (s + 1) / warmup_steps` while s < warmup_steps, so the
+  first step already moves; after it, `peak` ("constant") or
+  `final + (peak - final) * (1 + cos(pi * p)) / 2` ("cosine") with p the
+  fraction of the post-warm-up steps done and `final = final_fraction *
+  peak`. A function of the step alone: a resumed run continues it exactly.
+  """
+
+  def __init__(self, peak: float, num_steps: int, warmup_steps: int = 0,
+               decay: str = "constant", final_fraction: float = 0.0):
+    self.peak = float(peak)
+    self.num_steps = int(num_steps)
+    self.warmup_steps = int(warmup_steps)
+    self.decay = decay
+    self.final_fraction = float(final_fraction)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    warm = self.peak * (step + 1.0) / max(self.warmup_steps, 1)
+    if self.decay == "cosine":
+      final = self.final_fraction * self.peak
+      done = tf.clip_by_value(
+          (step - self.warmup_steps)
+          / max(self.num_steps - self.warmup_steps, 1), 0.0, 1.0)
+      after = final + (self.peak - final) * 0.5 * (1.0 + tf.cos(np.pi * done))
+    else:
+      after = tf.constant(self.peak)
+    return tf.where(step < self.warmup_steps, warm, after)
+
+  def get_config(self) -> dict:
+    return {"peak": self.peak, "num_steps": self.num_steps,
+            "warmup_steps": self.warmup_steps, "decay": self.decay,
+            "final_fraction": self.final_fraction}
+
+
+def learning_rate_schedule(train_cfg):
+  """Adam's learning rate for a `TrainConfig`: a float when it is constant
+  from the first step (the paper), else a `WarmupThenDecay`."""
+  if not train_cfg.warmup_steps and train_cfg.learning_rate_decay == "constant":
+    return train_cfg.learning_rate
+  return WarmupThenDecay(train_cfg.learning_rate, train_cfg.num_steps,
+                         train_cfg.warmup_steps, train_cfg.learning_rate_decay,
+                         train_cfg.final_learning_rate_fraction)
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What `check_config` resolved: batch sizes and the dataset."""
@@ -112,6 +164,15 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
       raise ValueError(f"{where}={value} must be > 0")
   if train.learning_rate <= 0:
     raise ValueError(f"train.learning_rate={train.learning_rate} must be > 0")
+  if not 0 <= train.warmup_steps < train.num_steps:
+    raise ValueError(f"train.warmup_steps={train.warmup_steps} must be in "
+                     f"[0, train.num_steps={train.num_steps})")
+  if train.learning_rate_decay not in LEARNING_RATE_DECAYS:
+    raise ValueError(f"train.learning_rate_decay={train.learning_rate_decay!r}"
+                     f"; expected one of {list(LEARNING_RATE_DECAYS)}")
+  if not 0 <= train.final_learning_rate_fraction <= 1:
+    raise ValueError("train.final_learning_rate_fraction="
+                     f"{train.final_learning_rate_fraction} must be in [0, 1]")
   precision_lib.resolve(train)
   if train.steps_per_loop <= 0:
     raise ValueError(f"train.steps_per_loop={train.steps_per_loop} must be > 0")
@@ -170,6 +231,10 @@ def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
       f"model: width x {config.model.width_multiplier:g}, batch norm "
       f"{batch_norm}",
       f"precision: {precision}",
+      f"learning rate: Adam {train_cfg.learning_rate:g}, warm-up "
+      f"{train_cfg.warmup_steps} steps, then {train_cfg.learning_rate_decay}"
+      + (f" to x{train_cfg.final_learning_rate_fraction:g}"
+         if train_cfg.learning_rate_decay == "cosine" else ""),
       f"XLA (train.jit_compile): {'on' if train_cfg.jit_compile else 'off'}",
       f"steps per loop: {train_cfg.steps_per_loop}",
       f"input: {data.dataset!r} split {data.train_split!r}, {source}",
@@ -681,8 +746,8 @@ class _Trainer:
         prepare_model(self.model)
       self.precision = precision_lib.resolve(config.train)
       self.optimizer = precision_lib.wrap_optimizer(
-          keras.optimizers.Adam(config.train.learning_rate), self.precision,
-          config.train)
+          keras.optimizers.Adam(learning_rate_schedule(config.train)),
+          self.precision, config.train)
       # Built now: restoring into an unbuilt Keras 3 optimizer silently
       # drops its slot variables.
       self.optimizer.build(self.model.trainable_variables)

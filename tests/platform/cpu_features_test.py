@@ -55,3 +55,46 @@ def test_this_machine_is_read():
   if features.flags is None:
     pytest.skip("no /proc/cpuinfo on this system")
   assert isinstance(features.has_bf16_units, bool)
+
+
+def test_prefer_onednn_only_where_nobody_chose():
+  environ = {}
+  assert cpu_features.prefer_onednn(environ, "x86_64", modules={})
+  assert environ == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+  users = {"TF_ENABLE_ONEDNN_OPTS": "0"}  # the user's choice wins
+  assert not cpu_features.prefer_onednn(users, "x86_64", modules={})
+  assert users == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+  late = {}  # TensorFlow already read the variable
+  assert not cpu_features.prefer_onednn(late, "x86_64",
+                                        modules={"tensorflow": object()})
+  other = {}
+  assert not cpu_features.prefer_onednn(other, "aarch64", modules={})
+  assert late == other == {}
+
+
+def test_this_process_asked_for_onednn_before_tensorflow_loaded():
+  """The root conftest imports l3_tf first, as the binaries do."""
+  import os
+  import platform
+  if platform.machine().lower() not in ("x86_64", "amd64"):
+    pytest.skip(f"not x86-64 ({platform.machine()}): nothing is asked")
+  assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") is not None
+  path = cpu_features.numeric_path()
+  assert path["onednn"] == (os.environ["TF_ENABLE_ONEDNN_OPTS"] not in
+                            ("0", "false", "False"))
+
+
+@pytest.mark.parametrize("extra,cap,isa", [
+    ("avx2 fma", None, "avx2"),
+    ("avx2 fma avx512bw avx512vl avx512dq", None, "avx512_core"),
+    ("avx2 fma avx512bw avx512vl avx512dq avx512_vnni avx512_bf16", None,
+     "avx512_core_bf16"),
+    ("avx2 fma avx512bw avx512vl avx512dq avx512_vnni avx512_bf16", "AVX2",
+     "avx2"),
+    ("avx2 fma", "AVX512_CORE", "avx2"),  # a cap above the CPU changes nothing
+])
+def test_onednn_isa_is_the_cpu_best_under_the_cap(extra, cap, isa):
+  features = cpu_features.parse_cpuinfo(
+      CPUINFO.format(extra="sse4_1 avx " + extra))
+  environ = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
+  assert cpu_features.onednn_isa(features, environ) == isa

@@ -102,6 +102,12 @@ def test_pair_images_by_label():
     ({"train.num_steps": 0}, 1, r"num_steps=0 must be > 0"),
     ({"data.dataset": "no_such_videos"}, 1, "'no_such_videos' is not prepared"),
     ({"data.train_split": "nope"}, 1, "no split 'nope'"),
+    ({"train.warmup_steps": 2}, 1, r"warmup_steps=2 must be in \[0, "
+     r"train.num_steps=2\)"),
+    ({"train.learning_rate_decay": "linear"}, 1,
+     "learning_rate_decay='linear'; expected one of"),
+    ({"train.final_learning_rate_fraction": 1.5}, 1,
+     "final_learning_rate_fraction=1.5 must be in"),
 ])
 def test_bad_configuration_is_named(fake_config, overrides, num_replicas,
                                     message):
@@ -120,3 +126,55 @@ def test_good_configuration_plan(fake_config):
   assert plan.train_videos == 10 and plan.eval_videos == 4
   with pytest.raises(input_pipeline.DatasetError, match="negatives need"):
     train.check_config(fake_config, 1, num_workers=6)
+
+
+def test_learning_rate_schedule_values():
+  """Warm-up from the first step, then the half cosine down to the floor."""
+  from l3_tf.training import config as config_lib
+  constant = config_lib.TrainConfig(learning_rate=1e-3, num_steps=10)
+  assert train.learning_rate_schedule(constant) == 1e-3  # the paper: a float
+  cfg = dataclasses.replace(constant, warmup_steps=4,
+                            learning_rate_decay="cosine",
+                            final_learning_rate_fraction=0.1)
+  schedule = train.learning_rate_schedule(cfg)
+  rates = [float(schedule(step)) for step in range(10)]
+  # Steps 0-3: 1/4 ... 4/4 of the peak; then from the peak (step 4) down
+  # the cosine over the 6 post-warm-up steps towards 0.1 x the peak.
+  expected = [1e-3 * (s + 1) / 4 for s in range(4)] + [
+      1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(np.pi * (s - 4) / 6))
+      for s in range(4, 10)]
+  np.testing.assert_allclose(rates, expected, rtol=1e-6)
+  assert float(schedule(10)) == pytest.approx(1e-4)
+  assert float(schedule(1000)) == pytest.approx(1e-4)
+  warm_then_constant = train.learning_rate_schedule(
+      dataclasses.replace(constant, warmup_steps=2))
+  assert [float(warm_then_constant(s)) for s in (0, 1, 2, 9)] == [
+      pytest.approx(v) for v in (5e-4, 1e-3, 1e-3, 1e-3)]
+  restored = train.WarmupThenDecay.from_config(schedule.get_config())
+  assert [float(restored(s)) for s in range(10)] == rates
+
+
+def test_scheduled_run_follows_its_schedule(fake_config, tmp_path):
+  """Each step uses the rate the schedule gives its step, and a restored
+  trainer goes on from the checkpointed step count."""
+  cfg = dataclasses.replace(fake_config, train=dataclasses.replace(
+      fake_config.train, num_steps=3, warmup_steps=2, learning_rate=1e-3,
+      learning_rate_decay="cosine", log_every_steps=1))
+  workdir = str(tmp_path / "run")
+  assert train.train_and_evaluate(cfg, workdir)["step"] == 3
+  schedule = train.learning_rate_schedule(cfg.train)
+  logged = {}
+  for path in glob.glob(os.path.join(workdir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == "learning_rate":
+          logged[event.step] = float(tf.make_ndarray(value.tensor))
+  # Logged after step n: the rate of the next update (iteration n).
+  assert logged == {n: pytest.approx(float(schedule(n))) for n in (1, 2, 3)}
+  assert logged[3] < logged[1]  # decayed
+  trainer = train._Trainer(cfg, tf.distribute.get_strategy(),
+                           train.check_config(cfg), workdir)
+  assert trainer.learning_rate() == pytest.approx(float(schedule(0)))
+  assert trainer.restore() == 3
+  assert trainer.learning_rate() == pytest.approx(float(schedule(3)))
+  trainer.close()
