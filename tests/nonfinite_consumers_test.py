@@ -132,12 +132,30 @@ def overflowing():
 
 def test_the_embedding_api_raises_a_clear_error(overflowing):
   """A user's inputs are finite; the embedder says the model is at fault
-  (before, it returned NaN embeddings like any others)."""
+  (before, it returned NaN embeddings like any others). A NaN input row
+  still gives a NaN row (the export's contract), not this error."""
   config, avc = overflowing
+  embedder = embed.Embedder.from_model(avc, config, "huge weights")
+  tone = 0.3 * np.sin(np.arange(60000) / 10).astype(np.float32)
   with pytest.raises(finite.NonFiniteError,
-                     match=r"^huge weights: avc_score probability\[0\] is nan"
-                     r".*although the inputs are finite"):
-    embed.Embedder.from_model(avc, config, "huge weights")
+                     match=r"^huge weights: audio_embedding embedding_6144"
+                     r"\[0, \d+\] is .*although the inputs are finite"):
+    embedder.embed_audio(tone, 48000)
+
+
+def test_an_export_that_computes_nan_is_refused_at_load(tmp_path):
+  """Finite weights whose forward pass overflows, exported before the
+  check existed: refused when loaded, before anything is embedded."""
+  root = tmp_path / "huge"
+  testing.make_trained_workdir(str(root / "workdir"), _TINY_WIDTH)
+  saved_model = export_lib.export_workdir(str(root / "workdir"),
+                                          str(root / "export"), verify=False)
+  testing.set_export_value(saved_model, "audio_embedding", -1e38,
+                           everywhere=True)
+  with pytest.raises(finite.NonFiniteError,
+                     match=rf"^{saved_model}: audio_embedding embedding_\d+ "
+                     r"of a probe input\[0, \d+\] is "):
+    embed.Embedder.load(saved_model)
 
 
 def test_evaluation_scores_no_nan_logits(overflowing, fake_config):
@@ -153,6 +171,7 @@ def test_evaluation_scores_no_nan_logits(overflowing, fake_config):
 
 def test_export_refuses_a_model_that_computes_nan(overflowing, tmp_path):
   config, avc = overflowing
-  with pytest.raises(finite.NonFiniteError, match="probe pair's logits"):
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"probe pair's audio_tower embedding_512"):
     export_lib.export(avc, config, str(tmp_path / "export"))
   assert not os.path.exists(tmp_path / "export")

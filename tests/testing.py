@@ -306,17 +306,21 @@ def set_checkpoint_value(workdir: str, variable: str = "audio_tower/conv1_1/kern
 
 
 def set_export_value(path: str, signature: str = "audio_embedding",
-                     value: float = float("nan")) -> str:
-  """Rewrites an export's weights with `value` in the first element of the
-  first variable `signature` reads (a NaN-weighted export); returns that
-  variable's name."""
+                     value: float = float("nan"), everywhere: bool = False
+                     ) -> str:
+  """Rewrites an export's weights with `value` in the first element (or,
+  `everywhere`, all) of the first variable `signature` reads (a NaN-weighted
+  or an overflowing export); returns that variable's name."""
   import numpy as np
   import tensorflow as tf
 
   loaded = tf.saved_model.load(path)
   variable = loaded.signatures[signature].variables[0]
   array = np.array(variable.numpy())
-  array.flat[0] = value
+  if everywhere:
+    array[...] = value
+  else:
+    array.flat[0] = value
   variable.assign(array)
   # The variables of a SavedModel are a checkpoint of its root object.
   tf.train.Checkpoint(root=loaded).write(

@@ -21,6 +21,8 @@ from typing import Iterable
 
 import numpy as np
 
+from l3_tf.model import networks
+
 # The probe pair's seed: the same pair every time.
 _PROBE_SEED = 0
 
@@ -39,26 +41,42 @@ class NonFiniteError(ValueError):
     super().__init__(f"{source}: {message}")
 
 
-def first_nonfinite(values: np.ndarray) -> tuple[int, ...] | None:
-  """The index of the first NaN or inf of `values` (C order); None: none."""
+# A float32 output at the limit is an overflow in disguise: max pooling
+# turns NaN activations into -3.4e38 (its start value), which is finite.
+_FLOAT32_LIMIT = float(np.finfo(np.float32).max)
+
+
+def _bad(values: np.ndarray, at_limit: bool) -> np.ndarray:
+  """bool: NaN or inf, or (`at_limit`) +-3.4e38."""
+  bad = ~np.isfinite(values)
+  return bad | (np.abs(values) >= _FLOAT32_LIMIT) if at_limit else bad
+
+
+def first_nonfinite(values: np.ndarray, at_limit: bool = False
+                    ) -> tuple[int, ...] | None:
+  """The index of the first NaN or inf of `values` (C order; `at_limit`:
+  or +-3.4e38, the float32 limit, an overflow); None: none."""
   values = np.asarray(values)
   if values.dtype.kind not in "fc":
     return None
-  bad = ~np.isfinite(values)
+  bad = _bad(values, at_limit)
   if not bad.any():
     return None
   flat = int(np.argmax(bad.reshape(-1)))
   return tuple(int(i) for i in np.unravel_index(flat, values.shape))
 
 
-def _count(values: np.ndarray) -> str:
-  bad = int(np.count_nonzero(~np.isfinite(values)))
-  return f"{bad} of {values.size}"
+def _count(values: np.ndarray, at_limit: bool = False) -> str:
+  return f"{int(np.count_nonzero(_bad(values, at_limit)))} of {values.size}"
 
 
 def check_outputs(values, what: str, source: str,
                   allowed_rows: np.ndarray | None = None) -> np.ndarray:
   """`values` (a numpy array) when all finite, else `NonFiniteError`.
+
+  +-3.4e38, the float32 limit, counts as non-finite here: max pooling turns
+  NaN activations into it (its start value), so an export whose
+  activations are NaN returns it as an "embedding".
 
   Args:
     values: outputs of a model, [n, ...].
@@ -76,14 +94,15 @@ def check_outputs(values, what: str, source: str,
   if allowed_rows is not None and values.ndim:
     checked = np.where(
         np.reshape(allowed_rows, (-1,) + (1,) * (values.ndim - 1)), 0, values)
-  index = first_nonfinite(checked)
+  index = first_nonfinite(checked, at_limit=True)
   if index is None:
     return values
   raise NonFiniteError(
       source, what,
-      f"{what}{list(index)} is {values[index]} ({_count(checked)} values "
-      "are NaN or inf) although the inputs are finite: the model computes "
-      "non-finite outputs (diverged or damaged weights)")
+      f"{what}{list(index)} is {values[index]} ({_count(checked, True)} "
+      "values are NaN, inf or at the float32 limit) although the inputs are "
+      "finite: the model computes non-finite outputs (diverged or damaged "
+      "weights)")
 
 
 def check_variables(variables: Iterable, source: str) -> None:
@@ -140,17 +159,24 @@ def probe_inputs(image_shape, spectrogram_shape, batch: int = 1
 
 
 def check_model(model, source: str) -> None:
-  """Weights finite and one forward pass on the probe pair finite.
+  """Weights finite, and one forward pass on the probe pair finite: every
+  tap of both towers (the embeddings) and the logits.
 
   Args:
     model: an `avc_network` (inputs "image" and "spectrogram").
     source: the checkpoint it was restored from.
 
   Raises:
-    NonFiniteError: a variable, or the probe pair's logits, not finite.
+    NonFiniteError: a variable, a tap or the probe pair's logits not finite.
   """
   check_variables(named_variables(model), source)
   shapes = {tensor.name: tensor.shape[1:] for tensor in model.inputs}
   inputs = probe_inputs(shapes["image"], shapes["spectrogram"])
+  vision, audio, _ = networks.towers_of(model)
+  # A tower can overflow while the logits stay finite (softmax of inf).
+  for tower, name in ((vision, "image"), (audio, "spectrogram")):
+    for key, value in tower(inputs[name], training=False).items():
+      check_outputs(np.asarray(value, np.float32),
+                    f"the probe pair's {tower.name} {key}", source)
   logits = np.asarray(model(inputs, training=False), np.float32)  # [1, 2]
   check_outputs(logits, "the probe pair's logits", source)

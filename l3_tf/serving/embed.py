@@ -144,7 +144,8 @@ def _nonfinite_rows(batch: np.ndarray) -> np.ndarray | None:
 def _probe_pair(params: audio_params_lib.AudioParams
                 ) -> tuple[np.ndarray, np.ndarray]:
   """A fixed image (uint8 [1, 224, 224, 3]) and sound (a noisy 440 Hz tone,
-  float32 [1, 48000]): `Embedder` checks that the model scores it finitely."""
+  float32 [1, 48000]): `Embedder.load` checks that an export scores it
+  finitely."""
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
   t = np.arange(params.clip_samples) / params.sample_rate_hz
@@ -462,18 +463,12 @@ class Embedder:
                image_params: image_ops.ImageParams,
                embedding_sizes: dict, source: str):
     """Use `Embedder.load`; `functions` has the three serving functions
-    (`audio_embedding`, `image_embedding`, `avc_score`) as attributes.
-
-    Raises:
-      finite.NonFiniteError: the model scores a probe pair (`_probe_pair`)
-        NaN or inf: its weights compute no usable embedding.
-    """
+    (`audio_embedding`, `image_embedding`, `avc_score`) as attributes."""
     self._functions = functions
     self.audio_params = audio_params
     self.image_params = image_params
     self.embedding_sizes = embedding_sizes
     self.source = source
-    self.score(*_probe_pair(audio_params))
 
   @classmethod
   def load(cls, path: str, compute_dtype: str = "float32") -> "Embedder":
@@ -489,7 +484,7 @@ class Embedder:
     Raises:
       FileNotFoundError: `path` is neither.
       finite.NonFiniteError: a weight of the model holds NaN or inf (named),
-        or it scores a probe pair NaN or inf.
+        or it scores a probe pair NaN or inf (see `finite.check_model`).
     """
     path = os.fspath(path)
     check_model_path(path)
@@ -504,14 +499,33 @@ class Embedder:
       loaded = tf.saved_model.load(path)
       finite.check_variables(export_lib.signature_variables(loaded),
                              f"export {path}")
-      return cls(loaded, assets["audio_params"], assets["image_params"],
-                 assets["export"]["embedding_sizes"], path)
+      embedder = cls(loaded, assets["audio_params"], assets["image_params"],
+                     assets["export"]["embedding_sizes"], path)
+      # Finite weights can still overflow (a workdir's model was checked
+      # so by `restore_avc_model`): fail here, before any output is written.
+      embedder.check_probe()
+      return embedder
     if tf.io.gfile.exists(workdir_lib.config_path(path)):
       config, avc, _ = workdir_lib.restore_avc_model(path)
       return cls.from_model(avc, config, path, compute_dtype)
     raise FileNotFoundError(
         f"{path!r} is neither an l3_tf SavedModel (no saved_model.pb) nor a "
         f"training workdir (no {workdir_lib.CONFIG_FILENAME})")
+
+  def check_probe(self) -> None:
+    """Embeds and scores a fixed pair (`_probe_pair`), checking every output.
+
+    Raises:
+      finite.NonFiniteError: naming the output that is NaN or inf.
+    """
+    image, waveform = _probe_pair(self.audio_params)
+    for name, function, batch in (
+        (export_lib.AUDIO_EMBEDDING, self._functions.audio_embedding, waveform),
+        (export_lib.IMAGE_EMBEDDING, self._functions.image_embedding, image)):
+      for key, value in function(tf.constant(batch)).items():
+        finite.check_outputs(value.numpy(), f"{name} {key} of a probe input",
+                             self.source)
+    self.score(image, waveform)
 
   @classmethod
   def from_model(cls, avc, config, source: str,

@@ -29,6 +29,19 @@ def test_outputs_name_source_output_and_place():
   assert caught.value.source == "ckpt-3" and caught.value.what == "logits"
 
 
+def test_an_output_at_the_float32_limit_is_an_overflow():
+  """Max pooling of NaN activations gives -3.4e38, finite but garbage
+  (seen from an export whose first audio convolution overflowed)."""
+  out = np.ones((2, 3), np.float32)
+  out[1, 2] = -np.finfo(np.float32).max
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"embedding\[1, 2\] is -3.40\d*e\+38 \(1 of 6 "
+                     "values are NaN, inf or at the float32 limit"):
+    finite.check_outputs(out, "embedding", "export")
+  # Weights are judged by NaN / inf only.
+  finite.check_variables([("w", out)], "export")
+
+
 def test_rows_of_non_finite_inputs_may_be_nan():
   """A NaN sample gives a NaN row by the export's contract (not the
   model's fault); any other non-finite row still fails."""
@@ -59,7 +72,7 @@ def test_variables_are_named_through_their_tower():
 
 def test_finite_weights_that_overflow_fail_on_the_probe_pair():
   """Finite but huge weights (what one step at lr 1e30 leaves): the probe
-  pair's logits are NaN."""
+  pair's embeddings are NaN."""
   config = testing.tiny_config()
   avc = model_lib.avc_network(config.model, config.image, config.audio)
   kernel, = [v for v in avc.get_layer("audio_tower").variables
@@ -67,5 +80,6 @@ def test_finite_weights_that_overflow_fail_on_the_probe_pair():
   kernel.assign(np.full(kernel.shape, -1e38, np.float32))
   finite.check_variables(finite.named_variables(avc), "huge")  # finite
   with pytest.raises(finite.NonFiniteError,
-                     match=r"^huge: the probe pair's logits\[0, \d\] is nan"):
+                     match=r"^huge: the probe pair's audio_tower "
+                     r"embedding_512\[0, 0\] is nan"):
     finite.check_model(avc, "huge")
