@@ -304,11 +304,7 @@ def fit_classifier(train: SubclipFeatures,
     The classifier refitted on all of `train` with the chosen C.
   """
   num_classes = len(train.class_names)
-  if not np.all(np.isfinite(train.features)):
-    bad = np.flatnonzero(~np.all(np.isfinite(train.features), axis=1))
-    raise ValueError(f"{bad.size} training sub-clip(s) have non-finite "
-                     f"features, e.g. of clip "
-                     f"{train.clip_ids[train.clip_index[bad[0]]]!r}")
+  check_finite_features(train)
   labels = train.clip_labels[train.clip_index]  # [n_sub]
   inner_accuracy = {}
   if len(settings.c_grid) > 1:
@@ -478,3 +474,13 @@ def write_results(results: dict[str, Any], output_dir: str,
   fig.savefig(png_path, dpi=120)
   plt.close(fig)
   return {"results": json_path, "confusion_matrix": png_path}
+
+
+def check_finite_features(train) -> None:
+  """Raises ValueError naming a clip whose training features hold NaN or inf
+  (both classifiers refuse them before fitting)."""
+  if not np.all(np.isfinite(train.features)):
+    bad = np.flatnonzero(~np.all(np.isfinite(train.features), axis=1))
+    clip = str(train.clip_ids[train.clip_index[bad[0]]])  # numpy 2: no np.str_ repr
+    raise ValueError(f"{bad.size} training sub-clip(s) have non-finite "
+                     f"features, e.g. of clip {clip!r}")

@@ -274,11 +274,7 @@ def fit_classifier(train: transfer.SubclipFeatures, held_out: Sequence[int],
                    settings: MlpSettings = MlpSettings()) -> MlpClassifier:
   """Trains the MLP on one round's training clips only (see the module
   docstring for the schedule and the choice of the hyperparameters)."""
-  if not np.all(np.isfinite(train.features)):
-    bad = np.flatnonzero(~np.all(np.isfinite(train.features), axis=1))
-    raise ValueError(f"{bad.size} training sub-clip(s) have non-finite "
-                     f"features, e.g. of clip "
-                     f"{train.clip_ids[train.clip_index[bad[0]]]!r}")
+  transfer.check_finite_features(train)
   started = time.perf_counter()
   valid, valid_from = validation_clips(train, held_out, settings)
   rest = np.setdiff1d(np.arange(len(train.clip_labels)), valid)
