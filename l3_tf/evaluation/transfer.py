@@ -416,9 +416,10 @@ def check_groups_apart(data: SubclipFeatures, is_test: np.ndarray,
                           groups[~is_test & (groups >= 0)])
   if shared.size:
     group = shared[0]
-    test_clip = data.clip_ids[np.flatnonzero(is_test & (groups == group))[0]]
-    train_clip = data.clip_ids[np.flatnonzero(~is_test &
-                                              (groups == group))[0]]
+    # str(): numpy 2 would write np.str_('...') in the message.
+    test_clip = str(data.clip_ids[np.flatnonzero(is_test & (groups == group))[0]])
+    train_clip = str(data.clip_ids[np.flatnonzero(~is_test &
+                                                  (groups == group))[0]])
     train_fold = data.clip_folds[list(data.clip_ids).index(train_clip)]
     raise ValueError(
         f"source recording {group} (and {shared.size - 1} more) has clips in "
