@@ -556,7 +556,7 @@ class Searcher:
     return sum(len(ann) for ann in self._anns.values())
 
   def search(self, vector: np.ndarray, k: int = 10,
-             modality: str | None = None) -> list[Hit]:
+             modality: str | None = None, exact: bool = False) -> list[Hit]:
     """The k nearest items to a shared-space vector [dim].
 
     Args:
@@ -564,6 +564,10 @@ class Searcher:
       k: how many hits.
       modality: "audio" or "image" to search one modality; None: both,
         merged by distance.
+      exact: compare with every item (brute force) instead of walking the
+        HNSW graph: slower, but the true k nearest, independent of the
+        order the items were added in (an HNSW search is approximate and
+        two indexes of the same items added in another order may differ).
 
     Raises:
       ValueError: a bad k, modality or vector size.
@@ -581,7 +585,7 @@ class Searcher:
       ann = self._anns.get(name)
       if ann is None or not len(ann):
         continue
-      found = ann.search(vector, min(k, len(ann)))
+      found = ann.search(vector, min(k, len(ann)), exact=exact)
       for key, squared in zip(found.keys, found.distances):
         item = self.items[int(key)]
         hits.append(Hit(item.file, item.modality, item.time,

@@ -117,6 +117,16 @@ def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
   exact = np.argsort(np.linalg.norm(raw - vector, axis=1))[:5]
   assert [(items[i].file, items[i].modality, items[i].time) for i in exact] == [
       (h.file, h.modality, h.time) for h in hits[:5]]
+  brute_force = searcher.search(vector, k=5, exact=True)
+  assert [(items[i].file, items[i].modality, items[i].time) for i in exact] == [
+      (h.file, h.modality, h.time) for h in brute_force]
+  # Squared distances of unit vectors summed over 128 float32 terms, each
+  # at most 4: |error| <= 128 * eps32 * 4 (the square root would magnify
+  # the error of the near-zero first hit).
+  np.testing.assert_allclose(
+      np.square([h.distance for h in brute_force]),
+      np.square(np.linalg.norm(raw.astype(np.float64) - vector, axis=1)[exact]),
+      rtol=0, atol=128 * np.finfo(np.float32).eps * 4)
 
   # Rerun: nothing to do; the broken file is tried (and listed) again.
   again = search_index.index_videos(
