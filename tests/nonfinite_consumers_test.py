@@ -118,29 +118,45 @@ def test_consumer_of_a_nan_model_exits_1_naming_it_and_writes_nothing(
     assert _files(result_dir) == [] and _files(f"{result_dir}_cache") == []
 
 
-# Known failure (issue 22/26 follow-up): the -1e38 kernel overflows to NaN on
-# TensorFlow's Eigen kernels, where this test was written, but not always on
-# oneDNN's, which `import l3_tf` now selects on AVX2 CPUs too: the premise
-# (these weights compute NaN) depends on the numeric path. Visible, not skipped.
-_PATH_DEPENDENT_OVERFLOW = pytest.mark.xfail(
-    reason="the -1e38 kernel's overflow to NaN depends on the numeric path "
-    "(passes on Eigen, not on oneDNN AVX2); a path-independent overflowing "
-    "model is the open fix", strict=False)
+# Finite weights that compute +inf on every numeric path (Eigen, oneDNN at
+# any ISA, XLA): no summation order or fused kernel can avoid the overflow,
+# and +inf passes ReLU and max pooling unchanged. (A -1e38 first kernel, used
+# before, gave NaN on Eigen but zeros on oneDNN, whose ReLU maps -inf and NaN
+# to 0: that premise depended on the path.)
+_HUGE = 3e38  # finite in float32 (max 3.4e38); the product of two overflows
+
+
+def _set(model, layer: str, path: str, value: float) -> None:
+  variable, = [v for v in model.get_layer(layer).variables if v.path == path]
+  variable.assign(np.full(variable.shape, value, np.float32))
 
 
 @pytest.fixture(scope="module")
 def overflowing():
-  """Finite weights (-1e38 in the first audio convolution) whose forward
-  pass is NaN: what a step at learning rate 1e30 leaves."""
+  """An audio tower whose last block outputs +inf for any finite input: its
+  convolution computes exact zeros, its batch norm (gamma 3e38, moving mean
+  -3e38) multiplies 3e38 by 3e38."""
   config = testing.tiny_config(_TINY_WIDTH)
   avc = model_lib.avc_network(config.model, config.image, config.audio)
-  kernel, = [v for v in avc.get_layer("audio_tower").variables
-             if v.path == "conv1_1/kernel"]
-  kernel.assign(np.full(kernel.shape, -1e38, np.float32))
+  _set(avc, "audio_tower", "conv4_2/kernel", 0.0)
+  _set(avc, "audio_tower", "conv4_2_bn/gamma", _HUGE)
+  _set(avc, "audio_tower", "conv4_2_bn/moving_mean", -_HUGE)
   return config, avc
 
 
-@_PATH_DEPENDENT_OVERFLOW
+@pytest.fixture(scope="module")
+def overflowing_logits():
+  """Finite towers, a fusion MLP whose logits are +inf for any finite
+  input: fc1 ignores its input (zero kernel) and outputs its 3e38 bias;
+  fc2 sums 128 of those (all positive, so every order overflows)."""
+  config = testing.tiny_config(_TINY_WIDTH)
+  avc = model_lib.avc_network(config.model, config.image, config.audio)
+  _set(avc, "fusion_head", "fc1/kernel", 0.0)
+  _set(avc, "fusion_head", "fc1/bias", _HUGE)
+  _set(avc, "fusion_head", "fc2/kernel", 1.0)
+  return config, avc
+
+
 def test_the_embedding_api_raises_a_clear_error(overflowing):
   """A user's inputs are finite; the embedder says the model is at fault
   (before, it returned NaN embeddings like any others). A NaN input row
@@ -169,14 +185,13 @@ def test_an_export_that_computes_nan_is_refused_at_load(tmp_path):
     embed.Embedder.load(saved_model)
 
 
-@_PATH_DEPENDENT_OVERFLOW
-def test_evaluation_scores_no_nan_logits(overflowing, fake_config):
+def test_evaluation_scores_no_nan_logits(overflowing_logits, fake_config):
   """Before: accuracy 0.5, loss NaN, written to eval_<split>.json."""
-  config, avc = overflowing
+  config, avc = overflowing_logits
   config = dataclasses.replace(config, data=fake_config.data)
   with pytest.raises(finite.NonFiniteError,
                      match=r"^ckpt-7: the 'test' evaluation logits\[0, \d\] "
-                     r"is nan \(\d+ of 16 values"):
+                     r"is inf \(16 of 16 values"):
     evaluate.evaluate_model(avc, config, split="test", num_pairs=8,
                             source="ckpt-7")
 
