@@ -8,8 +8,13 @@ Splits the CPU into 16 logical devices and runs `l3_tf.training.train.make_train
 under MirroredStrategy with the paper's 16 pairs per replica (256 per step)
 against one device holding all 256 pairs. Prints one JSON line per check:
 
-  "equivalence"  BN-free network, Adam, 3 steps on 3 different batches:
-                 largest weight difference, largest weight change, losses.
+  "equivalence"  BN-free network, SGD, 3 steps on 3 different batches:
+                 the distance between the two runs' weights, the length of
+                 the single device's path (the sum of its steps' norms), the
+                 float round-off bound of one step (`compiled_step_bound`),
+                 losses. (SGD: the update is the gradient itself; Adam
+                 divides by sqrt(v), which turns round-off in a near-zero
+                 gradient into up to a whole step of lr, beyond any bound.)
   "batch_norm"   network with BN, one step, for model.batch_norm
                  "synchronized" and "per_replica": largest difference of the
                  moving means and variances (and of the trained weights) to
@@ -57,21 +62,27 @@ def batches(num: int):
   return out
 
 
-def build(strategy, config, weights):
+SGD_RATE = 0.002
+
+
+def build(strategy, config, weights, optimizer_name):
   with strategy.scope():
     model = model_lib.avc_network(config, SMALL_IMAGE, SMALL_AUDIO)
     model.set_weights(weights)
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = (keras.optimizers.SGD(SGD_RATE) if optimizer_name == "sgd"
+                 else keras.optimizers.Adam(1e-3))
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64)
   return model, optimizer, step
 
 
-def run(strategy, config, weights, data):
-  """Trains on `data` (global batches); returns (model, losses)."""
-  model, optimizer, step = build(strategy, config, weights)
+def run(strategy, config, weights, data, optimizer_name="adam"):
+  """Trains on `data` (global batches); returns (model, losses, path): path
+  is the sum of the steps' norms over all trainable weights."""
+  model, optimizer, step = build(strategy, config, weights, optimizer_name)
   train_step = train.make_train_step(model, optimizer, strategy, GLOBAL, step)
-  losses = []
+  losses, path = [], 0.0
+  before = [np.asarray(w) for w in model.trainable_weights]
   for features, labels in data:
     if strategy.num_replicas_in_sync > 1:
       # Replica r gets pairs [16 r, 16 (r + 1)) of the global batch.
@@ -82,8 +93,17 @@ def run(strategy, config, weights, data):
           lambda context, f=features, l=labels: tf.nest.map_structure(
               lambda x: slice_for(context, x), (f, l)))
     losses.append(float(train_step(features, labels)["loss"]))
+    after = [np.asarray(w) for w in model.trainable_weights]
+    path += distance(after, before)
+    before = after
   assert int(step.numpy()) == len(data)
-  return model, losses
+  return model, losses, path
+
+
+def distance(a, b) -> float:
+  """Euclidean distance over all arrays, in float64."""
+  return float(np.sqrt(sum(np.sum((np.asarray(x, np.float64) - y) ** 2)
+                           for x, y in zip(a, b))))
 
 
 def max_difference(a, b) -> float:
@@ -110,15 +130,19 @@ def check_equivalence(mirrored) -> dict:
   config = model_lib.ModelConfig(width_multiplier=1 / 32, use_batch_norm=False)
   weights = initial_weights(config)
   data = batches(3)
-  single, losses_single = run(tf.distribute.get_strategy(), config, weights,
-                              data)
-  replicated, losses_mirrored = run(mirrored, config, weights, data)
+  single, losses_single, path = run(tf.distribute.get_strategy(), config,
+                                    weights, data, "sgd")
+  replicated, losses_mirrored, _ = run(mirrored, config, weights, data, "sgd")
   return {
       "check": "equivalence", "replicas": mirrored.num_replicas_in_sync,
-      "steps": len(data), "global_batch": GLOBAL,
-      "max_weight_difference": max_difference(single.get_weights(),
-                                              replicated.get_weights()),
-      "max_weight_change": max_difference(single.get_weights(), weights),
+      "steps": len(data), "global_batch": GLOBAL, "optimizer": "sgd",
+      "weight_distance": distance(single.trainable_weights,
+                                  replicated.trainable_weights),
+      "path_length": path,
+      "weight_change": distance(single.trainable_weights,
+                                [w for w, v in zip(weights, single.weights)
+                                 if v.trainable]),
+      "step_bound": train.compiled_step_bound(single, GLOBAL),
       "losses_single": losses_single, "losses_mirrored": losses_mirrored,
   }
 
@@ -132,15 +156,16 @@ def check_batch_norm(mirrored) -> dict:
                                    batch_norm_momentum=0.0, batch_norm=mode)
     weights = initial_weights(config)
     if reference is None:
-      single, _ = run(tf.distribute.get_strategy(), config, weights, data)
+      single, _, _ = run(tf.distribute.get_strategy(), config, weights, data)
       reference = (moving_statistics(single), single.trainable_weights)
+      result["step_bound"] = train.compiled_step_bound(single, GLOBAL)
       scale = max(float(np.abs(v).max()) for v in reference[0])
       # How far one step moved the statistics from their start (mean 0,
       # variance 1): a difference must be judged against this.
       result["single_change"] = max(
           max(float(np.abs(m).max()) for m in reference[0][0::2]),
           max(float(np.abs(v - 1).max()) for v in reference[0][1::2]))
-    replicated, _ = run(mirrored, config, weights, data)
+    replicated, _, _ = run(mirrored, config, weights, data)
     means = moving_statistics(replicated)
     result[mode] = {
         "max_statistics_difference": max_difference(reference[0], means),
