@@ -10,7 +10,7 @@
    -> log-spectrogram -> batches of 16) in a child process pinned to 1 core,
    then to 2 cores, and prints pairs/s and pairs/s per core.
 3. Times one training step of the full network (batch 16, the real
-   `l3_tf.training.train.make_train_step`) in float32 and in mixed_bfloat16, each in
+   `l3_tf.training.step.make_train_step`) in float32 and in mixed_bfloat16, each in
    its own process, and prints the speed ratio.
 
 With --compare_commit=<commit>, step 2 instead runs the pipeline of that
@@ -142,7 +142,7 @@ def measure_step(dtype: str, steps: int) -> dict:
   import numpy as np
   import tensorflow as tf
   from l3_tf.model import networks as model_lib
-  from l3_tf.training import train
+  from l3_tf.training import step as step_lib
 
   keras.mixed_precision.set_global_policy(dtype)
   strategy = tf.distribute.get_strategy()
@@ -150,7 +150,7 @@ def measure_step(dtype: str, steps: int) -> dict:
   optimizer = keras.optimizers.Adam(1e-4)
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
-  train_step = train.make_train_step(model, optimizer, strategy, 16, step)
+  train_step = step_lib.make_train_step(model, optimizer, strategy, 16, step)
   features = {"image": tf.random.uniform([16, 224, 224, 3], -1, 1),
               "spectrogram": tf.random.normal([16, 257, 199, 1])}
   labels = tf.constant(np.arange(16) % 2, tf.int32)

@@ -14,14 +14,14 @@ zero: they are memory-bound and their FLOPs are < 1% of the convs'.
   python benchmarks/model_step.py [--batch_size=16] [--steps=5] [--dtype=float32]
 
 With --compare_jit, it instead times the real training step
-(`l3_tf.training.train.make_train_step`) without and with XLA (`train.jit_compile`),
+(`l3_tf.training.step.make_train_step`) without and with XLA (`train.jit_compile`),
 alternating timed steps of the two so that both see the same load, and
 prints both medians, their ratio, and the largest difference of loss and
 weights after the same steps from the same start.
 
 With --peer=pytorch (the `bench` extra), it instead times, in this one
 process and interleaved step by step (A, B, C, A, B, C, ...) so that all see
-the same load: this project's training step (`l3_tf.training.train.make_train_step`),
+the same load: this project's training step (`l3_tf.training.step.make_train_step`),
 the same network with Keras' generic BatchNormalization
 (`model.fused_batch_norm=False`, "plain Keras"), and the same architecture
 in PyTorch (`benchmarks/peer_pytorch.py`), in float32 and, where the CPU has
@@ -151,14 +151,14 @@ def _random_batch(batch: int):
 
 
 def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
-  """Median seconds per step of `train.make_train_step` without / with XLA.
+  """Median seconds per step of `step_lib.make_train_step` without / with XLA.
 
   One model and optimizer (memory: two full-width models plus XLA's
   compilation did not fit beside other jobs), two step functions, timed
   alternately (A, B, A, B, ...) after 2 warm-up calls each. The loss of
   each function's first call, from the same weights, is reported too.
   """
-  from l3_tf.training import train
+  from l3_tf.training import step as step_lib
 
   strategy = tf.distribute.get_strategy()
   keras.utils.set_random_seed(0)
@@ -168,7 +168,7 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
   inputs, labels = _random_batch(batch)
-  functions = {jit: train.make_train_step(model, optimizer, strategy, batch,
+  functions = {jit: step_lib.make_train_step(model, optimizer, strategy, batch,
                                           step, jit_compile=jit)
                for jit in (False, True)}
   first_loss = {}
@@ -195,8 +195,8 @@ def compare_jit(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
 
 
 def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
-  """A `train.make_train_step` step on fixed random inputs, as a callable."""
-  from l3_tf.training import train
+  """A `step_lib.make_train_step` step on fixed random inputs, as a callable."""
+  from l3_tf.training import step as step_lib
 
   keras.mixed_precision.set_global_policy(policy)
   try:
@@ -204,7 +204,7 @@ def _keras_step(config: model_lib.ModelConfig, batch: int, policy: str):
     optimizer = keras.optimizers.Adam(1e-4)
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64)
-    train_step = train.make_train_step(model, optimizer,
+    train_step = step_lib.make_train_step(model, optimizer,
                                        tf.distribute.get_strategy(), batch,
                                        step)
   finally:

@@ -1,6 +1,6 @@
 """Where the training step's time goes, per op kind, from the TF profiler.
 
-Traces `--steps` training steps (`l3_tf.training.train.make_train_step`, random
+Traces `--steps` training steps (`l3_tf.training.step.make_train_step`, random
 inputs) with `tf.profiler`, reads the trace (the `.xplane.pb` the trace
 viewer shows) and sums each TensorFlow op's time by kind: convolutions
 (forward, input gradient, kernel gradient), BatchNorm (fused kernel, or the
@@ -29,7 +29,7 @@ import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 from l3_tf.model import networks as model_lib
-from l3_tf.training import train
+from l3_tf.training import step as step_lib
 
 _BATCH = flags.DEFINE_integer("batch_size", 32, "pairs per step")
 _STEPS = flags.DEFINE_integer("steps", 2, "traced steps (after 2 warm-up)")
@@ -87,7 +87,7 @@ def profile(config: model_lib.ModelConfig, batch: int, steps: int) -> dict:
   model = model_lib.avc_network(config)
   optimizer = keras.optimizers.Adam(1e-4)
   optimizer.build(model.trainable_variables)
-  train_step = train.make_train_step(
+  train_step = step_lib.make_train_step(
       model, optimizer, tf.distribute.get_strategy(), batch,
       tf.Variable(0, dtype=tf.int64))
   inputs = {"image": tf.random.uniform([batch, 224, 224, 3], -1, 1, seed=1),

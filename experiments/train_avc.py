@@ -28,6 +28,7 @@ from experiments import cli
 from experiments import flags_lib
 from l3_tf.data import bad_records
 from l3_tf.model import finite
+from l3_tf.training import compiled_check
 from l3_tf.training import distribute
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
@@ -51,7 +52,7 @@ def main(argv):
   except ValueError as e:
     logging.error("bad configuration: %s", e)
     raise SystemExit(f"error: {e}") from None
-  except (train.TrainingDiverged, train.CompiledStepMismatch,
+  except (train.TrainingDiverged, compiled_check.CompiledStepMismatch,
           workdir_lib.WorkdirLocked) as e:
     raise SystemExit(f"error: {e}") from None
   except train.TrainingInterrupted as e:

@@ -5,7 +5,7 @@ Run in a fresh process (logical devices must be set before TensorFlow starts):
   python tests/mirrored_equivalence.py [--jit_compile]
 
 Builds a BN-free 1/32-width AVC network, takes one step of
-`l3_tf.training.train.make_train_step` with the same global batch of 8 pairs on one
+`l3_tf.training.step.make_train_step` with the same global batch of 8 pairs on one
 device and on 2 replicas x 4 pairs, and prints one JSON line per optimizer
 (SGD: sensitive to how the loss is scaled; Adam: the one training uses)
 with the largest weight difference, the largest weight change and both
@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from l3_tf.model import networks as model_lib
 from l3_tf.training import distribute
-from l3_tf.training import train
+from l3_tf.training import step as step_lib
 
 
 def build(strategy, config, weights, optimizer_name):
@@ -52,7 +52,7 @@ def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
 
   single = tf.distribute.get_strategy()
   model, optimizer, step = build(single, config, initial, optimizer_name)
-  metrics_single = train.make_train_step(
+  metrics_single = step_lib.make_train_step(
       model, optimizer, single, batch, step)(features, labels)
   single_weights = model.get_weights()
 
@@ -73,7 +73,7 @@ def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
   features_m, labels_m = next(distributed)
   per_replica_labels = [t.numpy().tolist() for t in
                         mirrored.experimental_local_results(labels_m)]
-  metrics_m = train.make_train_step(model_m, optimizer_m, mirrored, batch,
+  metrics_m = step_lib.make_train_step(model_m, optimizer_m, mirrored, batch,
                                     step_m, jit_compile=jit_compile)(
                                         features_m, labels_m)
   mirrored_weights = model_m.get_weights()

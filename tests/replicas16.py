@@ -4,7 +4,7 @@ Run in a fresh process (logical devices must be set before TensorFlow starts):
 
   python tests/replicas16.py
 
-Splits the CPU into 16 logical devices and runs `l3_tf.training.train.make_train_step`
+Splits the CPU into 16 logical devices and runs `l3_tf.training.step.make_train_step`
 under MirroredStrategy with the paper's 16 pairs per replica (256 per step)
 against one device holding all 256 pairs. Prints one JSON line per check:
 
@@ -38,8 +38,9 @@ import tensorflow as tf
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
 from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
 from l3_tf.training import distribute
-from l3_tf.training import train
+from l3_tf.training import step as step_lib
 
 REPLICAS = 16
 PER_REPLICA = 16  # the paper's batch per GPU
@@ -80,7 +81,7 @@ def run(strategy, config, weights, data, optimizer_name="adam"):
   """Trains on `data` (global batches); returns (model, losses, path): path
   is the sum of the steps' norms over all trainable weights."""
   model, optimizer, step = build(strategy, config, weights, optimizer_name)
-  train_step = train.make_train_step(model, optimizer, strategy, GLOBAL, step)
+  train_step = step_lib.make_train_step(model, optimizer, strategy, GLOBAL, step)
   losses, path = [], 0.0
   before = [np.asarray(w) for w in model.trainable_weights]
   for features, labels in data:
@@ -142,7 +143,7 @@ def check_equivalence(mirrored) -> dict:
       "weight_change": distance(single.trainable_weights,
                                 [w for w, v in zip(weights, single.weights)
                                  if v.trainable]),
-      "step_bound": train.compiled_step_bound(single, GLOBAL),
+      "step_bound": compiled_check.compiled_step_bound(single, GLOBAL),
       "losses_single": losses_single, "losses_mirrored": losses_mirrored,
   }
 
@@ -158,7 +159,7 @@ def check_batch_norm(mirrored) -> dict:
     if reference is None:
       single, _, _ = run(tf.distribute.get_strategy(), config, weights, data)
       reference = (moving_statistics(single), single.trainable_weights)
-      result["step_bound"] = train.compiled_step_bound(single, GLOBAL)
+      result["step_bound"] = compiled_check.compiled_step_bound(single, GLOBAL)
       scale = max(float(np.abs(v).max()) for v in reference[0])
       # How far one step moved the statistics from their start (mean 0,
       # variance 1): a difference must be judged against this.

@@ -2,7 +2,7 @@
 (256 on 16 GPUs), Adam lr 1e-4, weight decay 1e-5, Flickr-SoundNet.
 
 The execution plan is spelled out, and printed at the start of every run
-(`l3_tf.training.train.describe_plan`):
+(`l3_tf.training.plan.describe_plan`):
 
   replicas        whatever the strategy gives: 16 GPUs -> 16 x 16 = 256
                   pairs per step (`--set train.cpu_replicas=16` rehearses

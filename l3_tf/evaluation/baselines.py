@@ -49,6 +49,7 @@ from l3_tf.model import precision as precision_lib
 from l3_tf.training import config as config_lib
 from l3_tf.training import distribute
 from l3_tf.training import evaluate as evaluate_lib
+from l3_tf.training import plan as plan_lib
 from l3_tf.training import train as train_lib
 from l3_tf.training import workdir as workdir_lib
 
@@ -247,7 +248,7 @@ def make_classifier_step(model: keras.Model, optimizer, strategy,
   """One synchronous step of both classifiers: `(features, labels)` ->
   {"loss", "vision_loss", "audio_loss", "vision_accuracy",
   "audio_accuracy", "regularization"} over the global batch (losses scaled
-  as in `train.make_train_step`)."""
+  as in `step.make_train_step`)."""
 
   def replica_step(features, labels):
     with tf.GradientTape() as tape:
@@ -265,7 +266,7 @@ def make_classifier_step(model: keras.Model, optimizer, strategy,
       regularization = tf.nn.scale_regularization_loss(
           tf.add_n(model.losses) if model.losses else tf.constant(0.0))
       total = losses["vision"] + losses["audio"] + regularization
-      scaled_total = optimizer.scale_loss(total)  # see train.make_train_step
+      scaled_total = optimizer.scale_loss(total)  # see step.make_train_step
     grads = tape.gradient(scaled_total, model.trainable_variables)
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return (losses["vision"], losses["audio"], regularization,
@@ -343,7 +344,7 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
         workdir, strategy, max_to_keep=2)
     checkpoints.restore()
     start_step = int(step.numpy())
-    seed = train_lib.pipeline_seed(cfg.seed, start_step)
+    seed = plan_lib.pipeline_seed(cfg.seed, start_step)
 
     def dataset_fn(context):
       batch = context.get_per_replica_batch_size(global_batch)

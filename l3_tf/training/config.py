@@ -114,7 +114,7 @@ class TrainConfig:
       (`--set train.jit_compile=true`); measure it there. A compiled run
       first checks XLA's step against the uncompiled one on its first
       batch and refuses to train (exit 1) when they differ beyond float
-      round-off (`train.check_compiled_step`: TF 2.16's XLA computed NaN
+      round-off (`compiled_check.check_compiled_step`: TF 2.16's XLA computed NaN
       gradients on an AVX2-only AMD EPYC, issue 22).
     steps_per_loop: steps run inside one `tf.function` call (a `tf.range`
       loop over the distributed iterator), so that the host does not stall

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from l3_tf.data import data_service
 from l3_tf.data import input_pipeline
+from l3_tf.training import plan as plan_lib
 from l3_tf.training import train
 from tests import pair_checks
 from tests import training_processes as dist
@@ -111,7 +112,7 @@ def test_training_through_the_service(service, fake_config, tmp_path):
                                             service_address=service),
       train=dataclasses.replace(fake_config.train,
                                 summary_images_every_steps=0))
-  plan = train.describe_plan(config, tf.distribute.get_strategy())
+  plan = plan_lib.describe_plan(config, tf.distribute.get_strategy())
   assert f"tf.data service at {service}" in plan
   result = train.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["step"] == 2

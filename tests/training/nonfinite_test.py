@@ -12,6 +12,8 @@ import tensorflow as tf
 from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
 from l3_tf.training import evaluate
+from l3_tf.training import plan as plan_lib
+from l3_tf.training import step as step_lib
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 from tests import testing
@@ -40,7 +42,7 @@ def test_a_batch_holding_inf_is_not_applied():
   optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64)
-  train_step = train.make_train_step(model, optimizer,
+  train_step = step_lib.make_train_step(model, optimizer,
                                      tf.distribute.get_strategy(), 4, step)
   features, labels = _batch(config, 4, seed=0)
   poisoned = dict(features, spectrogram=tf.tensor_scatter_nd_update(
@@ -154,14 +156,14 @@ def test_max_bad_steps_must_be_positive(fake_config):
   config = dataclasses.replace(fake_config, train=dataclasses.replace(
       fake_config.train, max_bad_steps=0))
   with pytest.raises(ValueError, match="train.max_bad_steps=0"):
-    train.check_config(config)
+    plan_lib.check_config(config)
 
 
 def test_loss_scaled_gradients_are_left_to_the_loss_scale_optimizer():
   """float16 (issue 11): a LossScaleOptimizer skips its own overflows, so
   only a non-finite loss counts as a bad step there."""
   grads = [tf.constant([1.0, np.inf]), None]
-  assert not bool(train.step_is_finite(tf.constant(0.5), grads))
-  assert bool(train.step_is_finite(tf.constant(0.5), grads, check_grads=False))
-  assert not bool(train.step_is_finite(tf.constant(np.nan), grads,
+  assert not bool(step_lib.step_is_finite(tf.constant(0.5), grads))
+  assert bool(step_lib.step_is_finite(tf.constant(0.5), grads, check_grads=False))
+  assert not bool(step_lib.step_is_finite(tf.constant(np.nan), grads,
                                        check_grads=False))

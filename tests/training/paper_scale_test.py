@@ -26,6 +26,9 @@ import tensorflow as tf
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
 from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
+from l3_tf.training import plan as plan_lib
+from l3_tf.training import step as step_lib
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 from tests import training_processes as dist
@@ -47,7 +50,7 @@ def test_16_replicas_take_the_step_of_one_device(replicas16):
   """3 SGD steps: 16 replicas x 16 pairs = 1 device x 256 pairs.
 
   Tolerance from the round-off bound, not a measured run: each step of
-  either path is within half of `train.compiled_step_bound` (relative) of
+  either path is within half of `compiled_check.compiled_step_bound` (relative) of
   the exact step, so the two runs' weights lie within bound x the length of
   the path the steps took (to first order: at lr 0.002 a weight difference
   feeds back into later gradients far below that). The same for the losses.
@@ -75,7 +78,7 @@ def test_synchronized_batch_norm_matches_one_device(replicas16):
   the largest statistic, 2.9: float32 sums over 16 replicas, compounded
   through 16 BN layers); "per_replica" off by 0.105 (3.6 %), 48x more.
   Tolerances: synchronized within the round-off bound of one step
-  (`train.compiled_step_bound`, 4.4 % here: float32 sums in another order;
+  (`compiled_check.compiled_step_bound`, 4.4 % here: float32 sums in another order;
   before: 0.3 %, from the measured run); per_replica >= 10x the synchronized
   difference and over 1 %: the per-replica statistics are a different
   computation, not round-off.
@@ -126,7 +129,7 @@ def _small_model(initial):
 def _steps(jit_compile: bool, initial, features, labels, steps: int = 2):
   model, optimizer = _small_model(initial)
   step = tf.Variable(0, dtype=tf.int64)
-  train_step = train.make_train_step(model, optimizer,
+  train_step = step_lib.make_train_step(model, optimizer,
                                      tf.distribute.get_strategy(), 8, step,
                                      jit_compile=jit_compile)
   losses = [float(train_step(features, labels)["loss"]) for _ in range(steps)]
@@ -183,9 +186,9 @@ def _distance(a: dict, b: dict) -> float:
 def test_xla_step_matches_float64_or_is_refused():
   """Two SGD steps with BN, uncompiled and XLA-compiled, against the same two
   steps in float64. Each float32 path may stray from float64 by half the
-  bound two paths may be apart (`train.compiled_step_bound`), relative, in
+  bound two paths may be apart (`compiled_check.compiled_step_bound`), relative, in
   the losses and in the weights' change. The uncompiled step always holds.
-  The compiled one either holds too, and `train.check_compiled_step` lets it
+  The compiled one either holds too, and `compiled_check.check_compiled_step` lets it
   train, or it does not and the check refuses it naming the difference:
   TF 2.16's XLA on an AVX2-only AMD EPYC computes NaN gradients here
   (issue 22; the BN output is recomputed in two fusions, one with a fused
@@ -201,7 +204,7 @@ def test_xla_step_matches_float64_or_is_refused():
   change = _distance(exact, start)
   assert change > 1e-2  # the steps moved the weights
   # One path against float64: half of the two-path bound.
-  half = train.compiled_step_bound(template, 8) / 2
+  half = compiled_check.compiled_step_bound(template, 8) / 2
 
   def within(losses, weights):
     loss_error = max(abs(a - b) / b for a, b in zip(losses, exact_losses))
@@ -216,19 +219,19 @@ def test_xla_step_matches_float64_or_is_refused():
   assert [f for f in graph.library.function if f.attr["_XlaMustCompile"].b]
 
   model, optimizer = _small_model(initial)
-  compiled_step = train.make_train_step(
+  compiled_step = step_lib.make_train_step(
       model, optimizer, tf.distribute.get_strategy(), 8,
       tf.Variable(0, dtype=tf.int64), jit_compile=True)
   check = functools.partial(
-      train.check_compiled_step, compiled_step.gradients,
-      train.make_gradients(model, optimizer, 8), model,
+      compiled_check.check_compiled_step, compiled_step.gradients,
+      step_lib.make_gradients(model, optimizer, 8), model,
       tf.distribute.get_strategy(), features, labels, 2 * half)
   if within(xla_losses, compiled):
     result = check()
     assert not result["inconclusive"]
     assert result["relative_difference"] <= 2 * half, result
   else:
-    with pytest.raises(train.CompiledStepMismatch,
+    with pytest.raises(compiled_check.CompiledStepMismatch,
                        match=r"^train\.jit_compile: the XLA-compiled training "
                        r"step differs from the uncompiled one on this machine "
                        r"\(TensorFlow .*\): .*(not finite|beyond the float "
@@ -246,18 +249,18 @@ def test_compiled_step_check_passes_the_same_step_and_refuses_another():
                             SMALL_AUDIO).get_weights())
   features, labels = _small_batch()
   before = [v.numpy() for v in model.variables]
-  reference = train.make_gradients(model, optimizer, 8)
-  bound = train.compiled_step_bound(model, 8)
+  reference = step_lib.make_gradients(model, optimizer, 8)
+  bound = compiled_check.compiled_step_bound(model, 8)
   strategy = tf.distribute.get_strategy()
-  same = train.check_compiled_step(tf.function(reference), reference, model,
+  same = compiled_check.check_compiled_step(tf.function(reference), reference, model,
                                    strategy, features, labels, bound)
   assert same["relative_difference"] == 0 and same["loss_difference"] == 0
-  halved = tf.function(train.make_gradients(model, optimizer, 16))
-  with pytest.raises(train.CompiledStepMismatch,
+  halved = tf.function(step_lib.make_gradients(model, optimizer, 16))
+  with pytest.raises(compiled_check.CompiledStepMismatch,
                      match=r"gradients 0\.5 apart relative to their norm .*"
                      r"loss 0\.7\d+ vs 1\.4\d+ \(0\.5 relative\), beyond the "
                      rf"float round-off bound {bound:.3g}"):
-    train.check_compiled_step(halved, reference, model, strategy, features,
+    compiled_check.check_compiled_step(halved, reference, model, strategy, features,
                               labels, bound)
   assert all(np.array_equal(a, v.numpy())
              for a, v in zip(before, model.variables))
@@ -268,9 +271,9 @@ def test_compiled_step_bound_grows_with_the_longest_sum_and_the_dtype():
   8 pairs x 65 x 99 spectrogram positions) in float32 and bfloat16."""
   model = model_lib.avc_network(SMALL_CONFIG, SMALL_IMAGE, SMALL_AUDIO)
   expected = 2 * 36 * 8 * np.sqrt(8 * 65 * 99) * 2.0**-24
-  assert train.compiled_step_bound(model, 8) == pytest.approx(expected)
-  assert train.compiled_step_bound(model, 32) == pytest.approx(2 * expected)
-  assert train.compiled_step_bound(model, 8, "bfloat16") == pytest.approx(
+  assert compiled_check.compiled_step_bound(model, 8) == pytest.approx(expected)
+  assert compiled_check.compiled_step_bound(model, 32) == pytest.approx(2 * expected)
+  assert compiled_check.compiled_step_bound(model, 8, "bfloat16") == pytest.approx(
       expected * 2.0**16)
 
 
@@ -299,14 +302,14 @@ def test_steps_in_next_loop_stops_at_every_boundary(fake_config):
                             eval_every_steps=0, summary_images_every_steps=0)
   step, ends = 0, []
   while step < cfg.num_steps:
-    step += train.steps_in_next_loop(step, cfg)
+    step += plan_lib.steps_in_next_loop(step, cfg)
     ends.append(step)
   assert ends == [5, 10, 15, 20, 23]
   images = dataclasses.replace(cfg, summary_images_every_steps=4,
                                log_every_steps=100, checkpoint_every_steps=100)
   step, ends = 0, []
   while step < images.num_steps:
-    step += train.steps_in_next_loop(step, images)
+    step += plan_lib.steps_in_next_loop(step, images)
     ends.append(step)
   # Step 1 and every 4th step run alone (their batch is drawn as images).
   assert ends == [1, 3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23]
@@ -475,7 +478,7 @@ def test_a_jit_compile_run_checks_xla_before_its_first_step(
   caplog.set_level("INFO", logger="absl")
   try:
     result = train.train_and_evaluate(config, workdir)
-  except train.CompiledStepMismatch as refused:
+  except compiled_check.CompiledStepMismatch as refused:
     assert re.match(r"train\.jit_compile: the XLA-compiled training step "
                     r"differs from the uncompiled one on this machine .*"
                     r"\(train\.jit_compile=false\)$", str(refused)), refused

@@ -12,6 +12,8 @@ import tensorflow as tf
 
 from l3_tf.data import input_pipeline
 from l3_tf.training import evaluate
+from l3_tf.training import plan as plan_lib
+from l3_tf.training import schedule as schedule_lib
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 
@@ -60,12 +62,12 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
   key = "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
   assert reader2.get_tensor(key) == 2 and reader3.get_tensor(key) == 3
   seed_key = "data_seed/.ATTRIBUTES/VARIABLE_VALUE"
-  assert reader2.get_tensor(seed_key) == train.pipeline_seed(0, 0)
-  assert reader3.get_tensor(seed_key) == train.pipeline_seed(0, 2)
-  assert train.pipeline_seed(0, 0) != train.pipeline_seed(0, 2)
+  assert reader2.get_tensor(seed_key) == plan_lib.pipeline_seed(0, 0)
+  assert reader3.get_tensor(seed_key) == plan_lib.pipeline_seed(0, 2)
+  assert plan_lib.pipeline_seed(0, 0) != plan_lib.pipeline_seed(0, 2)
 
   # A fresh trainer restores every variable, optimizer slots included.
-  plan = train.check_config(longer)
+  plan = plan_lib.check_config(longer)
   trainer = train._Trainer(longer, tf.distribute.get_strategy(), plan, workdir)
   assert trainer.restore() == 3
   # Keras 3 saves the optimizer's variable list as optimizer/_variables/N
@@ -115,28 +117,28 @@ def test_bad_configuration_is_named(fake_config, overrides, num_replicas,
   bad = config_lib.apply_overrides(
       fake_config, [f"{k}={v}" for k, v in overrides.items()])
   with pytest.raises(ValueError, match=message):
-    train.check_config(bad, num_replicas)
+    plan_lib.check_config(bad, num_replicas)
 
 
 def test_good_configuration_plan(fake_config):
-  plan = train.check_config(dataclasses.replace(
+  plan = plan_lib.check_config(dataclasses.replace(
       fake_config, train=dataclasses.replace(fake_config.train,
                                              global_batch_size=8)), 2)
   assert (plan.batch_size_per_replica, plan.global_batch_size) == (4, 8)
   assert plan.train_videos == 10 and plan.eval_videos == 4
   with pytest.raises(input_pipeline.DatasetError, match="negatives need"):
-    train.check_config(fake_config, 1, num_workers=6)
+    plan_lib.check_config(fake_config, 1, num_workers=6)
 
 
 def test_learning_rate_schedule_values():
   """Warm-up from the first step, then the half cosine down to the floor."""
   from l3_tf.training import config as config_lib
   constant = config_lib.TrainConfig(learning_rate=1e-3, num_steps=10)
-  assert train.learning_rate_schedule(constant) == 1e-3  # the paper: a float
+  assert schedule_lib.learning_rate_schedule(constant) == 1e-3  # the paper: a float
   cfg = dataclasses.replace(constant, warmup_steps=4,
                             learning_rate_decay="cosine",
                             final_learning_rate_fraction=0.1)
-  schedule = train.learning_rate_schedule(cfg)
+  schedule = schedule_lib.learning_rate_schedule(cfg)
   rates = [float(schedule(step)) for step in range(10)]
   # Steps 0-3: 1/4 ... 4/4 of the peak; then from the peak (step 4) down
   # the cosine over the 6 post-warm-up steps towards 0.1 x the peak.
@@ -146,11 +148,11 @@ def test_learning_rate_schedule_values():
   np.testing.assert_allclose(rates, expected, rtol=1e-6)
   assert float(schedule(10)) == pytest.approx(1e-4)
   assert float(schedule(1000)) == pytest.approx(1e-4)
-  warm_then_constant = train.learning_rate_schedule(
+  warm_then_constant = schedule_lib.learning_rate_schedule(
       dataclasses.replace(constant, warmup_steps=2))
   assert [float(warm_then_constant(s)) for s in (0, 1, 2, 9)] == [
       pytest.approx(v) for v in (5e-4, 1e-3, 1e-3, 1e-3)]
-  restored = train.WarmupThenDecay.from_config(schedule.get_config())
+  restored = schedule_lib.WarmupThenDecay.from_config(schedule.get_config())
   assert [float(restored(s)) for s in range(10)] == rates
 
 
@@ -162,7 +164,7 @@ def test_scheduled_run_follows_its_schedule(fake_config, tmp_path):
       learning_rate_decay="cosine", log_every_steps=1))
   workdir = str(tmp_path / "run")
   assert train.train_and_evaluate(cfg, workdir)["step"] == 3
-  schedule = train.learning_rate_schedule(cfg.train)
+  schedule = schedule_lib.learning_rate_schedule(cfg.train)
   logged = {}
   for path in glob.glob(os.path.join(workdir, "train", "events.out.tfevents.*")):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -173,7 +175,7 @@ def test_scheduled_run_follows_its_schedule(fake_config, tmp_path):
   assert logged == {n: pytest.approx(float(schedule(n))) for n in (1, 2, 3)}
   assert logged[3] < logged[1]  # decayed
   trainer = train._Trainer(cfg, tf.distribute.get_strategy(),
-                           train.check_config(cfg), workdir)
+                           plan_lib.check_config(cfg), workdir)
   assert trainer.learning_rate() == pytest.approx(float(schedule(0)))
   assert trainer.restore() == 3
   assert trainer.learning_rate() == pytest.approx(float(schedule(3)))

@@ -1,0 +1,191 @@
+"""`train.jit_compile`'s start-up self-check: XLA's training step against the
+uncompiled one, within a float round-off bound (issue 22)."""
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from l3_tf.platform import cpu_features
+
+
+# Confidence of the probabilistic round-off bound (Higham & Mary, "A new
+# approach to probabilistic rounding error analysis", SIAM J. Sci. Comput.
+# 41(5), 2019): each sum of n terms stays within lambda * sqrt(n) * u of its
+# exact value except with probability at most 2 exp(-lambda^2 / 2) = 2.5e-14
+# at lambda = 8, small enough over the ~1e10 roundings of a full-width step.
+ROUNDOFF_CONFIDENCE = 8.0
+
+# Unit round-off of each compute dtype: half the distance from 1 to the next
+# number (2^-24 float32, 2^-11 float16, 2^-8 bfloat16).
+_UNIT_ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+class CompiledStepMismatch(RuntimeError):
+  """`train.jit_compile`: XLA's training step differs from the uncompiled one.
+
+  Raised by `check_compiled_step` before any step is applied.
+  """
+
+
+def _weighted_layers(layer):
+  """Every Conv2D and Dense layer inside `layer` (recursively)."""
+  if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+    return [layer]
+  return [inner for child in getattr(layer, "layers", [])
+          for inner in _weighted_layers(child)]
+
+
+def compiled_step_bound(model: keras.Model, batch_size_per_replica: int,
+                        compute_dtype: str = "float32") -> float:
+  """How far apart (relative) two correct float paths of one step may be.
+
+  XLA and TensorFlow's kernels compute the same step with their own summation
+  orders and fused multiply-adds; neither is exact. With unit round-off u of
+  the compute dtype and n the longest sum of the step (a conv's kernel
+  gradient and its BN statistics sum over batch x height x width positions,
+  a layer's output over its fan-in), each sum lands within
+  lambda * sqrt(n) * u of the exact one (probabilistic bound,
+  `ROUNDOFF_CONFIDENCE`), relative to the result when its terms cancel like
+  a random walk. The error passes through the forward and backward pass of
+  every weighted layer (depth d = 2 x layers), each well conditioned as BN
+  renormalises every conv: each path is within d * lambda * sqrt(n) * u of
+  the exact step, so the two within twice that.
+
+  Args:
+    model: the network (its Conv2D / Dense layers give n and d).
+    batch_size_per_replica: pairs per replica.
+    compute_dtype: "float32", "bfloat16" or "float16".
+
+  Returns:
+    2 d lambda sqrt(n) u; e.g. 7.8e-3 for the 1/32-width test network on
+    8 pairs of 64x64 images and 65x99 spectrograms, 0.044 for the 1/8-width
+    demo on 32 pairs (n = 32 x 257 x 199).
+    bfloat16 and float16 give bounds near or above 1: there only
+    finiteness is a check.
+  """
+  layers = _weighted_layers(model)
+  if not layers:
+    raise ValueError(f"model {model.name!r} has no Conv2D or Dense layer")
+  longest = 1
+  for layer in layers:
+    shape = layer.output.shape  # [b, h, w, c] or [b, units]
+    positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+    fan_in = int(np.prod(layer.kernel.shape[:-1]))
+    longest = max(longest, batch_size_per_replica * positions, fan_in)
+  depth = 2 * len(layers)
+  return (2 * depth * ROUNDOFF_CONFIDENCE * np.sqrt(longest)
+          * _UNIT_ROUNDOFF[compute_dtype])
+
+
+def _variable_names(model: keras.Model) -> list[str]:
+  """`<sub-model>/<path>` of each trainable variable (the towers share paths)."""
+  owner = {}
+  for layer in model.layers:
+    for variable in layer.trainable_variables:
+      owner.setdefault(id(variable), layer.name)
+  return [f"{owner[id(v)]}/{v.path}" if id(v) in owner else v.path
+          for v in model.trainable_variables]
+
+
+def check_compiled_step(compiled, reference, model: keras.Model, strategy,
+                        features, labels, bound: float) -> dict:
+  """Runs one step's forward and backward pass both ways; refuses a difference.
+
+  Both run from the same weights on the same batch; the BN moving statistics
+  are restored after each, nothing is applied. Run at start-up by a
+  `train.jit_compile` run on its first batch, which it then trains on.
+
+  Args:
+    compiled: the XLA-compiled `make_gradients` function (the training
+      step's own, `train_step.gradients`).
+    reference: the uncompiled `make_gradients(model, ...)`.
+    model: their model (built under `strategy`'s scope).
+    strategy: the tf.distribute strategy.
+    features, labels: one (distributed) batch.
+    bound: the relative difference allowed (`compiled_step_bound`).
+
+  Returns:
+    {"relative_difference": |g_xla - g| / |g| over every gradient,
+     "loss_difference": relative, "bound", "worst_variable",
+     "inconclusive": True when the uncompiled step itself is not finite
+     (then nothing is compared; that step is skipped as bad anyway)}.
+
+  Raises:
+    CompiledStepMismatch: a gradient or the loss is not finite in the
+      compiled step only, or the two differ by more than `bound`; the
+      message names the variable and the figures.
+  """
+  names = _variable_names(model)
+
+  def restore(state):
+    for variable, value in zip(model.non_trainable_variables, state):
+      variable.assign(value)
+
+  def replica(features, labels):
+    state = [tf.identity(v) for v in model.non_trainable_variables]
+    got, _, got_loss, _, _ = compiled(features, labels)
+    restore(state)
+    want, _, want_loss, _, _ = reference(features, labels)
+    restore(state)
+    stats = {"loss": tf.stack([got_loss, want_loss])}
+    for key in ("difference", "norm", "bad_compiled", "bad_reference"):
+      stats[key] = []
+    for g, w in zip(got, want):
+      if g is None or w is None:
+        g = w = tf.zeros([])
+      g, w = tf.cast(g, tf.float32), tf.cast(w, tf.float32)
+      finite = tf.math.is_finite(g) & tf.math.is_finite(w)
+      stats["difference"].append(tf.reduce_sum(tf.square(
+          tf.where(finite, g - w, 0.0))))
+      stats["norm"].append(tf.reduce_sum(tf.square(
+          tf.where(tf.math.is_finite(w), w, 0.0))))
+      stats["bad_compiled"].append(tf.reduce_sum(tf.cast(
+          ~tf.math.is_finite(g), tf.float32)))
+      stats["bad_reference"].append(tf.reduce_sum(tf.cast(
+          ~tf.math.is_finite(w), tf.float32)))
+    return {key: tf.stack(value) for key, value in stats.items()}
+
+  @tf.function
+  def both(features, labels):
+    per_replica = strategy.run(replica, args=(features, labels))
+    return {key: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for key, value in per_replica.items()}
+
+  stats = {key: value.numpy() for key, value in both(features, labels).items()}
+  got_loss, want_loss = (float(x) for x in stats["loss"])
+  sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+  where = (f"TensorFlow {tf.__version__}, CPU "
+           f"{cpu_features.cpu_features().model or 'unknown'}")
+  if stats["bad_reference"].sum() or not np.isfinite(want_loss):
+    logging.warning(
+        "train.jit_compile self-check inconclusive: the uncompiled step on "
+        "the first batch is not finite itself (loss %g; %d gradient entries)",
+        want_loss, int(stats["bad_reference"].sum()))
+    return {"relative_difference": None, "loss_difference": None,
+            "bound": bound, "worst_variable": None, "inconclusive": True}
+  if stats["bad_compiled"].sum() or not np.isfinite(got_loss):
+    first = int(np.argmax(stats["bad_compiled"] > 0))
+    raise CompiledStepMismatch(
+        "train.jit_compile: the XLA-compiled training step differs from the "
+        f"uncompiled one on this machine ({where}): "
+        f"{int(stats['bad_compiled'].sum())} of {sum(sizes)} gradient entries "
+        f"are not finite (first {names[first]}: "
+        f"{int(stats['bad_compiled'][first])} of {sizes[first]}; loss "
+        f"{got_loss:.6g}) where the uncompiled step's are all finite (loss "
+        f"{want_loss:.6g}); train without XLA (train.jit_compile=false)")
+  relative = float(np.sqrt(stats["difference"].sum()
+                           / max(stats["norm"].sum(), np.finfo(np.float32).tiny)))
+  loss_difference = abs(got_loss - want_loss) / max(abs(want_loss), 1e-30)
+  worst = names[int(np.argmax(stats["difference"]))]
+  if relative > bound or loss_difference > bound:
+    raise CompiledStepMismatch(
+        "train.jit_compile: the XLA-compiled training step differs from the "
+        f"uncompiled one on this machine ({where}): gradients "
+        f"{relative:.3g} apart relative to their norm (most in {worst}), loss "
+        f"{got_loss:.6g} vs {want_loss:.6g} ({loss_difference:.3g} relative), "
+        f"beyond the float round-off bound {bound:.3g}; train without XLA "
+        "(train.jit_compile=false)")
+  return {"relative_difference": relative, "loss_difference": loss_difference,
+          "bound": float(bound), "worst_variable": worst,
+          "inconclusive": False}
