@@ -64,6 +64,7 @@ from benchmarks import model_step
 from l3_tf.data import media
 from l3_tf.model import networks as model_lib
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import export as export_lib
 from l3_tf.training import config as config_lib
 
@@ -111,7 +112,7 @@ def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
   peak_dtype = tf.bfloat16 if compute_dtype == "bfloat16" else tf.float32
   at_48k = _recording(seconds, 48000)
   at_44k = _recording(seconds, 44100)
-  windows = embed_lib.window_starts(at_48k.size, _HOP, True,
+  windows = embed_inputs.window_starts(at_48k.size, _HOP, True,
                                     config.audio).size
   flops_per_window = sum(model_step.conv_flops_forward(
       config.audio.num_bins, config.audio.num_frames, 1,

@@ -41,6 +41,7 @@ from l3_tf.model import finite
 from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
+from l3_tf.serving import embed_inputs
 
 _MODEL = flags.DEFINE_string(
     "model", None, "an exported SavedModel or a training workdir")
@@ -112,7 +113,7 @@ def _options(argv: list[str]) -> dict:
   if not _MODEL.value:
     raise _Usage("--model is required: an exported SavedModel or a "
                  "training workdir")
-  embed_lib.check_choice("compute_dtype", _COMPUTE_DTYPE.value,
+  embed_inputs.check_choice("compute_dtype", _COMPUTE_DTYPE.value,
                          ("float32", "bfloat16"))
   kind = argv[1]
   options = dict(
@@ -143,7 +144,7 @@ def _run_beam(argv) -> int:
   from l3_tf.serving import embed_beam  # pylint: disable=g-import-not-at-top
   try:
     options = _options(argv)
-    embed_lib.check_model_path(_MODEL.value)
+    embed_inputs.check_model_path(_MODEL.value)
     options.pop("progress")
     kind, inputs = options.pop("kind"), options.pop("inputs")
     summary = embed_beam.embed_files_beam(

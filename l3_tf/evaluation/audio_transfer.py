@@ -49,6 +49,7 @@ from l3_tf.data import audio_example
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import export as export_lib
 from l3_tf.training import config as config_lib
 from l3_tf.training import workdir as workdir_lib
@@ -253,7 +254,7 @@ def feature_identity(weights: Weights, builder, split: str,
                   "split": split,
                   "num_examples": builder.info.splits[split].num_examples,
                   "max_clips": max_clips},
-      "hop_samples": embed_lib.hop_samples(hop_seconds, audio),
+      "hop_samples": embed_inputs.hop_samples(hop_seconds, audio),
       "center": center,
       "embedding": EMBEDDING,
   }
@@ -325,9 +326,9 @@ def subclip_windows(waveform: np.ndarray, hop_seconds: float,
   if waveform.size < window:  # centred, as OpenL3's classifiers' inputs
     starts = np.array([-((window - waveform.size) // 2)], np.int64)  # [1]
   else:
-    starts = embed_lib.window_starts(waveform.size, hop_seconds, False,
+    starts = embed_inputs.window_starts(waveform.size, hop_seconds, False,
                                      params, cover_end=False)  # [T]
-  return embed_lib.extract_windows(waveform, starts, window)
+  return embed_inputs.extract_windows(waveform, starts, window)
 
 
 def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
@@ -349,9 +350,9 @@ def _embed_clips(embedder: embed_lib.Embedder, clips: Iterator[dict],
 
   for index, clip in enumerate(clips):
     if center:
-      starts = embed_lib.window_starts(clip["waveform"].size, hop_seconds,
+      starts = embed_inputs.window_starts(clip["waveform"].size, hop_seconds,
                                        True, params, cover_end=False)  # [T]
-      windows = embed_lib.extract_windows(clip["waveform"], starts,
+      windows = embed_inputs.extract_windows(clip["waveform"], starts,
                                           params.clip_samples)
     else:
       windows = subclip_windows(clip["waveform"], hop_seconds, params)

@@ -59,6 +59,7 @@ from l3_tf.data import media
 from l3_tf.model import finite
 from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import export as export_lib
 
 KINDS = ("audio", "image", "video")
@@ -147,12 +148,12 @@ def normalize_embedding(kind: str, embedding) -> int | str | None:
     return None
   if isinstance(embedding, str) and embedding.isdigit():
     embedding = int(embedding)
-  return embed_lib.check_choice("embedding", embedding, EMBEDDINGS[kind])
+  return embed_inputs.check_choice("embedding", embedding, EMBEDDINGS[kind])
 
 
 def check_embedding(kind: str, embedding) -> None:
   """Raises ValueError unless `embedding` is valid for `kind` (None is)."""
-  normalize_embedding(embed_lib.check_choice("kind", kind, KINDS), embedding)
+  normalize_embedding(embed_inputs.check_choice("kind", kind, KINDS), embedding)
 
 
 def check_run_options(kind: str, *, video_output: str = "combined",
@@ -162,14 +163,14 @@ def check_run_options(kind: str, *, video_output: str = "combined",
                       batch_size: int | None = None) -> None:
   """Every closed-set argument of a run, checked in one go (ValueError
   naming the first bad one and its allowed values)."""
-  embed_lib.check_choice("kind", kind, KINDS)
-  embed_lib.check_choice("video_output", video_output, VIDEO_OUTPUTS)
-  embed_lib.check_choice("format", output_format, FORMATS)
+  embed_inputs.check_choice("kind", kind, KINDS)
+  embed_inputs.check_choice("video_output", video_output, VIDEO_OUTPUTS)
+  embed_inputs.check_choice("format", output_format, FORMATS)
   if not isinstance(suffix, str) or "/" in suffix or os.sep in suffix:
     raise ValueError(f"suffix={suffix!r}; expected text without a path "
                      "separator")
   normalize_embedding(kind, embedding)
-  embed_lib.check_options(hop_seconds=hop_seconds, center=center,
+  embed_inputs.check_options(hop_seconds=hop_seconds, center=center,
                           batch_size=batch_size)
 
 
@@ -190,7 +191,7 @@ def resolve_inputs(inputs, kind: str
     ValueError: a path that does not exist, a folder without files of the
       kind, a pattern that matches none; no input at all.
   """
-  embed_lib.check_choice("kind", kind, KINDS)
+  embed_inputs.check_choice("kind", kind, KINDS)
   if isinstance(inputs, (str, os.PathLike)):
     inputs = [inputs]  # one path, not its characters
   inputs = [os.fspath(item) for item in inputs]
@@ -488,7 +489,7 @@ def embed_batch(embedder: embed_lib.Embedder, kind: str,
   sound = []
   for i in chosen(lambda parts: parts == ("audio",)):
     try:
-      embed_lib.check_has_video(requests[i][0])
+      embed_inputs.check_has_video(requests[i][0])
       sound.append(i)
     except Exception as e:  # pylint: disable=broad-except
       results[i] = e

@@ -19,6 +19,7 @@ from l3_tf.analysis import overlays
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import media
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import export as export_lib
 from l3_tf.training import workdir as workdir_lib
 
@@ -86,8 +87,8 @@ def load_pair(*, image: str | None = None, audio: str | None = None,
   if at_seconds > duration:
     raise ValueError(f"at_seconds={at_seconds} is after the end of the sound "
                      f"of {audio} ({duration:.3f} s)")
-  starts = embed_lib.starts_for_centres([at_seconds], params)
-  waveform = embed_lib.extract_windows(recording, starts,
+  starts = embed_inputs.starts_for_centres([at_seconds], params)
+  waveform = embed_inputs.extract_windows(recording, starts,
                                        params.clip_samples)[0]  # [48000]
   return Pair(frame, waveform, float(at_seconds), str(image), str(audio))
 

@@ -39,6 +39,7 @@ from l3_tf.data import media
 from l3_tf.model import finite
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
+from l3_tf.serving import embed_inputs
 
 AUDIO = "audio"
 IMAGE = "image"
@@ -268,7 +269,7 @@ def open_index(embedder: embed_lib.Embedder, index_path: str, model: str,
     raise ValueError(f"{model}: {export_lib.NO_SHARED_SPACE}")
   dim = embedder.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][
       export_lib.SHARED_OUTPUT]
-  embed_lib.hop_samples(hop_seconds, embedder.audio_params)  # validates
+  embed_inputs.hop_samples(hop_seconds, embedder.audio_params)  # validates
   index_dir = IndexDir(index_path)
   if index_dir.exists():
     info = index_dir.info()
@@ -632,10 +633,10 @@ def query_vector(embedder: embed_lib.Embedder, *, image: str | None = None,
     return embedder.shared_embedding(images=frames)[0], IMAGE
   path = audio if audio is not None else video
   params = embedder.audio_params
-  waveform = embed_lib.to_mono(
+  waveform = embed_inputs.to_mono(
       media.load_audio(path, sample_rate_hz=params.sample_rate_hz))
-  starts = embed_lib.starts_for_centres(np.array([at_seconds]), params)
-  windows = embed_lib.extract_windows(waveform, starts, params.clip_samples)
+  starts = embed_inputs.starts_for_centres(np.array([at_seconds]), params)
+  windows = embed_inputs.extract_windows(waveform, starts, params.clip_samples)
   return embedder.shared_embedding(windows=windows)[0], AUDIO
 
 

@@ -15,6 +15,7 @@ from data_prep.synthetic_av import generate
 from l3_tf.data import media
 from l3_tf.serving import embed
 from l3_tf.serving import embed_files
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import score
 from tests import testing
 
@@ -90,8 +91,8 @@ def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center):
     np.testing.assert_allclose(result.image[k],
                                embedder.embed_images(frame)[0], atol=1e-5)
     # ... and the audio embedding at t that of the second centred on t.
-    window = embed.extract_windows(
-        recording, embed.starts_for_centres([t]), RATE)
+    window = embed_inputs.extract_windows(
+        recording, embed_inputs.starts_for_centres([t]), RATE)
     np.testing.assert_allclose(result.audio[k],
                                embedder.embed_windows(window)[0], atol=1e-5)
 

@@ -12,6 +12,7 @@ from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
 from l3_tf.model import networks as model_lib
 from l3_tf.serving import embed
+from l3_tf.serving import embed_inputs
 
 RATE = 48000
 PARAMS = audio_params_lib.DEFAULT
@@ -59,7 +60,7 @@ def test_windows_cover_every_sample_like_brute_force(hop_seconds, center):
   hop = int(round(hop_seconds * RATE))
   pad = RATE // 2 if center else 0
   for num_samples in _lengths(hop, center):
-    starts = embed.window_starts(num_samples, hop_seconds, center)
+    starts = embed_inputs.window_starts(num_samples, hop_seconds, center)
     expected = _brute_force_starts(num_samples, hop, center)
     np.testing.assert_array_equal(starts, expected, err_msg=str(num_samples))
     # The closed form of the module docstring.
@@ -69,11 +70,11 @@ def test_windows_cover_every_sample_like_brute_force(hop_seconds, center):
     assert starts[-1] < num_samples <= starts[-1] + RATE
     # Timestamps keep their meaning: window centres, k * hop (+0.5 s).
     np.testing.assert_allclose(
-        embed.window_timestamps(starts),
+        embed_inputs.window_timestamps(starts),
         (0.0 if center else 0.5) + np.arange(starts.size) * hop / RATE,
         atol=1e-12)
     # The transfer protocol's windows: those that end inside the recording.
-    inside = embed.window_starts(num_samples, hop_seconds, center,
+    inside = embed_inputs.window_starts(num_samples, hop_seconds, center,
                                  cover_end=False)
     kept = [s for s in expected if s + RATE <= num_samples] or expected[:1]
     np.testing.assert_array_equal(inside, kept, err_msg=str(num_samples))
@@ -82,9 +83,9 @@ def test_windows_cover_every_sample_like_brute_force(hop_seconds, center):
 def test_timestamp_is_the_centre_of_its_window():
   ramp = np.arange(1, 3 * RATE + 1, dtype=np.float32)  # sample n holds n + 1
   for center in (True, False):
-    starts = embed.window_starts(ramp.size, 0.1, center)
-    windows = embed.extract_windows(ramp, starts, RATE)  # [T, 48000]
-    timestamps = embed.window_timestamps(starts)
+    starts = embed_inputs.window_starts(ramp.size, 0.1, center)
+    windows = embed_inputs.extract_windows(ramp, starts, RATE)  # [T, 48000]
+    timestamps = embed_inputs.window_timestamps(starts)
     # The window's middle sample is the sample at the timestamp.
     np.testing.assert_array_equal(windows[:, RATE // 2] - 1,
                                   np.round(timestamps * RATE))
@@ -92,7 +93,7 @@ def test_timestamp_is_the_centre_of_its_window():
       assert not windows[0, :RATE // 2].any()
       assert windows[0, RATE // 2] == 1
   np.testing.assert_array_equal(
-      embed.starts_for_centres(embed.window_timestamps(starts)), starts)
+      embed_inputs.starts_for_centres(embed_inputs.window_timestamps(starts)), starts)
 
 
 def test_embed_audio_matches_the_keras_audio_tower(embedders, tiny_export):
@@ -103,8 +104,8 @@ def test_embed_audio_matches_the_keras_audio_tower(embedders, tiny_export):
   # 0.5 s + k * 0.25 s >= 2.37 s first at k = 8, so k = 0..8.
   assert result.embedding.shape == (9, 192)
   np.testing.assert_allclose(result.timestamps, np.arange(9) * 0.25)
-  windows = embed.extract_windows(
-      waveform, embed.starts_for_centres(result.timestamps), RATE)
+  windows = embed_inputs.extract_windows(
+      waveform, embed_inputs.starts_for_centres(result.timestamps), RATE)
   _, audio, _ = model_lib.towers_of(tiny_export.avc)
   expected = audio(audio_frontend.log_spectrogram(tf.constant(windows)),
                    training=False)["embedding_6144"].numpy()

@@ -10,6 +10,7 @@ import pytest
 
 from l3_tf.data import media
 from l3_tf.serving import embed
+from l3_tf.serving import embed_inputs
 from l3_tf.serving import search_index
 from tests import testing
 
@@ -55,10 +56,10 @@ def test_embed_video_in_the_shared_space(embedder, collection, tiny_export):
                                image_embedding=embed.SHARED)
   assert video.audio.shape == video.image.shape == (WINDOWS_PER_VIDEO, 128)
   params = embedder.audio_params
-  waveform = embed.to_mono(media.load_audio(
+  waveform = embed_inputs.to_mono(media.load_audio(
       path, sample_rate_hz=params.sample_rate_hz))
-  windows = embed.extract_windows(
-      waveform, embed.window_starts(waveform.size, HOP, True, params),
+  windows = embed_inputs.extract_windows(
+      waveform, embed_inputs.window_starts(waveform.size, HOP, True, params),
       params.clip_samples)  # [T, 48000]
   np.testing.assert_allclose(
       video.audio, embedder.shared_embedding(windows=windows), atol=1e-5)
