@@ -8,13 +8,9 @@ The audio windows, their timestamps and the checks of every input are in
 `l3_tf.serving.embed_inputs` (its docstring states the window formula); the
 file and video methods in `l3_tf.serving.embed_media`.
 
-Video frames are resized to a short side of 256 (`ImageParams.
-resize_short_side`) by `l3_tf.data.media` while decoding, with the resize that
-made the training frames (which were then stored as JPEG); the model then
-crops the central 224 x 224. Images given as arrays or image files are
-resized inside the model from their own size.
+How video frames and images are resized: `l3_tf.serving.embed_inputs` too.
 
-Inputs are checked at the door (`check_options` for every argument with a
+Inputs are checked at the door (`embed_inputs.check_options` for every argument with a
 closed set of values): `embed_audio` and `embed_images` take one input or a
 list (one result, or a list in the same order); an empty recording or a
 0-sized image is a `ValueError` naming it; a recording shorter than one
