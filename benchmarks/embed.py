@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import model_step
-from l3_tf.data import media
+from l3_tf.data import media_audio
 from l3_tf.model import networks as model_lib
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_inputs
@@ -136,7 +136,7 @@ def measure(embedder: embed_lib.Embedder, config: config_lib.Config,
     times.append(elapsed)
     ratios.append(flops / (peak * 1e9) / elapsed)
   time_44k = min(_timed(embed_44k) for _ in range(max(1, rounds - 1)))
-  resample_time = min(_timed(lambda: media.resample(at_44k, 44100, 48000))
+  resample_time = min(_timed(lambda: media_audio.resample(at_44k, 44100, 48000))
                       for _ in range(3))
   peak, elapsed = max(peaks), min(times)
   implied = seconds / (flops / (peak * 1e9))

@@ -1,4 +1,4 @@
-"""Speed and accuracy of l3_tf.data.media.resample (polyphase FIR, scipy).
+"""Speed and accuracy of l3_tf.data.media_audio.resample (polyphase FIR, scipy).
 
 For each common input rate, resamples 60 s of a 1 kHz sine to 48 kHz and
 prints seconds of audio per second of CPU (x real time, one core) and the
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from l3_tf.data import media
+from l3_tf.data import media_audio
 
 SECONDS = 60
 
@@ -22,11 +22,11 @@ def main():
   for rate in (8000, 16000, 22050, 32000, 44100):
     t_in = np.arange(SECONDS * rate) / rate
     x = np.sin(2 * np.pi * 1000.0 * t_in).astype(np.float32)
-    media.resample(x[:rate], rate, 48000)  # warm-up
+    media_audio.resample(x[:rate], rate, 48000)  # warm-up
     best = float("inf")
     for _ in range(3):
       start = time.process_time()
-      y = media.resample(x, rate, 48000)
+      y = media_audio.resample(x, rate, 48000)
       best = min(best, time.process_time() - start)
     t_out = np.arange(y.shape[0]) / 48000
     error = np.max(np.abs(y - np.sin(2 * np.pi * 1000.0 * t_out))[

@@ -1,7 +1,7 @@
 """What the audio dataset builders (esc50, esc10, dcase2013_scenes,
 urbansound8k) share.
 
-Each clip is decoded whole with `l3_tf.data.media.load_audio` (any format, mono,
+Each clip is decoded whole with `l3_tf.data.media_audio.load_audio` (any format, mono,
 48 kHz) into the stored form of `l3_tf.data.audio_example`. Policy: every
 decodable clip is kept, short or silent ones too (a labelled clip is a valid
 example, and the official fold sizes must stay intact); a file that cannot
@@ -12,6 +12,7 @@ videos).
 from data_prep import media_builder
 from l3_tf.data import audio_example
 from l3_tf.data import media
+from l3_tf.data import media_audio
 
 ESC_CITATION = ("K. J. Piczak. ESC: Dataset for Environmental Sound "
                 "Classification. ACM Multimedia 2015.")
@@ -21,7 +22,7 @@ class AudioDecoder:
   """MediaItem -> the stored audio example (picklable, for Beam workers)."""
 
   def __call__(self, item: media_builder.MediaItem) -> dict:
-    waveform = media.load_audio(item.path, audio_example.SAMPLE_RATE_HZ)
+    waveform = media_audio.load_audio(item.path, audio_example.SAMPLE_RATE_HZ)
     if waveform.shape[0] == 0:
       raise media.MediaError(item.path, "no audio samples")
     extra = dict(item.extra or {})

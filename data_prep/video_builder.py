@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from data_prep import media_builder
 from data_prep import video_decoding
 from l3_tf.data import media
+from l3_tf.data import media_video
 from l3_tf.data import video_example
 
 # Re-exported: builders and tests use them through this module too.
@@ -56,8 +57,8 @@ class VideoConfig(tfds.core.BuilderConfig):
         self.split_fractions)
     self.decode_options()  # validates the decoding options early
 
-  def decode_options(self) -> media.DecodeOptions:
-    return media.DecodeOptions(frames_per_second=self.frames_per_second,
+  def decode_options(self) -> media_video.DecodeOptions:
+    return media_video.DecodeOptions(frames_per_second=self.frames_per_second,
                                max_seconds=self.max_seconds,
                                short_side=video_example.SHORT_SIDE,
                                jpeg_quality=self.jpeg_quality,
@@ -72,7 +73,7 @@ class VideoConfig(tfds.core.BuilderConfig):
 class VideoDecoder:
   """MediaItem -> the stored video example (picklable, for Beam workers)."""
 
-  def __init__(self, options: media.DecodeOptions,
+  def __init__(self, options: media_video.DecodeOptions,
                policy: video_decoding.Policy):
     self.options = options
     self.policy = policy

@@ -32,6 +32,7 @@ import math
 import os
 
 from l3_tf.data import media
+from l3_tf.data import media_video
 
 # Extensions tried as videos; other files in a video folder are recorded in
 # the skip report as "not a video file" (never silently ignored).
@@ -57,7 +58,7 @@ def peak_dbfs(peak: float) -> float:
   return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
-def check_policy(decoded: media.DecodedVideo, path: str,
+def check_policy(decoded: media_video.DecodedVideo, path: str,
                  policy: Policy) -> None:
   """Raises MediaError if `decoded` violates `policy`."""
   if decoded.duration_seconds < policy.min_seconds:
@@ -71,15 +72,15 @@ def check_policy(decoded: media.DecodedVideo, path: str,
         f"{policy.silence_threshold_dbfs:g} dBFS")
 
 
-def decode_for_dataset(path: str | os.PathLike, options: media.DecodeOptions,
-                       policy: Policy) -> media.DecodedVideo:
+def decode_for_dataset(path: str | os.PathLike, options: media_video.DecodeOptions,
+                       policy: Policy) -> media_video.DecodedVideo:
   """Decodes one video and applies the policy.
 
   Raises:
     MediaError: the file is unusable or violates the policy; `reason` says
       why.
   """
-  decoded = media.decode_video(path, options)
+  decoded = media_video.decode_video(path, options)
   check_policy(decoded, os.fspath(path), policy)
   return decoded
 

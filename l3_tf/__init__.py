@@ -15,7 +15,7 @@ fusion heads), `training` (the loop, distribution, workdir, config),
 search) and `evaluation` (the paper's protocols and the results report);
 `platform` holds the doors to the outside (object storage, stack
 differences, CPU features). The names below load on first use, so
-`import l3_tf.data.media` does not import TensorFlow's training stack.
+`import l3_tf.data.media_video` does not import TensorFlow's training stack.
 """
 
 import importlib

@@ -30,13 +30,14 @@ def test_an_unknown_name_is_an_attribute_error_naming_it():
 
 
 def test_importing_a_data_module_does_not_load_the_upper_layers():
-  code = ("import sys\nimport l3_tf.data.media\n"
+  code = ("import sys\nimport l3_tf.data.media_video\n"
           "print(sorted(m for m in sys.modules if m.startswith('l3_tf.')))")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True,
                         text=True, timeout=300, cwd=testing.REPO_ROOT,
                         check=True)
   loaded = eval(done.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
-  assert "l3_tf.data.media" in loaded
+  assert {"l3_tf.data.media", "l3_tf.data.media_audio",
+          "l3_tf.data.media_video"} <= set(loaded)
   upper = [m for m in loaded if m.split(".")[1] in
            ("training", "serving", "evaluation", "analysis", "model")]
   assert not upper, upper

@@ -14,6 +14,8 @@ import pytest
 
 from data_prep.synthetic_av import generate
 from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 
 # SNR fixed high: these tests check alignment, not difficulty.
 _PARAMS = generate.GeneratorParams(
@@ -86,7 +88,7 @@ def test_sound_present_exactly_while_object_visible(written):
   margin = 0.04  # half the analysis window, plus the 5 ms ramps
   checked = 0
   for video_id, video in truth["videos"].items():
-    audio = media.load_audio(out / video["path"])
+    audio = media_audio.load_audio(out / video["path"])
     assert audio.shape[0] == pytest.approx(4.0 * 48000, abs=2)
     for obj in video["objects"]:
       spans = generate.sounding_intervals(video, obj["class"])
@@ -133,12 +135,12 @@ def test_object_drawn_exactly_while_visible_and_inside_its_box(written):
   out, truth = written
   specs = generate.class_specs(_PARAMS.num_classes)
   for video_id, video in truth["videos"].items():
-    decoded = media.decode_video(
-        out / video["path"], media.DecodeOptions(max_seconds=None,
+    decoded = media_video.decode_video(
+        out / video["path"], media_video.DecodeOptions(max_seconds=None,
                                                  short_side=None))
     np.testing.assert_allclose(decoded.frame_times, np.arange(16) / 4.0,
                                atol=1e-6)
-    frames = media.frames_at(out / video["path"], decoded.frame_times)
+    frames = media_video.frames_at(out / video["path"], decoded.frame_times)
     for t, frame in zip(decoded.frame_times, frames):
       visible = {o["class"]: o["box"] for o in
                  generate.visible_objects(video, float(t), normalized=False)}

@@ -31,7 +31,7 @@ import numpy as np
 
 from data_prep import dummy_media
 from data_prep.esc10 import esc10_dataset_builder
-from l3_tf.data import media
+from l3_tf.data import media_audio
 
 SLICE_SECONDS = 4.0
 SILENCE = 10 ** (-60 / 20)
@@ -68,7 +68,7 @@ def recut(esc10_dir: str, output_dir: str) -> dict[str, int]:
       codec, rate, channels = dummy_media.US8K_FORMATS[
           index % len(dummy_media.US8K_FORMATS)]
       index += 1
-      waveform = media.load_audio(str(path), rate)  # [n] mono at `rate`
+      waveform = media_audio.load_audio(str(path), rate)  # [n] mono at `rate`
       first, end = occurrence(waveform)
       step = int(SLICE_SECONDS * rate)
       for number_in, start in enumerate(range(first, end, step)):

@@ -17,7 +17,7 @@ the audio tower takes 1-second windows at 48 kHz, and the transfer
 experiment cuts every clip into 1-second sub-clips several times (5 folds,
 several models). Decoding and resampling once at build time, with one decoder
 for every format (PyAV) and a high-quality polyphase resampler
-(`l3_tf.data.media.resample`), is faster and better than doing it in every epoch
+(`l3_tf.data.media_audio.resample`), is faster and better than doing it in every epoch
 in-graph (tensorflow-io decodes some formats but not Vorbis-in-Ogg robustly,
 and its resampler is slow); int16 PCM is then decoded in-graph with a cast.
 The price is disk: 96 kB per second of audio (ESC-50: 0.96 GB).

@@ -14,7 +14,7 @@ def check_sample_rate(sample_rate_hz: int,
   if int(sample_rate_hz) != params.sample_rate_hz:
     raise ValueError(
         f"sample_rate_hz={sample_rate_hz} but the model expects "
-        f"{params.sample_rate_hz}; resample first (l3_tf.data.media.resample)")
+        f"{params.sample_rate_hz}; resample first (l3_tf.data.media_audio.resample)")
 
 
 def log_spectrogram(

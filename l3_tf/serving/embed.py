@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from l3_tf.data import audio_params as audio_params_lib
 from l3_tf.data import image_ops
-from l3_tf.data import media
+from l3_tf.data import media_audio
 from l3_tf.model import finite
 from l3_tf.serving import embed_inputs
 from l3_tf.serving import embed_media
@@ -189,7 +189,7 @@ class Embedder(embed_media.MediaFileMethods):
     rate = self.audio_params.sample_rate_hz
     if int(sample_rate_hz) == rate:
       return waveform
-    return np.asarray(media.resample(waveform, int(sample_rate_hz), rate),
+    return np.asarray(media_audio.resample(waveform, int(sample_rate_hz), rate),
                       np.float32)
 
   def _head(self, embedding: int | str, modality: str) -> _Head:

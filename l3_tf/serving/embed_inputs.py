@@ -68,7 +68,7 @@ from l3_tf.training import workdir as workdir_lib
 
 DEFAULT_HOP_SECONDS = 0.1
 DEFAULT_BATCH_SIZE = 32
-# Frames decoded per `media.frames_at` call when embedding a video: bounds
+# Frames decoded per `media_video.frames_at` call when embedding a video: bounds
 # the memory of decoded frames (each call decodes from the start again).
 FRAMES_PER_DECODE = 256
 AUDIO_EMBEDDINGS = (512, 6144)

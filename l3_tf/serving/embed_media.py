@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 
 from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 from l3_tf.serving import embed_inputs
 
 
@@ -80,7 +82,7 @@ class MediaFileMethods:
         batch_size=batch_size)[0])
 
   def _load_audio(self, path: str) -> np.ndarray:
-    recording = media.load_audio(path,
+    recording = media_audio.load_audio(path,
                                  sample_rate_hz=self.audio_params.sample_rate_hz)
     if recording.size == 0:
       raise media.MediaError(path, "the audio stream has no samples")
@@ -100,7 +102,7 @@ class MediaFileMethods:
     paths = [os.fspath(path) for path in paths]
     head = self._head(embedding, "image")
     embed_inputs.check_options(batch_size=batch_size)
-    results = [embed_inputs._try(media.frames_at, path, [0.0]) for path in paths]
+    results = [embed_inputs._try(media_video.frames_at, path, [0.0]) for path in paths]
     good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
     for i in good:  # results[i]: [1, h, w, 3]
       embed_inputs._warn_constant(embed_inputs._count_constant(results[i]), 1, paths[i])
@@ -169,7 +171,7 @@ class MediaFileMethods:
         if not media.probe(path).has_video:
           raise media.MediaError(path, "no video stream")
         for part in embed_inputs._batches(times.size, embed_inputs.FRAMES_PER_DECODE):
-          frames = media.frames_at(
+          frames = media_video.frames_at(
               path, times[part], short_side=self.image_params.resize_short_side)
           constant[i] += embed_inputs._count_constant(frames)  # [n, h, w, 3]
           pending.append((i, frames))

@@ -17,7 +17,8 @@ import numpy as np
 from l3_tf.analysis import localize
 from l3_tf.analysis import overlays
 from l3_tf.data import audio_params as audio_params_lib
-from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_inputs
 from l3_tf.serving import export as export_lib
@@ -81,8 +82,8 @@ def load_pair(*, image: str | None = None, audio: str | None = None,
     at_seconds = DEFAULT_AUDIO_SECONDS if at_seconds is None else at_seconds
   if not np.isfinite(at_seconds) or at_seconds < 0:
     raise ValueError(f"at_seconds={at_seconds}: expected a time >= 0")
-  frame = media.frames_at(image, [frame_time])[0]  # [h, w, 3]
-  recording = media.load_audio(audio, sample_rate_hz=params.sample_rate_hz)
+  frame = media_video.frames_at(image, [frame_time])[0]  # [h, w, 3]
+  recording = media_audio.load_audio(audio, sample_rate_hz=params.sample_rate_hz)
   duration = recording.size / params.sample_rate_hz
   if at_seconds > duration:
     raise ValueError(f"at_seconds={at_seconds} is after the end of the sound "

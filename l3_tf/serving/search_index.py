@@ -36,6 +36,8 @@ import numpy as np
 import tqdm
 
 from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 from l3_tf.model import finite
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
@@ -628,13 +630,13 @@ def query_vector(embedder: embed_lib.Embedder, *, image: str | None = None,
     raise ValueError(f"at_seconds={at_seconds} must be >= 0")
   if image is not None or (video is not None and video_modality == IMAGE):
     path = image if image is not None else video
-    frames = media.frames_at(path, [0.0 if image is not None else at_seconds],
+    frames = media_video.frames_at(path, [0.0 if image is not None else at_seconds],
                              short_side=embedder.image_params.resize_short_side)
     return embedder.shared_embedding(images=frames)[0], IMAGE
   path = audio if audio is not None else video
   params = embedder.audio_params
   waveform = embed_inputs.to_mono(
-      media.load_audio(path, sample_rate_hz=params.sample_rate_hz))
+      media_audio.load_audio(path, sample_rate_hz=params.sample_rate_hz))
   starts = embed_inputs.starts_for_centres(np.array([at_seconds]), params)
   windows = embed_inputs.extract_windows(waveform, starts, params.clip_samples)
   return embedder.shared_embedding(windows=windows)[0], AUDIO

@@ -12,6 +12,8 @@ import pytest
 
 from data_prep import dummy_media
 from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 
 
 def _peak_hz(audio, rate=48000):
@@ -48,7 +50,7 @@ def test_resample_matches_the_analytic_sine():
   rate_in, rate_out = 44100, 48000
   t_in = np.arange(rate_in) / rate_in
   t_out = np.arange(rate_out) / rate_out
-  out = media.resample(np.sin(2 * np.pi * 1000 * t_in), rate_in, rate_out)
+  out = media_audio.resample(np.sin(2 * np.pi * 1000 * t_in), rate_in, rate_out)
   assert out.dtype == np.float32 and out.shape == (rate_out,)
   expected = np.sin(2 * np.pi * 1000 * t_out)
   middle = slice(1000, -1000)  # the FIR's edges see zeros beyond the ends
@@ -60,24 +62,24 @@ def test_resample_matches_the_analytic_sine():
 def test_resample_lengths_and_no_aliasing(rate_in, rate_out):
   n = rate_in // 2
   x = np.random.default_rng(0).standard_normal(n)
-  y = media.resample(x, rate_in, rate_out)
+  y = media_audio.resample(x, rate_in, rate_out)
   assert y.shape == (round(n * rate_out / rate_in),)
   if rate_out < rate_in:  # a tone above the new Nyquist must vanish
     t = np.arange(n) / rate_in
-    high = media.resample(np.sin(2 * np.pi * 0.45 * rate_in * t), rate_in,
+    high = media_audio.resample(np.sin(2 * np.pi * 0.45 * rate_in * t), rate_in,
                           rate_out)
     assert np.sqrt(np.mean(high[500:-500]**2)) < 1e-3
 
 
 def test_resample_batch_axis_and_identity():
   x = np.random.default_rng(1).standard_normal([3, 4410]).astype(np.float32)
-  y = media.resample(x, 44100, 48000)
+  y = media_audio.resample(x, 44100, 48000)
   assert y.shape == (3, 4800)
-  np.testing.assert_allclose(y[1], media.resample(x[1], 44100, 48000),
+  np.testing.assert_allclose(y[1], media_audio.resample(x[1], 44100, 48000),
                              atol=1e-6)
-  assert media.resample(x, 48000, 48000) is x
+  assert media_audio.resample(x, 48000, 48000) is x
   with pytest.raises(ValueError, match="rate_in=0"):
-    media.resample(x, 0, 48000)
+    media_audio.resample(x, 0, 48000)
 
 
 # ------------------------------------------------------------------ audio
@@ -89,7 +91,7 @@ def test_resample_batch_axis_and_identity():
 def test_load_audio_any_format_to_48k_mono(tmp_path, ext, rate, channels):
   path = dummy_media.write_audio(tmp_path / f"a.{ext}", seconds=1.0,
                                  sample_rate=rate, channels=channels)
-  audio = media.load_audio(path)
+  audio = media_audio.load_audio(path)
   assert audio.dtype == np.float32 and audio.ndim == 1
   # Codecs pad or delay a little (mp3 without gapless info: ~50 ms).
   assert abs(audio.shape[0] - 48000) <= 0.06 * 48000
@@ -110,14 +112,14 @@ def test_load_audio_any_format_to_48k_mono(tmp_path, ext, rate, channels):
 def test_load_audio_max_seconds_and_other_rate(tmp_path):
   path = dummy_media.write_audio(tmp_path / "a.wav", seconds=2.0,
                                  sample_rate=44100)
-  audio = media.load_audio(path, sample_rate_hz=16000, max_seconds=0.5)
+  audio = media_audio.load_audio(path, sample_rate_hz=16000, max_seconds=0.5)
   assert audio.shape == (8000,)
   assert _peak_hz(audio, 16000) == pytest.approx(440, abs=3)
 
 
 def test_load_audio_of_a_video(tmp_path):
   path = dummy_media.write_video(tmp_path / "v.mp4", seconds=1.0)
-  audio = media.load_audio(path)
+  audio = media_audio.load_audio(path)
   assert audio.shape == (48000,)
   assert _peak_hz(audio) == pytest.approx(440, abs=2)
 
@@ -127,7 +129,7 @@ def test_load_audio_of_a_video(tmp_path):
 
 def test_decode_video_samples_the_displayed_frame_at_4_fps(tmp_path):
   path = dummy_media.write_video(tmp_path / "v.mp4", seconds=2.0, fps=25)
-  decoded = media.decode_video(path)
+  decoded = media_video.decode_video(path)
   # 25 fps: the frame displayed at k/4 s is frame floor(25 k / 4).
   expected = [math.floor(25 * k / 4) for k in range(8)]
   np.testing.assert_allclose(decoded.frame_times,
@@ -142,25 +144,25 @@ def test_decode_video_samples_the_displayed_frame_at_4_fps(tmp_path):
 def test_decode_video_options(tmp_path):
   path = dummy_media.write_video(tmp_path / "v.mp4", seconds=3.0, fps=10,
                                  width=64, height=48)
-  decoded = media.decode_video(path, media.DecodeOptions(
+  decoded = media_video.decode_video(path, media_video.DecodeOptions(
       frames_per_second=2.0, max_seconds=2.0, short_side=None))
   np.testing.assert_allclose(decoded.frame_times, [0.0, 0.5, 1.0, 1.5],
                              atol=1e-6)
   assert decoded.duration_seconds == pytest.approx(2.0)
   assert decoded.audio.shape == (96000,)
   assert (decoded.frame_height, decoded.frame_width) == (48, 64)
-  everything = media.decode_video(path, media.DecodeOptions(max_seconds=None))
+  everything = media_video.decode_video(path, media_video.DecodeOptions(max_seconds=None))
   assert everything.duration_seconds == pytest.approx(3.0)
   assert len(everything.frames) == 12
   with pytest.raises(ValueError, match="frames_per_second=0"):
-    media.DecodeOptions(frames_per_second=0)
+    media_video.DecodeOptions(frames_per_second=0)
 
 
 @pytest.mark.parametrize("ext", ["webm", "avi", "mkv"])
 def test_decode_other_containers(tmp_path, ext):
   path = dummy_media.write_video(tmp_path / f"v.{ext}", seconds=1.5, fps=25,
                                  channels=2)
-  decoded = media.decode_video(path)
+  decoded = media_video.decode_video(path)
   # Vorbis (webm) and mp3 (avi) pad the end and their containers do not
   # say by how much: up to ~50 ms more audio, which the duration keeps.
   assert decoded.duration_seconds == pytest.approx(1.5, abs=0.05)
@@ -184,7 +186,7 @@ def test_skipping_unneeded_frames_changes_nothing_stored(tmp_path,
     types = [str(f.pict_type)[-1] for f in container.decode(video=0)]
   assert types.count("3") > 20  # B-frames (PictureType 3)
   decoded = {"exact": 0, "fast": 0}
-  original = media._frame_time  # pylint: disable=protected-access
+  original = media_video._frame_time  # pylint: disable=protected-access
 
   def counting(name):
     def frame_time(*args):
@@ -192,11 +194,11 @@ def test_skipping_unneeded_frames_changes_nothing_stored(tmp_path,
       return original(*args)
     return frame_time
 
-  monkeypatch.setattr(media, "_frame_time", counting("exact"))
-  exact = media.decode_video(path, media.DecodeOptions(
+  monkeypatch.setattr(media_video, "_frame_time", counting("exact"))
+  exact = media_video.decode_video(path, media_video.DecodeOptions(
       skip_unneeded_frames=False))
-  monkeypatch.setattr(media, "_frame_time", counting("fast"))
-  fast = media.decode_video(path)
+  monkeypatch.setattr(media_video, "_frame_time", counting("fast"))
+  fast = media_video.decode_video(path)
   assert decoded["fast"] < 0.7 * decoded["exact"]  # frames were dropped
   np.testing.assert_array_equal(exact.frame_times, fast.frame_times)
   assert exact.frames == fast.frames
@@ -205,14 +207,14 @@ def test_skipping_unneeded_frames_changes_nothing_stored(tmp_path,
 
 
 def test_portrait_odd_size_and_variable_frame_rate(tmp_path):
-  portrait = media.decode_video(dummy_media.write_video(
+  portrait = media_video.decode_video(dummy_media.write_video(
       tmp_path / "p.mp4", seconds=1.0, width=90, height=160))
   assert (portrait.frame_height, portrait.frame_width) == (455, 256)
-  odd = media.decode_video(dummy_media.write_video(
+  odd = media_video.decode_video(dummy_media.write_video(
       tmp_path / "o.mp4", seconds=1.0, width=161, height=97))
   assert (odd.frame_height, odd.frame_width) == (256, 425)
   times = [0.0, 0.04, 0.08, 0.5, 0.55, 1.2, 1.21, 1.6, 1.95]
-  vfr = media.decode_video(dummy_media.write_video(
+  vfr = media_video.decode_video(dummy_media.write_video(
       tmp_path / "v.mp4", seconds=2.0, frame_times=times))
   # Sample times 0, .25, ..., 1.75 show frames 0, 2, 3, 4, 4, 6, 6, 7.
   np.testing.assert_allclose(vfr.frame_times,
@@ -224,13 +226,13 @@ def test_frames_at_returns_the_displayed_frame(tmp_path):
   path = dummy_media.write_video(tmp_path / "v.mp4", seconds=1.0, fps=10,
                                  width=32, height=24)
   times = [0.55, 0.0, 0.1, 0.0999, 5.0, 0.3, 0.3]
-  frames = media.frames_at(path, times)
+  frames = media_video.frames_at(path, times)
   assert frames.shape == (7, 24, 32, 3) and frames.dtype == np.uint8
   assert [_frame_index(_level(f)) for f in frames] == [5, 0, 1, 0, 9, 3, 3]
-  resized = media.frames_at(path, [0.2], short_side=256)
+  resized = media_video.frames_at(path, [0.2], short_side=256)
   assert resized.shape == (1, 256, 341, 3)
   with pytest.raises(ValueError, match="empty"):
-    media.frames_at(path, [])
+    media_video.frames_at(path, [])
 
 
 def test_frames_at_late_times_seeks_to_the_right_frames(tmp_path):
@@ -241,7 +243,7 @@ def test_frames_at_late_times_seeks_to_the_right_frames(tmp_path):
     keyframes = [p.pts for p in container.demux(video=0) if p.is_keyframe]
   assert len(keyframes) > 5  # so that the seek lands mid-file
   times = [7.35, 9.0, 8.0, 9.99, 6.1]
-  frames = media.frames_at(path, times)
+  frames = media_video.frames_at(path, times)
   expected = [73, 90, 80, 99, 61]
   assert [_frame_index(_level(f)) for f in frames] == [i % 56
                                                        for i in expected]
@@ -265,7 +267,7 @@ def test_display_rotation_is_applied(tmp_path):
       frame.pts, frame.time_base = i, fractions.Fraction(1, 10)
       container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
-  image = media.frames_at(path, [0.0])[0]
+  image = media_video.frames_at(path, [0.0])[0]
   assert image.shape == (160, 96, 3)  # displayed upright: portrait
   # Rotated 90 degrees counter-clockwise, the left half is now at the bottom.
   assert image[-60:].mean() > 240 and image[:60].mean() < 15
@@ -276,7 +278,7 @@ def test_audio_and_frames_share_one_timeline(tmp_path):
   for ext in ("mp4", "webm", "mkv", "avi"):
     path = dummy_media.write_video(tmp_path / f"sync.{ext}", seconds=1.5,
                                    fps=25, beep_at=0.6, flash_at=0.6)
-    decoded = media.decode_video(path, media.DecodeOptions(
+    decoded = media_video.decode_video(path, media_video.DecodeOptions(
         frames_per_second=25, max_seconds=None))
     onset = np.flatnonzero(np.abs(decoded.audio) > 0.1)[0] / 48000
     if ext == "avi":
@@ -312,7 +314,7 @@ def test_decode_video_errors_name_the_file_and_reason(tmp_path, name, write,
   if write is not None:
     write(path)
   with pytest.raises(media.MediaError, match=reason) as error:
-    media.decode_video(path)
+    media_video.decode_video(path)
   assert error.value.path == str(path)
   assert reason in error.value.reason
   assert isinstance(error.value, ValueError)
@@ -322,17 +324,17 @@ def test_load_audio_and_frames_at_errors(tmp_path):
   video_only = dummy_media.write_video(tmp_path / "v.mp4", seconds=1.0,
                                        audio=False)
   with pytest.raises(media.MediaError, match="no audio stream"):
-    media.load_audio(video_only)
+    media_audio.load_audio(video_only)
   audio_only = dummy_media.write_audio(tmp_path / "a.wav")
   with pytest.raises(media.MediaError, match="no video stream"):
-    media.frames_at(audio_only, [0.0])
+    media_video.frames_at(audio_only, [0.0])
 
 
 def test_truncated_mp4_is_an_error_not_a_crash(tmp_path):
   full = dummy_media.write_video(tmp_path / "full.mp4", seconds=2.0)
   cut = dummy_media.truncate(full, str(tmp_path / "cut.mp4"), 0.6)
   with pytest.raises(media.MediaError):
-    media.decode_video(cut)
+    media_video.decode_video(cut)
 
 
 def test_probe(tmp_path):

@@ -13,6 +13,8 @@ import tensorflow as tf
 
 from data_prep.synthetic_av import generate
 from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 from l3_tf.serving import embed
 from l3_tf.serving import embed_files
 from l3_tf.serving import embed_inputs
@@ -82,10 +84,10 @@ def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center):
   assert result.image.shape == (count, 256)
   first = 0.0 if center else 0.5
   np.testing.assert_allclose(result.timestamps, first + hop * np.arange(count))
-  recording = media.load_audio(video)
+  recording = media_audio.load_audio(video)
   for k, t in enumerate(result.timestamps):
     # The image embedding at t is that of the frame displayed at t ...
-    frame = media.frames_at(video, [t], short_side=SHORT_SIDE)
+    frame = media_video.frames_at(video, [t], short_side=SHORT_SIDE)
     shown = int(np.floor(t * FPS + 1e-9))
     assert abs(int(frame[0, 0, 0, 0]) - 8 * shown) <= 3  # red = 8 * index
     np.testing.assert_allclose(result.image[k],
@@ -210,7 +212,7 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
   assert clip["image_embedding"].shape == (6, 256)
   np.testing.assert_allclose(clip["timestamps"],
                              [0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
-  frame = media.frames_at(video, [1.0])[0]
+  frame = media_video.frames_at(video, [1.0])[0]
   png = tmp_path / "frame.png"
   from PIL import Image
   Image.fromarray(frame).save(png)
@@ -242,9 +244,9 @@ def test_score_pair_from_files_and_from_video(embedder, video, tmp_path):
   assert pair.image.shape == (64, 96, 3) and pair.waveform.shape == (RATE,)
   assert abs(int(pair.image[0, 0, 0]) - 8 * 15) <= 3  # frame 15 at t=1.5 s
   probability = score.score_pair(embedder, pair)
-  recording = media.load_audio(video)
+  recording = media_audio.load_audio(video)
   expected = embedder.score(
-      media.frames_at(video, [1.5])[0],
+      media_video.frames_at(video, [1.5])[0],
       recording[int(1.0 * RATE):int(2.0 * RATE)])
   assert 0 <= probability <= 1
   assert probability == pytest.approx(float(expected), abs=1e-6)
@@ -319,7 +321,7 @@ def test_real_clips_embed_with_aligned_timestamps(embedder, tmp_path):
   for output in summary.written:
     relative = pathlib.Path(output).relative_to(tmp_path)
     source = next(clips.glob(str(relative.with_suffix(".*"))))
-    seconds = media.load_audio(source).size / RATE
+    seconds = media_audio.load_audio(source).size / RATE
     arrays = np.load(output)
     count = _implied_count(seconds, hop, True)
     assert arrays["timestamps"].shape == (count,), source
@@ -589,7 +591,7 @@ def test_real_recordings_as_one_list_equal_one_by_one(embedder):
   sounds = testing.shared_data("animal_sounds")
   paths = sorted(sounds.glob("*.mp3"))
   rates = [22050 if i % 2 else RATE for i in range(len(paths))]
-  recordings = [media.load_audio(p, sample_rate_hz=r)
+  recordings = [media_audio.load_audio(p, sample_rate_hz=r)
                 for p, r in zip(paths, rates)]
   together = embedder.embed_audio(recordings, rates, hop_seconds=0.25,
                                   batch_size=7)

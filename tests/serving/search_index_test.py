@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from l3_tf.data import media
+from l3_tf.data import media_audio
+from l3_tf.data import media_video
 from l3_tf.serving import embed
 from l3_tf.serving import embed_inputs
 from l3_tf.serving import search_index
@@ -56,14 +57,14 @@ def test_embed_video_in_the_shared_space(embedder, collection, tiny_export):
                                image_embedding=embed.SHARED)
   assert video.audio.shape == video.image.shape == (WINDOWS_PER_VIDEO, 128)
   params = embedder.audio_params
-  waveform = embed_inputs.to_mono(media.load_audio(
+  waveform = embed_inputs.to_mono(media_audio.load_audio(
       path, sample_rate_hz=params.sample_rate_hz))
   windows = embed_inputs.extract_windows(
       waveform, embed_inputs.window_starts(waveform.size, HOP, True, params),
       params.clip_samples)  # [T, 48000]
   np.testing.assert_allclose(
       video.audio, embedder.shared_embedding(windows=windows), atol=1e-5)
-  frames = media.frames_at(path, video.timestamps,
+  frames = media_video.frames_at(path, video.timestamps,
                            short_side=embedder.image_params.resize_short_side)
   np.testing.assert_allclose(
       video.image, embedder.shared_embedding(images=frames), atol=1e-5)
