@@ -42,6 +42,7 @@ from l3_tf.platform import filesystems
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
 from l3_tf.serving import embed_inputs
+from l3_tf.serving import file_jobs
 
 _MODEL = flags.DEFINE_string(
     "model", None, "an exported SavedModel or a training workdir")
@@ -103,10 +104,10 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _options(argv: list[str]) -> dict:
   """The checked arguments of `embed_files.embed_files` (raises _Usage)."""
-  if len(argv) < 2 or argv[1] not in embed_files.KINDS:
+  if len(argv) < 2 or argv[1] not in file_jobs.KINDS:
     given = repr(argv[1]) if len(argv) > 1 else "nothing"
     raise _Usage(f"the first argument must be one of "
-                 f"{list(embed_files.KINDS)}, got {given}")
+                 f"{list(file_jobs.KINDS)}, got {given}")
   if len(argv) < 3:
     raise _Usage(f"no inputs: give files, folders or patterns after "
                  f"{argv[1]!r}")
@@ -121,9 +122,9 @@ def _options(argv: list[str]) -> dict:
       suffix=_SUFFIX.value, overwrite=_OVERWRITE.value,
       video_output=_VIDEO_OUTPUT.value, output_format=_FORMAT.value,
       progress=_PROGRESS.value, hop_seconds=_HOP.value, center=_CENTER.value,
-      embedding=embed_files.normalize_embedding(kind, _EMBEDDING.value),
+      embedding=file_jobs.normalize_embedding(kind, _EMBEDDING.value),
       batch_size=_BATCH.value)
-  embed_files.check_run_options(
+  file_jobs.check_run_options(
       kind, **{k: options[k] for k in (
           "video_output", "output_format", "suffix", "embedding",
           "hop_seconds", "center", "batch_size")})
@@ -173,7 +174,7 @@ def main(argv):
   try:
     options = _options(argv)
     # Inputs are resolved before the model loads: a typo fails at once.
-    embed_files.resolve_inputs(options["inputs"], options["kind"])
+    file_jobs.resolve_inputs(options["inputs"], options["kind"])
   except (_Usage, ValueError) as e:
     _usage_exit(e)
   try:

@@ -6,7 +6,7 @@ on any Beam runner (DirectRunner here; DataflowRunner, FlinkRunner,
 SparkRunner for collections one machine cannot embed in time):
 
   launcher  inputs listed with Beam's `FileSystems.match` (local paths and
-            s3://, gs://... alike), the same jobs as `embed_files.find_jobs`
+            s3://, gs://... alike), the same jobs as `file_jobs.find_jobs`
             (`list_jobs`); written as JSON lines to a run folder
             `<output_dir>/.l3-embed-beam-<id>/` that every worker can read
   pipeline  ReadFromText(jobs) | Reshuffle (spread over the workers)
@@ -52,8 +52,10 @@ import time
 import uuid
 from typing import Callable, Sequence
 
-from l3_tf.serving import embed_files
 from l3_tf.platform import filesystems
+from l3_tf.serving import embed_files
+from l3_tf.serving import embedding_storage
+from l3_tf.serving import file_jobs
 
 DEFAULT_FILES_PER_BATCH = 8
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner",
@@ -109,7 +111,7 @@ def _has_magic(text: str) -> bool:
 
 def match_inputs(inputs, kind: str
                  ) -> list[tuple[str, pathlib.PurePath | None]]:
-  """`embed_files.resolve_inputs` through Beam's file systems: the files to
+  """`file_jobs.resolve_inputs` through Beam's file systems: the files to
   embed, each once, as (path, path relative to the folder it was found in,
   or None for a file given by name or pattern).
 
@@ -122,13 +124,13 @@ def match_inputs(inputs, kind: str
     ValueError: a path that does not exist, a folder without files of the
       kind, a pattern that matches none; no input at all.
   """
-  embed_files.check_run_options(kind)
+  file_jobs.check_run_options(kind)
   if isinstance(inputs, (str, os.PathLike)):
     inputs = [inputs]
   inputs = [os.fspath(item) for item in inputs]
   if not inputs:
     raise ValueError("inputs=[]: give at least one file, folder or pattern")
-  extensions = embed_files.EXTENSIONS[kind]
+  extensions = file_jobs.EXTENSIONS[kind]
   found, seen = [], set()
 
   def add(path: str, relative):
@@ -177,17 +179,17 @@ def match_inputs(inputs, kind: str
 
 def list_jobs(inputs, kind: str, output_dir: str, *, suffix: str = "",
               video_output: str = "combined", output_format: str = "npz"
-              ) -> tuple[list[embed_files.Job], list[tuple[str, str]]]:
-  """`embed_files.find_jobs` with the inputs listed by `match_inputs`."""
-  return embed_files.jobs_of(match_inputs(inputs, kind), kind, output_dir,
+              ) -> tuple[list[file_jobs.Job], list[tuple[str, str]]]:
+  """`file_jobs.find_jobs` with the inputs listed by `match_inputs`."""
+  return file_jobs.jobs_of(match_inputs(inputs, kind), kind, output_dir,
                              suffix=suffix, video_output=video_output,
                              output_format=output_format)
 
 
 # -- the worker side -----------------------------------------------------------
 
-class BeamStorage(embed_files.Storage):
-  """`embed_files.Storage` through Beam's file systems (what workers use)."""
+class BeamStorage(embedding_storage.Storage):
+  """`embedding_storage.Storage` through Beam's file systems (what workers use)."""
 
   def exists(self, path: str) -> bool:
     return _filesystems().exists(path)
@@ -287,14 +289,14 @@ def _embed_dofn():
   return EmbedBatches
 
 
-def _job_line(index: int, job: embed_files.Job) -> str:
+def _job_line(index: int, job: file_jobs.Job) -> str:
   return json.dumps({"index": index, "input": job.input_path,
                      "outputs": job.outputs})
 
 
-def _job_of_line(line: str) -> tuple[int, embed_files.Job]:
+def _job_of_line(line: str) -> tuple[int, file_jobs.Job]:
   record = json.loads(line)
-  return record["index"], embed_files.Job(record["input"], record["outputs"])
+  return record["index"], file_jobs.Job(record["input"], record["outputs"])
 
 
 # -- the launcher -------------------------------------------------------------
@@ -379,7 +381,7 @@ def embed_files_beam(model: str, kind: str, inputs, output_dir: str, *,
     ValueError: a bad argument or input, before the pipeline starts.
   """
   started = time.perf_counter()
-  embed_files.check_run_options(kind, video_output=video_output,
+  file_jobs.check_run_options(kind, video_output=video_output,
                                 output_format=output_format, suffix=suffix,
                                 **embed_kwargs)
   if not output_dir:
@@ -397,7 +399,7 @@ def embed_files_beam(model: str, kind: str, inputs, output_dir: str, *,
                              video_output=video_output,
                              output_format=output_format)
   if output_format == "parquet":
-    embed_files.check_parquet()
+    embedding_storage.check_parquet()
   summary = embed_files.RunSummary(kind=kind)
   for path, reason in problems:
     summary.failed.append((path, reason))
@@ -481,7 +483,7 @@ def index_videos_beam(embedder, videos_dir: str, index_path: str, model: str,
   shards = os.path.join(index_path, "embeddings")
   for path in videos:  # changed since indexed: embedded again
     if search_index.needs_reindex(state, path):
-      stale = embed_files.output_paths(
+      stale = file_jobs.output_paths(
           path, pathlib.Path(path).relative_to(videos_dir), shards, "video",
           output_format="parquet")["video"]
       if os.path.exists(stale):

@@ -42,6 +42,7 @@ from l3_tf.model import finite
 from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
 from l3_tf.serving import embed_inputs
+from l3_tf.serving import embedding_storage
 
 AUDIO = "audio"
 IMAGE = "image"
@@ -423,7 +424,7 @@ def _shard_files(embeddings_dir: str) -> list[pathlib.Path]:
 def _shard_sources(path: pathlib.Path, dim: int, hop_seconds: float):
   """{source file: {modality: (timestamps [T], vectors [T, dim])}} of one
   l3-embed Parquet file, checked to be shared-space vectors at the hop."""
-  columns = embed_files.read_parquet(str(path))
+  columns = embedding_storage.read_parquet(str(path))
   vectors = columns["embedding"]
   if isinstance(vectors, list) or (vectors.size and vectors.shape[1] != dim):
     sizes = sorted({len(v) for v in vectors})

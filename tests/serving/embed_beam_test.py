@@ -26,6 +26,8 @@ import pytest
 
 from l3_tf.serving import embed
 from l3_tf.serving import embed_files
+from l3_tf.serving import embedding_storage
+from l3_tf.serving import file_jobs
 from l3_tf.serving import search_index
 from tests import s3_server
 from tests import testing
@@ -93,8 +95,8 @@ def _assert_same_outputs(expected: pathlib.Path, got: pathlib.Path) -> None:
           np.testing.assert_allclose(b[key], a[key], rtol=0, atol=TOLERANCE,
                                      err_msg=name)
     elif name.endswith(".parquet"):
-      a = embed_files.read_parquet(str(path))
-      b = embed_files.read_parquet(str(have[name]))
+      a = embedding_storage.read_parquet(str(path))
+      b = embedding_storage.read_parquet(str(have[name]))
       for key in ("file", "modality", "timestamp"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=name)
       np.testing.assert_allclose(b["embedding"], a["embedding"], rtol=0,
@@ -120,7 +122,7 @@ def test_beam_listing_gives_the_jobs_of_the_in_process_listing(tmp_path,
   inputs = [str(clips), str(loose / "a.wav"), str(loose / "odd.dat"),
             str(clips / "sub" / "b.flac")]  # b.flac a second time: once
   for kind in ("video", "audio"):
-    expected = embed_files.find_jobs(inputs, kind, str(tmp_path / "out"))
+    expected = file_jobs.find_jobs(inputs, kind, str(tmp_path / "out"))
     got = embed_beam.list_jobs(inputs, kind, str(tmp_path / "out"))
     assert got == expected
   jobs, problems = got  # audio: the sound of videos too
@@ -132,7 +134,7 @@ def test_beam_listing_gives_the_jobs_of_the_in_process_listing(tmp_path,
   monkeypatch.chdir(clips)  # relative paths, as a user types them
   for inputs in (["."], ["sub/"], ["a.wav", "./sub"]):
     assert embed_beam.list_jobs(inputs, "audio", "out") == (
-        embed_files.find_jobs(inputs, "audio", "out"))
+        file_jobs.find_jobs(inputs, "audio", "out"))
   pattern = str(tmp_path / "clips" / "sub" / "*.wav")
   jobs, _ = embed_beam.list_jobs([pattern], "audio", str(tmp_path / "o"))
   assert [job.input_path for job in jobs] == [str(clips / "sub" / "a.wav")]
@@ -327,15 +329,15 @@ def test_s3_inputs_and_outputs_through_beams_file_systems(tiny_export,
     assert sorted(server.keys("out/")) == sorted(keys)
   for name in list(_files(downloaded)):
     if name.endswith(".parquet"):  # the `file` column: the URL
-      table = embed_files.read_parquet(str(downloaded / name))
+      table = embedding_storage.read_parquet(str(downloaded / name))
       assert set(table["file"]) == {f"{source}/{name[:-8]}.wav"}
   tsv = (downloaded / "l3-embed_failed_audio.tsv").read_text()
   assert tsv == (tmp_path / "in_process" / "l3-embed_failed_audio.tsv"
                  ).read_text().replace(str(local), source)
   for name, path in _files(tmp_path / "in_process").items():
     if name.endswith(".parquet"):
-      a = embed_files.read_parquet(str(path))
-      b = embed_files.read_parquet(str(downloaded / name))
+      a = embedding_storage.read_parquet(str(path))
+      b = embedding_storage.read_parquet(str(downloaded / name))
       np.testing.assert_array_equal(a["timestamp"], b["timestamp"])
       np.testing.assert_allclose(b["embedding"], a["embedding"], rtol=0,
                                  atol=TOLERANCE)

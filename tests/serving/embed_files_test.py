@@ -18,6 +18,8 @@ from l3_tf.data import media_video
 from l3_tf.serving import embed
 from l3_tf.serving import embed_files
 from l3_tf.serving import embed_inputs
+from l3_tf.serving import embedding_storage
+from l3_tf.serving import file_jobs
 from l3_tf.serving import score
 from tests import testing
 
@@ -187,7 +189,7 @@ def test_output_dir_url_is_written_through_tensorflow_file_systems(
     assert "broken.mp3" in f.read()
   local = tmp_path / "a.parquet"
   tf.io.gfile.copy(summary.written[0], str(local))
-  rows = embed_files.read_parquet(str(local))
+  rows = embedding_storage.read_parquet(str(local))
   assert rows["embedding"].shape == (_implied_count(1.5, 0.5, True), 192)
   assert not any(p.startswith(f"{scheme}:") for p in os.listdir("."))
   assert not tf.io.gfile.glob(out + "*.partial")
@@ -232,7 +234,7 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
 def test_same_output_name_is_reported_not_overwritten(tmp_path):
   (tmp_path / "x.wav").write_bytes(b"")
   (tmp_path / "x.mp3").write_bytes(b"")
-  jobs, problems = embed_files.find_jobs([str(tmp_path)], "audio", "out")
+  jobs, problems = file_jobs.find_jobs([str(tmp_path)], "audio", "out")
   assert [os.path.basename(j.input_path) for j in jobs] == ["x.mp3"]
   [(path, reason)] = problems
   assert os.path.basename(path) == "x.wav" and "also the output of" in reason
@@ -351,11 +353,11 @@ def _tone_file(path, seconds=1.3, seed=1) -> str:
 def test_one_path_is_one_input_never_its_characters(tmp_path):
   wav = _tone_file(tmp_path / "one.wav")
   for given in (wav, pathlib.Path(wav)):  # absolute str and PathLike
-    jobs, problems = embed_files.find_jobs(given, "audio", "out")
+    jobs, problems = file_jobs.find_jobs(given, "audio", "out")
     assert [j.input_path for j in jobs] == [wav] and not problems
     assert jobs[0].outputs == {"audio": os.path.join("out", "one.npz")}
   # A folder as a bare string is that folder.
-  jobs, _ = embed_files.find_jobs(str(tmp_path), "audio", None)
+  jobs, _ = file_jobs.find_jobs(str(tmp_path), "audio", None)
   assert [j.input_path for j in jobs] == [wav]
 
 
@@ -363,7 +365,7 @@ def test_a_folder_and_a_file_inside_it_embed_the_file_once(tmp_path):
   (tmp_path / "in" / "sub").mkdir(parents=True)
   a = _tone_file(tmp_path / "in" / "sub" / "a.wav")
   b = _tone_file(tmp_path / "in" / "b.flac")
-  jobs, problems = embed_files.find_jobs(
+  jobs, problems = file_jobs.find_jobs(
       [a, str(tmp_path / "in"), str(tmp_path / "in" / "*.flac")], "audio",
       "out")
   assert [j.input_path for j in jobs] == [a, b] and not problems
@@ -382,7 +384,7 @@ def test_a_folder_and_a_file_inside_it_embed_the_file_once(tmp_path):
 ])
 def test_inputs_that_name_nothing_are_errors(tmp_path, make, match):
   with pytest.raises(ValueError, match=match):
-    embed_files.find_jobs(make(tmp_path), "audio", "out")
+    file_jobs.find_jobs(make(tmp_path), "audio", "out")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -471,7 +473,7 @@ def test_parquet_has_one_row_per_window_and_modality(embedder, video,
   embed_files.embed_files(embedder, "audio", wav, str(out), **options)
   expected = embedder.embed_video(video, hop_seconds=0.5)
   count = expected.timestamps.size
-  combined = embed_files.read_parquet(str(out / "clip.parquet"))
+  combined = embedding_storage.read_parquet(str(out / "clip.parquet"))
   assert list(combined["modality"]) == ["audio"] * count + ["image"] * count
   assert set(combined["file"]) == {video}
   np.testing.assert_array_equal(combined["timestamp"],
@@ -481,10 +483,10 @@ def test_parquet_has_one_row_per_window_and_modality(embedder, video,
     rows = [v for v, m in zip(combined["embedding"], combined["modality"])
             if m == modality]
     np.testing.assert_allclose(np.stack(rows), want, atol=1e-5)
-    split = embed_files.read_parquet(str(out / "split" /
+    split = embedding_storage.read_parquet(str(out / "split" /
                                          f"clip_{modality}.parquet"))
     np.testing.assert_allclose(split["embedding"], want, atol=1e-5)
-  tone = embed_files.read_parquet(str(out / "tone.parquet"))
+  tone = embedding_storage.read_parquet(str(out / "tone.parquet"))
   np.testing.assert_allclose(
       tone["embedding"], embedder.embed_audio_file(wav,
                                                    hop_seconds=0.5).embedding,
