@@ -29,6 +29,7 @@ import tensorflow as tf
 from experiments import configs
 from l3_tf.evaluation import records
 from l3_tf.serving import export as export_lib
+from l3_tf.serving import export_check
 from l3_tf.serving import export_formats
 from l3_tf.training import workdir as workdir_lib
 
@@ -78,10 +79,10 @@ def _bench(width, root):
   for q in export_formats.QUANTIZATIONS:
     name = f"audio_tower_waveform_{q}.tflite"
     entry = {"format": "litert", "signature": "audio_embedding"}
-    run = export_formats.load_runner(os.path.join(out, name), entry)
+    run = export_check.load_runner(os.path.join(out, name), entry)
     runners[f"litert_{q}"] = lambda x, run=run: run({"waveform": x})
     sizes[f"litert_{q}"] = os.path.getsize(os.path.join(out, name))
-  onnx_run = export_formats.load_runner(
+  onnx_run = export_check.load_runner(
       os.path.join(out, "audio_tower_waveform.onnx"), {"format": "onnx"})
   runners["onnx"] = lambda x: onnx_run({"waveform": x})
   sizes["onnx"] = os.path.getsize(os.path.join(out, "audio_tower_waveform.onnx"))
@@ -89,7 +90,7 @@ def _bench(width, root):
   for name, run in runners.items():
     got = run(inputs)["embedding_6144"]
     errors[name] = float(np.max(np.abs(got - reference)))
-    cosines[name] = float(np.min(export_formats._row_cosines(reference, got)))  # pylint: disable=protected-access
+    cosines[name] = float(np.min(export_check._row_cosines(reference, got)))  # pylint: disable=protected-access
     run(one)  # warm up batch 1
   times = {name: [] for name in runners}
   for _ in range(_REPEATS.value):

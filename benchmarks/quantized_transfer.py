@@ -30,6 +30,7 @@ from experiments import configs
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
+from l3_tf.serving import export_check
 from l3_tf.serving import export_formats
 from l3_tf.training import workdir as workdir_lib
 
@@ -48,7 +49,7 @@ class _RunnerEmbedder:
 
   def __init__(self, path, audio_params):
     self.audio_params = audio_params
-    self._run = export_formats.load_runner(
+    self._run = export_check.load_runner(
         path, {"format": "litert", "signature": "audio_embedding"})
 
   def embed_windows(self, windows, embedding, batch_size):
@@ -94,7 +95,7 @@ def main(argv):
             f"{os.getloadavg()[0]:.1f})", flush=True)
   base = results["float32"]["mean_accuracy"]
   for q in export_formats.QUANTIZATIONS[1:]:
-    cosines = export_formats._row_cosines(features["float32"], features[q])  # pylint: disable=protected-access
+    cosines = export_check._row_cosines(features["float32"], features[q])  # pylint: disable=protected-access
     print(f"{q}: accuracy change {results[q]['mean_accuracy'] - base:+.4f}; "
           f"feature cosine to float32: mean {cosines.mean():.5f}, min "
           f"{cosines.min():.5f} over {len(cosines)} sub-clips")

@@ -30,6 +30,7 @@ from absl import flags
 from experiments import cli
 
 from l3_tf.serving import export as export_lib
+from l3_tf.serving import export_check
 from l3_tf.serving import export_formats
 from l3_tf.training import workdir as workdir_lib
 
@@ -71,8 +72,8 @@ _CHECK = flags.DEFINE_string(
 
 
 def _check(path: str, checkpoint: str | None) -> bool:
-  result = export_formats.check(path, checkpoint)
-  print(export_formats.format_check(result))
+  result = export_check.check(path, checkpoint)
+  print(export_check.format_check(result))
   return result["passed"]
 
 

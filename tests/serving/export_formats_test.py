@@ -18,6 +18,7 @@ import pytest
 from l3_tf.data import audio_frontend
 from l3_tf.data import audio_reference
 from l3_tf.serving import export as export_lib
+from l3_tf.serving import export_check
 from l3_tf.serving import export_formats
 from tests import testing
 
@@ -237,7 +238,7 @@ def test_quantised_litert_is_smaller_int8_and_close_to_float32(converted):
       path = converted[f"{stem}_{quantization}.tflite"]
       details = interpreter.Interpreter(model_path=path).get_tensor_details()
       assert any(d["dtype"] == np.int8 for d in details), path
-      result = export_formats.check(path)
+      result = export_check.check(path)
       assert result["quantization"] == quantization
       cosines = [o["min_cosine"] for o in result["outputs"].values()]
       errors = [o["max_error"] for o in result["outputs"].values()]
@@ -379,12 +380,12 @@ def test_check_finds_the_wrong_weights(tiny_export, converted, tmp_path):
   from l3_tf.training import workdir as workdir_lib
   other = workdir_lib.latest_checkpoint(str(tmp_path / "other"))
   for name in ("audio_tower_waveform_float32.tflite", "vision_tower.keras"):
-    assert export_formats.check(converted[name])["passed"], name
-    result = export_formats.check(converted[name], checkpoint=other)
+    assert export_check.check(converted[name])["passed"], name
+    result = export_check.check(converted[name], checkpoint=other)
     assert not result["passed"], name
-    assert "FAIL" in export_formats.format_check(result)
-  assert export_formats.check(tiny_export.saved_model)["passed"]
-  assert not export_formats.check(tiny_export.saved_model, other)["passed"]
+    assert "FAIL" in export_check.format_check(result)
+  assert export_check.check(tiny_export.saved_model)["passed"]
+  assert not export_check.check(tiny_export.saved_model, other)["passed"]
 
 
 @pytest.mark.slow  # two fresh TensorFlow processes
@@ -436,4 +437,4 @@ def test_convert_validates_its_arguments(tiny_export, converted, tmp_path):
     export_formats.convert_workdir(tiny_export.workdir, str(tmp_path / "o"),
                                    "litert", audio_inputs=("mel",))
   with pytest.raises(FileNotFoundError, match="not listed"):
-    export_formats.check(str(tiny_export.saved_model) + "/saved_model.pb")
+    export_check.check(str(tiny_export.saved_model) + "/saved_model.pb")
