@@ -35,6 +35,7 @@ from absl import flags
 from experiments import beam_flags
 from experiments import cli
 from l3_tf.serving import embed as embed_lib
+from l3_tf.serving import index_store
 from l3_tf.serving import search_index
 
 _MODEL = flags.DEFINE_string("model", None, "an AVE-Net SavedModel (or "
@@ -48,10 +49,10 @@ _AUDIO = flags.DEFINE_string("audio", None, "query: a sound file")
 _VIDEO = flags.DEFINE_string("video", None, "query: a video file")
 _AT = flags.DEFINE_float("at_seconds", 0.0, "query: time in --audio/--video")
 _VIDEO_MODALITY = flags.DEFINE_enum(
-    "video_modality", "image", list(search_index.MODALITIES),
+    "video_modality", "image", list(index_store.MODALITIES),
     "query: a --video queries with its frame or its sound at --at_seconds")
 _K = flags.DEFINE_integer("k", 10, "query: number of results")
-_MODALITY = flags.DEFINE_enum("modality", None, list(search_index.MODALITIES),
+_MODALITY = flags.DEFINE_enum("modality", None, list(index_store.MODALITIES),
                               "query: search only this modality")
 _JSON = flags.DEFINE_bool("json", False, "query: print JSON")
 _FROM_EMBEDDINGS = flags.DEFINE_string(

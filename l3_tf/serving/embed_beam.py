@@ -474,9 +474,10 @@ def index_videos_beam(embedder, videos_dir: str, index_path: str, model: str,
     the pipeline (start-up included).
   """
   from l3_tf.serving import embed as embed_lib  # pylint: disable=g-import-not-at-top
+  from l3_tf.serving import index_store
   from l3_tf.serving import search_index  # pylint: disable=g-import-not-at-top
 
-  settings = settings or search_index.AnnSettings()
+  settings = settings or index_store.AnnSettings()
   videos = search_index.video_files(videos_dir)  # or SearchIndexError
   _, _, state = search_index.open_index(embedder, index_path, model,
                                         hop_seconds, settings)

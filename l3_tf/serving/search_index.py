@@ -2,15 +2,7 @@
 videos in an AVE-Net's shared space, behind an approximate-nearest-neighbour
 index. The library behind `l3-search`.
 
-Layout of an index folder (`IndexDir`):
-
-  index.json        format, the model, the hop, the ANN library and settings
-  files.json        per indexed file: size, mtime, first id, item count;
-                    and the files that failed, with the reason
-  items.jsonl       one line per vector, in id order: file, modality, time
-  vectors.f32       the raw unit-norm vectors, float32 [n, dim], id order
-  audio.usearch     ANN index of the audio vectors (keys = ids)
-  image.usearch     ANN index of the image vectors
+The folder's layout, its files and the ANN: `l3_tf.serving.index_store`.
 
 Indexing is resumable: `files.json` is rewritten (atomically) after every
 file, and the raw vectors and items are appended before it, so a run that
@@ -18,14 +10,9 @@ stops anywhere resumes where the last completed file left off (a partial
 append is cut back to what `files.json` records); the ANN indices are then
 brought up to date from the raw vectors. A file whose size and mtime are
 unchanged is skipped.
-
-The ANN library is usearch (HNSW; the `search` extra): chosen by
-measurement against faiss-cpu and hnswlib (`benchmarks/search_index.py`,
-README "Cross-modal search"). It is imported here only, lazily.
 """
 
 import dataclasses
-import json
 import os
 import pathlib
 import sys
@@ -43,81 +30,7 @@ from l3_tf.serving import embed as embed_lib
 from l3_tf.serving import embed_files
 from l3_tf.serving import embed_inputs
 from l3_tf.serving import embedding_storage
-
-AUDIO = "audio"
-IMAGE = "image"
-MODALITIES = (AUDIO, IMAGE)
-FORMAT_VERSION = 1
-INDEX_FILE = "index.json"
-FILES_FILE = "files.json"
-ITEMS_FILE = "items.jsonl"
-VECTORS_FILE = "vectors.f32"
-
-
-class SearchIndexError(ValueError):
-  """An index folder that cannot be used as asked (named in the message)."""
-
-
-def _usearch():
-  """The ANN library, imported on first use (one door, STYLE.md §18)."""
-  try:
-    from usearch import index as usearch_index  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise ImportError(
-        "l3-search needs the usearch library: pip install 'l3_tf[search]'"
-    ) from None
-  return usearch_index
-
-
-def ann_library() -> str:
-  import usearch  # pylint: disable=g-import-not-at-top
-  return f"usearch {usearch.__version__}"
-
-
-@dataclasses.dataclass(frozen=True)
-class AnnSettings:
-  """HNSW settings of the ANN index (usearch's names).
-
-  Attributes:
-    connectivity: graph degree M.
-    expansion_add: candidate list size while building (efConstruction).
-    expansion_search: candidate list size while searching (ef).
-  """
-
-  connectivity: int = 16
-  expansion_add: int = 128
-  expansion_search: int = 64
-
-
-def new_ann(dim: int, settings: AnnSettings = AnnSettings()):
-  """An empty usearch index of unit vectors compared by squared L2."""
-  return _usearch().Index(ndim=dim, metric="l2sq", dtype="f32",
-                          connectivity=settings.connectivity,
-                          expansion_add=settings.expansion_add,
-                          expansion_search=settings.expansion_search)
-
-
-def _write_json(path: str, value) -> None:
-  """Writes JSON through a temporary file and a rename (never half a file)."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def _read_json(path: str):
-  with open(path) as f:
-    return json.load(f)
-
-
-@dataclasses.dataclass
-class Item:
-  """What one vector is: `file`, `modality` ("audio"/"image"), `time` s."""
-
-  file: str
-  modality: str
-  time: float
-
+from l3_tf.serving import index_store
 
 @dataclasses.dataclass
 class Hit:
@@ -151,105 +64,31 @@ class IndexSummary:
             f"{self.vectors_added} vectors added in {self.seconds:.1f} s{rate}")
 
 
-class IndexDir:
-  """An index folder (see the module docstring); opened or created."""
-
-  def __init__(self, path: str):
-    self.path = os.path.abspath(path)
-
-  def file(self, name: str) -> str:
-    return os.path.join(self.path, name)
-
-  def exists(self) -> bool:
-    return os.path.exists(self.file(INDEX_FILE))
-
-  def info(self) -> dict:
-    if not self.exists():
-      raise SearchIndexError(
-          f"{self.path} is not an l3-search index (no {INDEX_FILE}); build "
-          "one with `l3-search index VIDEOS_DIR --model=EXPORT --index=DIR`")
-    info = _read_json(self.file(INDEX_FILE))
-    if info.get("format_version") != FORMAT_VERSION:
-      raise SearchIndexError(
-          f"{self.file(INDEX_FILE)}: format_version="
-          f"{info.get('format_version')!r}, this code reads {FORMAT_VERSION}")
-    return info
-
-  def create(self, model: str, dim: int, hop_seconds: float,
-             settings: AnnSettings) -> dict:
-    os.makedirs(self.path, exist_ok=True)
-    info = {"format_version": FORMAT_VERSION, "model": os.path.abspath(model),
-            "dim": dim, "hop_seconds": hop_seconds, "metric": "euclidean",
-            "library": ann_library(), "ann": dataclasses.asdict(settings)}
-    _write_json(self.file(INDEX_FILE), info)
-    _write_json(self.file(FILES_FILE), {"files": {}, "failed": {},
-                                        "num_vectors": 0})
-    for name in (ITEMS_FILE, VECTORS_FILE):
-      open(self.file(name), "wb").close()
-    return info
-
-  def state(self) -> dict:
-    return _read_json(self.file(FILES_FILE))
-
-  def truncate_to(self, state: dict, dim: int) -> None:
-    """Cuts the raw vectors and items back to what `files.json` records
-    (the tail a run left when it stopped between appending and recording)."""
-    count = state["num_vectors"]
-    with open(self.file(VECTORS_FILE), "r+b") as f:
-      f.truncate(count * dim * 4)
-    with open(self.file(ITEMS_FILE), "rb") as f:
-      lines = f.read().split(b"\n")[:count]
-    with open(self.file(ITEMS_FILE), "wb") as f:
-      f.write(b"".join(line + b"\n" for line in lines))
-
-  def append(self, vectors: np.ndarray, items: Sequence[Item]) -> None:
-    with open(self.file(VECTORS_FILE), "ab") as f:
-      f.write(np.ascontiguousarray(vectors, np.float32).tobytes())
-    with open(self.file(ITEMS_FILE), "a") as f:
-      for item in items:
-        f.write(json.dumps(dataclasses.asdict(item)) + "\n")
-
-  def vectors(self, dim: int) -> np.ndarray:
-    """float32 [n, dim] memory map of the raw vectors."""
-    size = os.path.getsize(self.file(VECTORS_FILE))
-    if size == 0:
-      return np.zeros((0, dim), np.float32)
-    return np.memmap(self.file(VECTORS_FILE), np.float32, "r",
-                     shape=(size // (4 * dim), dim))
-
-  def items(self) -> list[Item]:
-    with open(self.file(ITEMS_FILE)) as f:
-      return [Item(**json.loads(line)) for line in f if line.strip()]
-
-  def ann_path(self, modality: str) -> str:
-    return self.file(f"{modality}.usearch")
-
-
 def video_files(folder: str) -> list[str]:
   """Media with a picture under `folder`, recursively, in a stable order
   (hidden folders and files left out)."""
   root = pathlib.Path(folder)
   if not root.is_dir():
-    raise SearchIndexError(f"videos folder {folder!r} is not a directory")
+    raise index_store.SearchIndexError(f"videos folder {folder!r} is not a directory")
   return [str(p) for p in sorted(root.rglob("*")) if p.is_file()
           and p.suffix.lower() in media.VIDEO_EXTENSIONS
           and not any(part.startswith(".") for part in p.relative_to(root).parts)]
 
 
-def _sync_ann(index_dir: IndexDir, info: dict, items: list[Item]) -> None:
+def _sync_ann(index_dir: index_store.IndexDir, info: dict, items: list[index_store.Item]) -> None:
   """Adds to each modality's ANN index the vectors it does not hold yet."""
   vectors = index_dir.vectors(info["dim"])
   modality = np.array([item.modality for item in items])
-  settings = AnnSettings(**info["ann"])
-  for name in MODALITIES:
+  settings = index_store.AnnSettings(**info["ann"])
+  for name in index_store.MODALITIES:
     path = index_dir.ann_path(name)
-    ann = new_ann(info["dim"], settings)
+    ann = index_store.new_ann(info["dim"], settings)
     if os.path.exists(path):
       ann.load(path)
     ids = np.flatnonzero(modality == name)
     new = ids[len(ann):] if len(ann) <= ids.size else None
     if new is None:  # more vectors than the raw file: rebuild
-      ann = new_ann(info["dim"], settings)
+      ann = index_store.new_ann(info["dim"], settings)
       new = ids
     if new.size:
       ann.add(new.astype(np.int64), np.asarray(vectors[new]), threads=0)
@@ -257,13 +96,14 @@ def _sync_ann(index_dir: IndexDir, info: dict, items: list[Item]) -> None:
 
 
 def open_index(embedder: embed_lib.Embedder, index_path: str, model: str,
-               hop_seconds: float, settings: AnnSettings = AnnSettings()
-               ) -> tuple["IndexDir", dict, dict]:
+               hop_seconds: float,
+               settings: index_store.AnnSettings = index_store.AnnSettings()
+               ) -> tuple["index_store.IndexDir", dict, dict]:
   """The index at `index_path`, created if absent, checked if present, and
   cut back to what its `files.json` records: (index_dir, info, state).
 
   Raises:
-    SearchIndexError: the index was built with another model, size or hop.
+    index_store.SearchIndexError: the index was built with another model, size or hop.
     ValueError: the model has no shared space (an L3 export), a bad hop.
   """
   from l3_tf.serving import export as export_lib  # pylint: disable=g-import-not-at-top
@@ -273,13 +113,13 @@ def open_index(embedder: embed_lib.Embedder, index_path: str, model: str,
   dim = embedder.embedding_sizes[export_lib.SHARED_AUDIO_EMBEDDING][
       export_lib.SHARED_OUTPUT]
   embed_inputs.hop_samples(hop_seconds, embedder.audio_params)  # validates
-  index_dir = IndexDir(index_path)
+  index_dir = index_store.IndexDir(index_path)
   if index_dir.exists():
     info = index_dir.info()
     for key, value in (("model", os.path.abspath(model)), ("dim", dim),
                        ("hop_seconds", hop_seconds)):
       if info[key] != value:
-        raise SearchIndexError(
+        raise index_store.SearchIndexError(
             f"index {index_path} was built with {key}={info[key]!r}, not "
             f"{value!r}: use another --index, or the same {key}")
   else:
@@ -310,32 +150,32 @@ def needs_reindex(state: dict, path: str) -> bool:
   return key in state["files"] and not _is_indexed(state, key, _stamp(path))
 
 
-def _add_file(index_dir: IndexDir, state: dict, key: str, stamp: dict,
+def _add_file(index_dir: index_store.IndexDir, state: dict, key: str, stamp: dict,
               audio: np.ndarray, image: np.ndarray,
               timestamps: np.ndarray) -> int:
   """Appends one file's vectors (its audio windows, then its frames, at
   the shared timestamps) and records it; returns how many were added."""
-  items = ([Item(key, AUDIO, float(t)) for t in timestamps]
-           + [Item(key, IMAGE, float(t)) for t in timestamps])
+  items = ([index_store.Item(key, index_store.AUDIO, float(t)) for t in timestamps]
+           + [index_store.Item(key, index_store.IMAGE, float(t)) for t in timestamps])
   index_dir.append(np.concatenate([audio, image]), items)
   state["files"][key] = {**stamp, "first_id": state["num_vectors"],
                          "count": len(items)}
   state["failed"].pop(key, None)
   state["num_vectors"] += len(items)
-  _write_json(index_dir.file(FILES_FILE), state)
+  index_store.write_json(index_dir.file(index_store.FILES_FILE), state)
   return len(items)
 
 
-def _record_failure(index_dir: IndexDir, state: dict, summary: "IndexSummary",
+def _record_failure(index_dir: index_store.IndexDir, state: dict, summary: "IndexSummary",
                     path: str, reason: str, report: Callable) -> None:
   summary.failed.append((path, reason))
   state["failed"][os.path.abspath(path) if "://" not in path else path] = (
       reason)
   report(f"FAILED {path}: {reason}")
-  _write_json(index_dir.file(FILES_FILE), state)
+  index_store.write_json(index_dir.file(index_store.FILES_FILE), state)
 
 
-def _finish(index_dir: IndexDir, info: dict, summary: "IndexSummary",
+def _finish(index_dir: index_store.IndexDir, info: dict, summary: "IndexSummary",
             started: float, embed_seconds: float) -> "IndexSummary":
   _sync_ann(index_dir, info, index_dir.items())
   summary.seconds = time.perf_counter() - started
@@ -347,7 +187,7 @@ def _finish(index_dir: IndexDir, info: dict, summary: "IndexSummary",
 def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
                  index_path: str, model: str, *,
                  hop_seconds: float = 0.5, batch_size: int = 32,
-                 settings: AnnSettings = AnnSettings(), progress: bool = True,
+                 settings: index_store.AnnSettings = index_store.AnnSettings(), progress: bool = True,
                  report: Callable[[str], None] | None = None) -> IndexSummary:
   """Embeds every video under `videos_dir` into the index at `index_path`.
 
@@ -366,7 +206,7 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
     The IndexSummary.
 
   Raises:
-    SearchIndexError: the index was built with another model or hop.
+    index_store.SearchIndexError: the index was built with another model or hop.
     ValueError: the model has no shared space (an L3 export).
     finite.NonFiniteError: the model computes non-finite embeddings.
   """
@@ -407,7 +247,7 @@ def index_videos(embedder: embed_lib.Embedder, videos_dir: str,
 def _shard_files(embeddings_dir: str) -> list[pathlib.Path]:
   root = pathlib.Path(embeddings_dir)
   if not root.is_dir():
-    raise SearchIndexError(f"embeddings folder {embeddings_dir!r} is not a "
+    raise index_store.SearchIndexError(f"embeddings folder {embeddings_dir!r} is not a "
                            "directory")
   shards = [p for p in sorted(root.rglob("*.parquet")) if p.is_file() and
             not any(part.startswith(".") for part in p.relative_to(root).parts)]
@@ -415,7 +255,7 @@ def _shard_files(embeddings_dir: str) -> list[pathlib.Path]:
     others = sorted(root.rglob("*.npz"))
     hint = (f" ({others[0]} and others are .npz, which do not record their "
             "source file)") if others else ""
-    raise SearchIndexError(
+    raise index_store.SearchIndexError(
         f"{embeddings_dir}: no l3-embed Parquet files{hint}; embed with "
         "`l3-embed video VIDEOS --embedding=shared --format=parquet`")
   return shards
@@ -428,19 +268,19 @@ def _shard_sources(path: pathlib.Path, dim: int, hop_seconds: float):
   vectors = columns["embedding"]
   if isinstance(vectors, list) or (vectors.size and vectors.shape[1] != dim):
     sizes = sorted({len(v) for v in vectors})
-    raise SearchIndexError(
+    raise index_store.SearchIndexError(
         f"{path}: embeddings of {'/'.join(map(str, sizes))} values, the "
         f"index's shared space has {dim}: embed with --embedding=shared and "
         "this index's model")
   norms = np.linalg.norm(vectors, axis=1)
   if vectors.size and not np.allclose(norms, 1.0, atol=1e-3):
-    raise SearchIndexError(
+    raise index_store.SearchIndexError(
         f"{path}: vector norms {norms.min():.4g}..{norms.max():.4g}, not the "
         "unit vectors of a shared space: embed with --embedding=shared")
   sources = {}
   for source in dict.fromkeys(columns["file"]):  # first-seen order
     rows = columns["file"] == source
-    for modality in MODALITIES:
+    for modality in index_store.MODALITIES:
       chosen = np.flatnonzero(rows & (columns["modality"] == modality))
       if not chosen.size:
         continue
@@ -449,7 +289,7 @@ def _shard_sources(path: pathlib.Path, dim: int, hop_seconds: float):
       times, chosen = times[order], chosen[order]
       if times.size > 1 and not np.allclose(np.diff(times), hop_seconds,
                                             atol=1e-6):
-        raise SearchIndexError(
+        raise index_store.SearchIndexError(
             f"{path}: {source} was embedded every {np.diff(times)[0]:g} s, "
             f"not every hop_seconds={hop_seconds:g} s of this index")
       sources.setdefault(source, {})[modality] = (times, vectors[chosen])
@@ -469,7 +309,7 @@ def read_failures(embeddings_dir: str) -> list[tuple[str, str]]:
 def index_embeddings(embedder: embed_lib.Embedder, embeddings_dir: str,
                      index_path: str, model: str, *,
                      hop_seconds: float = 0.5,
-                     settings: AnnSettings = AnnSettings(),
+                     settings: index_store.AnnSettings = index_store.AnnSettings(),
                      failed: Sequence[tuple[str, str]] | None = None,
                      report: Callable[[str], None] | None = None
                      ) -> IndexSummary:
@@ -495,7 +335,7 @@ def index_embeddings(embedder: embed_lib.Embedder, embeddings_dir: str,
     report: called with one line per failed file (default: stderr).
 
   Raises:
-    SearchIndexError: no Parquet files; vectors of another size, not unit
+    index_store.SearchIndexError: no Parquet files; vectors of another size, not unit
       norm, or at another hop; an index built with another model or hop.
       (A source with one modality only is listed as failed.)
   """
@@ -512,12 +352,12 @@ def index_embeddings(embedder: embed_lib.Embedder, embeddings_dir: str,
                                         hop_seconds).items():
       pending.setdefault(source, {}).update(parts)
     for source in sorted((s for s, parts in pending.items()
-                          if set(parts) == set(MODALITIES)),
+                          if set(parts) == set(index_store.MODALITIES)),
                          key=pathlib.PurePath):
-      (times, audio), (image_times, image) = (pending[source][AUDIO],
-                                              pending.pop(source)[IMAGE])
+      (times, audio), (image_times, image) = (pending[source][index_store.AUDIO],
+                                              pending.pop(source)[index_store.IMAGE])
       if not np.array_equal(times, image_times):
-        raise SearchIndexError(f"{shard}: {source}: its audio and image "
+        raise index_store.SearchIndexError(f"{shard}: {source}: its audio and image "
                                "embeddings have different timestamps")
       key = source if "://" in source else os.path.abspath(source)
       stamp = _stamp(source) or {"size": int(times.size), "mtime": None}
@@ -544,15 +384,15 @@ class Searcher:
   """A loaded index: `search(vector, k, modality)` -> hits."""
 
   def __init__(self, index_path: str):
-    self.index_dir = IndexDir(index_path)
+    self.index_dir = index_store.IndexDir(index_path)
     self.info = self.index_dir.info()
     self.items = self.index_dir.items()
-    settings = AnnSettings(**self.info["ann"])
+    settings = index_store.AnnSettings(**self.info["ann"])
     self._anns = {}
-    for name in MODALITIES:
+    for name in index_store.MODALITIES:
       path = self.index_dir.ann_path(name)
       if os.path.exists(path):
-        ann = new_ann(self.info["dim"], settings)
+        ann = index_store.new_ann(self.info["dim"], settings)
         ann.load(path)
         self._anns[name] = ann
 
@@ -578,14 +418,14 @@ class Searcher:
     """
     if k < 1:
       raise ValueError(f"k={k} must be >= 1")
-    if modality is not None and modality not in MODALITIES:
-      raise ValueError(f"modality={modality!r}; expected one of {MODALITIES}")
+    if modality is not None and modality not in index_store.MODALITIES:
+      raise ValueError(f"modality={modality!r}; expected one of {index_store.MODALITIES}")
     vector = np.asarray(vector, np.float32).reshape(-1)
     if vector.size != self.info["dim"]:
       raise ValueError(f"query vector has {vector.size} values, the index "
                        f"{self.info['dim']}")
     hits = []
-    for name in ([modality] if modality else MODALITIES):
+    for name in ([modality] if modality else index_store.MODALITIES):
       ann = self._anns.get(name)
       if ann is None or not len(ann):
         continue
@@ -600,7 +440,7 @@ class Searcher:
 
 def query_vector(embedder: embed_lib.Embedder, *, image: str | None = None,
                  audio: str | None = None, video: str | None = None,
-                 at_seconds: float = 0.0, video_modality: str = IMAGE
+                 at_seconds: float = 0.0, video_modality: str = index_store.IMAGE
                  ) -> tuple[np.ndarray, str]:
   """The shared-space vector of one query (exactly one of the three).
 
@@ -624,23 +464,23 @@ def query_vector(embedder: embed_lib.Embedder, *, image: str | None = None,
   given = [x for x in (image, audio, video) if x is not None]
   if len(given) != 1:
     raise ValueError("give exactly one of --image, --audio, --video")
-  if video_modality not in MODALITIES:
+  if video_modality not in index_store.MODALITIES:
     raise ValueError(f"video_modality={video_modality!r}; expected one of "
-                     f"{MODALITIES}")
+                     f"{index_store.MODALITIES}")
   if at_seconds < 0:
     raise ValueError(f"at_seconds={at_seconds} must be >= 0")
-  if image is not None or (video is not None and video_modality == IMAGE):
+  if image is not None or (video is not None and video_modality == index_store.IMAGE):
     path = image if image is not None else video
     frames = media_video.frames_at(path, [0.0 if image is not None else at_seconds],
                              short_side=embedder.image_params.resize_short_side)
-    return embedder.shared_embedding(images=frames)[0], IMAGE
+    return embedder.shared_embedding(images=frames)[0], index_store.IMAGE
   path = audio if audio is not None else video
   params = embedder.audio_params
   waveform = embed_inputs.to_mono(
       media_audio.load_audio(path, sample_rate_hz=params.sample_rate_hz))
   starts = embed_inputs.starts_for_centres(np.array([at_seconds]), params)
   windows = embed_inputs.extract_windows(waveform, starts, params.clip_samples)
-  return embedder.shared_embedding(windows=windows)[0], AUDIO
+  return embedder.shared_embedding(windows=windows)[0], index_store.AUDIO
 
 
 def format_table(hits: Iterable[Hit]) -> str:

@@ -28,6 +28,7 @@ from l3_tf.serving import embed
 from l3_tf.serving import embed_files
 from l3_tf.serving import embedding_storage
 from l3_tf.serving import file_jobs
+from l3_tf.serving import index_store
 from l3_tf.serving import search_index
 from tests import s3_server
 from tests import testing
@@ -355,7 +356,7 @@ def _hits(searcher, queries):
 
 def _contents(index_path) -> dict:
   """(file, modality, time) -> stored vector, for every item of an index."""
-  index_dir = search_index.IndexDir(str(index_path))
+  index_dir = index_store.IndexDir(str(index_path))
   vectors = index_dir.vectors(index_dir.info()["dim"])
   return {(i.file, i.modality, round(i.time, 6)): np.array(v)
           for i, v in zip(index_dir.items(), vectors)}
@@ -450,5 +451,5 @@ def test_search_index_runner_and_from_embeddings_find_what_index_finds(
     got = _hits(searcher, queries)
     for want_hits, got_hits in zip(expected, got):
       _assert_same_hits(got_hits, want_hits, name)
-    state = search_index.IndexDir(str(tmp_path / name)).state()
+    state = index_store.IndexDir(str(tmp_path / name)).state()
     assert list(state["failed"]) == [str(videos / "broken.mp4")], name

@@ -12,6 +12,7 @@ from l3_tf.data import media_audio
 from l3_tf.data import media_video
 from l3_tf.serving import embed
 from l3_tf.serving import embed_inputs
+from l3_tf.serving import index_store
 from l3_tf.serving import search_index
 from tests import testing
 
@@ -87,7 +88,7 @@ def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
   assert [p for p, _ in summary.failed] == [str(videos / "broken.mp4")]
   assert any("broken.mp4" in line for line in lines)
   assert summary.vectors_added == 2 * 2 * WINDOWS_PER_VIDEO
-  state = search_index.IndexDir(index).state()
+  state = index_store.IndexDir(index).state()
   assert str(videos / "broken.mp4") in state["failed"]
 
   searcher = search_index.Searcher(index)
@@ -115,7 +116,7 @@ def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
   assert {h.modality for h in hits} == {"audio", "image"}
   assert len(hits) == 2 * 2 * WINDOWS_PER_VIDEO
   # The ANN's answer is the exact one on this small index.
-  raw = search_index.IndexDir(index).vectors(128)
+  raw = index_store.IndexDir(index).vectors(128)
   exact = np.argsort(np.linalg.norm(raw - vector, axis=1))[:5]
   assert [(items[i].file, items[i].modality, items[i].time) for i in exact] == [
       (h.file, h.modality, h.time) for h in hits[:5]]
@@ -140,9 +141,9 @@ def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
 
   # A run that died after appending vectors but before recording the file:
   # the tail is cut back, the new video is indexed once.
-  index_dir = search_index.IndexDir(index)
+  index_dir = index_store.IndexDir(index)
   index_dir.append(np.ones((3, 128), np.float32),
-                   [search_index.Item("ghost", "audio", 0.0)] * 3)
+                   [index_store.Item("ghost", "audio", 0.0)] * 3)
   c = _write_video(videos / "c.mp4", 3)
   try:
     resumed = search_index.index_videos(
@@ -155,7 +156,7 @@ def test_index_query_round_trip_rerun_and_resume(tiny_avenet_export, embedder,
   assert len(searcher) == 3 * 2 * WINDOWS_PER_VIDEO
   assert "ghost" not in {i.file for i in searcher.items}
 
-  with pytest.raises(search_index.SearchIndexError, match="hop_seconds=0.5"):
+  with pytest.raises(index_store.SearchIndexError, match="hop_seconds=0.5"):
     search_index.index_videos(embedder, str(videos), index,
                               tiny_avenet_export.saved_model, hop_seconds=0.25,
                               progress=False)
@@ -170,7 +171,7 @@ def test_l3_models_and_bad_queries_are_refused(tiny_export, embedder,
                               tiny_export.saved_model, progress=False)
   with pytest.raises(ValueError, match="exactly one"):
     search_index.query_vector(embedder, image=a, audio=a)
-  with pytest.raises(search_index.SearchIndexError, match="not an l3-search"):
+  with pytest.raises(index_store.SearchIndexError, match="not an l3-search"):
     search_index.Searcher(str(tmp_path))
 
 
