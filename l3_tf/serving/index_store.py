@@ -10,12 +10,7 @@ Layout of an index folder (`IndexDir`):
   audio.usearch     ANN index of the audio vectors (keys = ids)
   image.usearch     ANN index of the image vectors
 
-Indexing is resumable: `files.json` is rewritten (atomically) after every
-file, and the raw vectors and items are appended before it, so a run that
-stops anywhere resumes where the last completed file left off (a partial
-append is cut back to what `files.json` records); the ANN indices are then
-brought up to date from the raw vectors. A file whose size and mtime are
-unchanged is skipped.
+How a build resumes after a stop: `l3_tf.serving.search_index`.
 
 The ANN library is usearch (HNSW; the `search` extra): chosen by
 measurement against faiss-cpu and hnswlib (`benchmarks/search_index.py`,
