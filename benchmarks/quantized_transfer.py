@@ -30,6 +30,7 @@ from experiments import configs
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
+from l3_tf.evaluation import transfer_features
 from l3_tf.serving import export_check
 from l3_tf.serving import export_formats
 from l3_tf.training import workdir as workdir_lib
@@ -68,7 +69,7 @@ def main(argv):
                                            _MANUAL_DIR.value)
   spec = audio_transfer.DATASETS["esc10"]
   calibration = []
-  for clip in audio_transfer.read_clips(builder, "fold1",
+  for clip in transfer_features.read_clips(builder, "fold1",
                                         _CALIBRATION_CLIPS.value):
     window = config.audio.clip_samples
     for start in range(0, clip["waveform"].size - window + 1, window):
@@ -81,7 +82,7 @@ def main(argv):
         calibration={"waveform": calibration}, models=("audio",))
     for q in export_formats.QUANTIZATIONS:
       path = os.path.join(out, f"audio_tower_waveform_{q}.tflite")
-      weights = audio_transfer.Weights(
+      weights = transfer_features.Weights(
           _RunnerEmbedder(path, config.audio), config,
           f"{description} as LiteRT {q}", {"compute_dtype": q}, None)
       started = time.perf_counter()

@@ -59,6 +59,7 @@ from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import finetune
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
+from l3_tf.evaluation import transfer_features
 from l3_tf.training import workdir as workdir_lib
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(audio_transfer.DATASETS),
@@ -158,7 +159,7 @@ def main(argv):
   try:
     # The weights first: a broken model (finite.NonFiniteError) fails
     # before a dataset is built.
-    weights = audio_transfer.load_weights(
+    weights = transfer_features.load_weights(
         _WEIGHTS.value, configs.get_config(_RANDOM_CONFIG.value), _SEED.value,
         _DTYPE.value)
     builder = audio_transfer.prepare_dataset(spec.name, data_dir,
@@ -175,7 +176,7 @@ def main(argv):
     audio_transfer.fold_splits(builder, spec, folds)  # checked before the net
   except (ValueError, FileNotFoundError) as e:
     raise SystemExit(f"error: {e}") from None
-  cache = (None if _NO_CACHE.value else audio_transfer.FeatureCache(
+  cache = (None if _NO_CACHE.value else transfer_features.FeatureCache(
       os.path.join(_CACHE_DIR.value, "features")))
   try:
     results = audio_transfer.run(weights, builder, spec, _HOP.value,

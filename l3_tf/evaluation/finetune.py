@@ -34,6 +34,7 @@ import tensorflow as tf
 from l3_tf.data import audio_frontend
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import transfer
+from l3_tf.evaluation import transfer_features
 from l3_tf.model import networks as model_lib
 from l3_tf.training import config as config_lib
 
@@ -79,10 +80,10 @@ def dataset_windows(builder, spec: audio_transfer.AudioDataset,
   windows, clip_index, labels, fold_ids, ids, groups = [], [], [], [], [], []
   pairs, _ = audio_transfer.fold_splits(builder, spec, folds)
   for fold, split in pairs:
-    for clip in audio_transfer.read_clips(builder, split, max_clips_per_split,
+    for clip in transfer_features.read_clips(builder, split, max_clips_per_split,
                                           spec.group_feature):
       # The SVM protocol's sub-clips (whole windows; a short clip centred).
-      clip_windows = audio_transfer.subclip_windows(
+      clip_windows = transfer_features.subclip_windows(
           clip["waveform"], hop_seconds, audio_params)  # [T, 48000]
       windows.append(np.round(clip_windows * AUDIO_SCALE).clip(
           -32768, 32767).astype(np.int16))
@@ -116,7 +117,7 @@ def classifier(avc: keras.Model, num_classes: int,
       if isinstance(layer, keras.layers.BatchNormalization):
         layer.trainable = False
   spectrogram = keras.Input(source.input.shape[1:], name="spectrogram")
-  tap = tower(spectrogram)[audio_transfer.EMBEDDING]  # [b, 12 * W4]
+  tap = tower(spectrogram)[transfer_features.EMBEDDING]  # [b, 12 * W4]
   # Z-scores the tap as the SVM protocol does; `train_round` adapts it to
   # the training windows' features of the source tower. An affine map, so
   # the classifier stays linear in the features.

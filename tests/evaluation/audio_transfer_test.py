@@ -17,6 +17,7 @@ import pytest
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
+from l3_tf.evaluation import transfer_features
 from tests import testing
 
 RATE = 44100
@@ -71,7 +72,7 @@ def sound_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def random_weights():
-  return audio_transfer.load_weights("random", testing.tiny_config(1 / 16))
+  return transfer_features.load_weights("random", testing.tiny_config(1 / 16))
 
 
 def test_prepared_dataset_is_reused_without_manual_dir(sound_set):
@@ -87,7 +88,7 @@ def test_protocol_far_above_chance_through_the_embedder(sound_set,
                                                         random_weights,
                                                         tmp_path):
   spec = audio_transfer.DATASETS["esc10"]
-  cache = audio_transfer.FeatureCache(str(tmp_path / "features"))
+  cache = transfer_features.FeatureCache(str(tmp_path / "features"))
   results = audio_transfer.run(random_weights, sound_set["builder"], spec,
                                hop_seconds=1.0, cache=cache,
                                settings=transfer.SvmSettings(c_grid=(1e-3, 1.0)))
@@ -109,7 +110,7 @@ def test_protocol_far_above_chance_through_the_embedder(sound_set,
   data, _ = audio_transfer.dataset_features(random_weights,
                                             sound_set["builder"], spec, 1.0,
                                             cache=cache)
-  clip = next(audio_transfer.read_clips(sound_set["builder"], "fold1", 1))
+  clip = next(transfer_features.read_clips(sound_set["builder"], "fold1", 1))
   direct = random_weights.embedder.embed_audio(
       clip["waveform"], 48000, hop_seconds=1.0, center=False).embedding
   # embed_audio adds a zero-padded window over the last 0.5 s; the
@@ -126,7 +127,7 @@ def test_second_run_with_other_svm_settings_reads_the_cache(sound_set,
                                                             tmp_path,
                                                             monkeypatch):
   spec = audio_transfer.DATASETS["esc10"]
-  cache = audio_transfer.FeatureCache(str(tmp_path / "features"))
+  cache = transfer_features.FeatureCache(str(tmp_path / "features"))
   first = audio_transfer.run(random_weights, sound_set["builder"], spec, 1.0,
                              transfer.SvmSettings(c_grid=(1.0,)), cache)
 
@@ -152,7 +153,7 @@ def test_cache_key_sees_everything_that_determines_features(sound_set,
 
   def key(weights=random_weights, split="fold1", hop=1.0, center=False,
           max_clips=None):
-    return audio_transfer.identity_key(audio_transfer.feature_identity(
+    return transfer_features.identity_key(transfer_features.feature_identity(
         weights, builder, split, hop, center, max_clips))
 
   def with_identity(**changes):
@@ -172,7 +173,7 @@ def test_cache_key_sees_everything_that_determines_features(sound_set,
   # A trained workdir: its checkpoint (path, step, content) is in the key.
   workdir = str(tmp_path / "workdir")
   testing.make_trained_workdir(workdir, steps=1)
-  trained = audio_transfer.load_weights(workdir, testing.tiny_config())
+  trained = transfer_features.load_weights(workdir, testing.tiny_config())
   identity = trained.identity
   assert identity["kind"] == "workdir" and identity["step"] == 1
   assert identity["checkpoint"].endswith("ckpt-1")
@@ -268,9 +269,9 @@ def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
   # side (floor(28800 / 2) before, the rest after), as OpenL3's classifiers.
   data, _ = audio_transfer.dataset_features(random_weights, us8k["builder"],
                                             spec, 1.0)
-  clip = next(c for c in audio_transfer.read_clips(us8k["builder"], "fold1")
+  clip = next(c for c in transfer_features.read_clips(us8k["builder"], "fold1")
               if c["waveform"].size == 19200)
-  windows = audio_transfer.subclip_windows(clip["waveform"], 1.0,
+  windows = transfer_features.subclip_windows(clip["waveform"], 1.0,
                                            random_weights.config.audio)
   assert windows.shape == (1, 48000)
   np.testing.assert_array_equal(windows[0, 14400:33600], clip["waveform"])
@@ -279,7 +280,7 @@ def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
   np.testing.assert_allclose(
       data.features[data.clip_index == row],
       random_weights.embedder.embed_windows(windows,
-                                            audio_transfer.EMBEDDING),
+                                            transfer_features.EMBEDDING),
       rtol=1e-4, atol=1e-4)
 
 
