@@ -81,6 +81,17 @@ def test_l3_tf_top_level_is_the_package_file_and_subpackages():
     assert (ROOT / "l3_tf" / folder / "__init__.py").is_file(), folder
 
 
+# Issue 23: a module over this many lines is split by concern (STYLE.md).
+MAX_MODULE_LINES = 600
+
+
+def test_no_library_module_is_over_the_line_limit():
+  long = {str(path.relative_to(ROOT)): n for path in _library_files()
+          if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+  assert not long, (f"modules over {MAX_MODULE_LINES} lines: {long}; split "
+                    "them by concern, not in halves")
+
+
 def test_library_imports_only_its_own_or_lower_layers():
   rank = {name: i for i, name in enumerate(LAYERS)}
   violations = []
