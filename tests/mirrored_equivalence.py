@@ -8,9 +8,12 @@ Builds a BN-free 1/32-width AVC network, takes one step of
 `l3_tf.training.step.make_train_step` with the same global batch of 8 pairs on one
 device and on 2 replicas x 4 pairs, and prints one JSON line per optimizer
 (SGD: sensitive to how the loss is scaled; Adam: the one training uses)
-with the largest weight difference, the largest weight change and both
-losses. With --jit_compile, only Adam, and the mirrored step is compiled
-with XLA (`train.jit_compile`) while the single-device one is not.
+with the distance between the two runs' weights and the single run's
+change (normwise, float64), Adam's first moments (its gradient, before the
+division by sqrt(v)) likewise, both losses, and the float round-off bound
+of one step (`compiled_check.compiled_step_bound`) the tests hold them to.
+With --jit_compile, only Adam, and the mirrored step is compiled with XLA
+(`train.jit_compile`) while the single-device one is not.
 """
 
 import json
@@ -21,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
 from l3_tf.training import distribute
 from l3_tf.training import step as step_lib
 
@@ -34,6 +38,18 @@ def build(strategy, config, weights, optimizer_name):
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64)
   return model, optimizer, step
+
+
+def distance(a, b) -> float:
+  """Euclidean distance over all arrays, in float64."""
+  return float(np.sqrt(sum(np.sum((np.asarray(x, np.float64) - y) ** 2)
+                           for x, y in zip(a, b))))
+
+
+def first_moments(optimizer) -> list[np.ndarray]:
+  """Adam's first-moment slots (empty for SGD)."""
+  return [np.asarray(v) for v in optimizer.variables
+          if v.path.endswith("_momentum")]
 
 
 def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
@@ -77,6 +93,7 @@ def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
                                     step_m, jit_compile=jit_compile)(
                                         features_m, labels_m)
   mirrored_weights = model_m.get_weights()
+  moments, moments_m = first_moments(optimizer), first_moments(optimizer_m)
   print(json.dumps({
       "optimizer": optimizer_name,
       "jit_compile": jit_compile,
@@ -86,6 +103,12 @@ def compare(optimizer_name: str, mirrored, jit_compile: bool = False):
                                    zip(single_weights, mirrored_weights)),
       "max_weight_change": max(float(np.abs(a - b).max()) for a, b in
                                zip(single_weights, initial)),
+      "weight_distance": distance(mirrored_weights, single_weights),
+      "weight_change": distance(single_weights, initial),
+      "moment_distance": distance(moments_m, moments) if moments else None,
+      "moment_norm": distance(moments, [0 * m for m in moments])
+                     if moments else None,
+      "step_bound": compiled_check.compiled_step_bound(model, batch),
       "loss_single": float(metrics_single["loss"]),
       "loss_mirrored": float(metrics_m["loss"]),
       "regularization_single": float(metrics_single["regularization"]),

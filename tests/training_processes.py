@@ -59,3 +59,27 @@ def wait_for_checkpoint(workdir, process, deadline_seconds=300):
 
 def step_of(checkpoint: str) -> int:
   return int(checkpoint.rsplit("-", 1)[1])
+
+
+def assert_same_step(r: dict) -> None:
+  """A result line of tests/mirrored_equivalence.py: the two runs of one
+  step agree within the float round-off bound of a step
+  (`compiled_check.compiled_step_bound`, relative), where a bound exists:
+  SGD's update is the gradient itself, so the weights' distance is within
+  bound x the change; Adam's first step is lr * g / (|g| + eps) per
+  weight, which turns round-off in a near-zero gradient into up to a whole
+  step (no bound), so for Adam the gradient it received (its first moment
+  (1 - beta_1) g) is compared instead. The losses are computed before the
+  update, from the same weights. (Before: weights within 1e-5 of the
+  change + 1e-7, losses 1e-5: one machine's measured errors.)"""
+  bound = r["step_bound"]
+  assert r["replicas"] == 2 and r["steps"] == [1, 1]
+  assert r["weight_change"] > 1e-3, r  # the step did something
+  if r["optimizer"] == "sgd":
+    assert r["weight_distance"] <= bound * r["weight_change"], r
+  else:
+    assert r["moment_norm"] > 0, r
+    assert r["moment_distance"] <= bound * r["moment_norm"], r
+  for key in ("loss", "regularization"):
+    single, mirrored = r[f"{key}_single"], r[f"{key}_mirrored"]
+    assert abs(single - mirrored) <= bound * abs(single), (key, r)

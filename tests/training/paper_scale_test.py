@@ -287,11 +287,8 @@ def test_xla_under_mirrored_strategy():
   assert done.returncode == 0, done.stderr[-3000:]
   results = [json.loads(l) for l in done.stdout.splitlines() if l.startswith("{")]
   assert [r["optimizer"] for r in results] == ["adam"]
-  r = results[0]
-  assert r["replicas"] == 2 and r["jit_compile"] and r["steps"] == [1, 1]
-  assert r["max_weight_change"] > 1e-4
-  assert r["max_weight_difference"] <= 1e-5 * r["max_weight_change"] + 1e-6, r
-  assert abs(r["loss_single"] - r["loss_mirrored"]) < 1e-5
+  assert results[0]["jit_compile"]
+  dist.assert_same_step(results[0])
 
 
 # --- steps per loop ----------------------------------------------------------
