@@ -56,3 +56,22 @@ def learning_rate_schedule(train_cfg):
   return WarmupThenDecay(train_cfg.learning_rate, train_cfg.num_steps,
                          train_cfg.warmup_steps, train_cfg.learning_rate_decay,
                          train_cfg.final_learning_rate_fraction)
+
+
+def set_configured_rate(optimizer, train_cfg) -> float | None:
+  """After a restore: a constant learning rate is a variable of the
+  optimizer, so the checkpoint's came back; the config's (`--set
+  train.learning_rate=...` on resume) is set again. A warm-up / decay
+  schedule is a function of the step, taken from the config anyway.
+
+  Returns:
+    the checkpoint's rate when it differed (and was replaced), else None.
+  """
+  configured = learning_rate_schedule(train_cfg)
+  if not isinstance(configured, float):
+    return None
+  previous = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+  if np.float32(previous) == np.float32(configured):
+    return None
+  optimizer.learning_rate = configured
+  return previous

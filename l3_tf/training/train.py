@@ -267,6 +267,11 @@ class _Trainer:
       self.check_finite(f"checkpoint {restored} (resuming)")
       logging.info("resumed from %s (step %d)", restored,
                    int(self.step.numpy()))
+      previous = schedule_lib.set_configured_rate(self.optimizer,
+                                                  self.config.train)
+      if previous is not None:
+        logging.info("train.learning_rate %g from the config, instead of "
+                     "the %g of %s", self.learning_rate(), previous, restored)
     return int(self.step.numpy())
 
   def problem(self) -> str | None:

@@ -90,19 +90,19 @@ def test_a_huge_learning_rate_leaves_no_checkpoint_that_computes_nan(
 @pytest.mark.slow  # two training runs
 def test_the_last_good_checkpoint_named_evaluates_finite(fake_config,
                                                          tmp_path):
-  """Good checkpoints, then lr 1e30 (set in the checkpoint: a resumed
-  optimizer keeps its own learning rate): the step after ckpt-2 is applied
-  and finite, its weights' probe pass is not (not saved), the steps after
-  are bad. ckpt-2 is named; it restores and evaluates to finite numbers."""
+  """Good checkpoints, then a resume at lr 1e30 (the config's rate applies
+  on resume): the step after ckpt-2 is applied and finite, its weights'
+  probe pass is not (not saved), the steps after are bad. ckpt-2 is named;
+  it restores and evaluates to finite numbers."""
   config = dataclasses.replace(fake_config, train=dataclasses.replace(
       fake_config.train, num_steps=2, checkpoint_every_steps=1,
       max_bad_steps=2, summary_images_every_steps=0))
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
-  good = testing.set_checkpoint_value(workdir, "optimizer/learning_rate",
-                                      1e30)
+  good = workdir_lib.latest_checkpoint(workdir)
+  assert good.endswith("ckpt-2")
   more = dataclasses.replace(config, train=dataclasses.replace(
-      config.train, num_steps=6))
+      config.train, num_steps=6, learning_rate=1e30))
   with pytest.raises(train.TrainingDiverged,
                      match=rf"diverged at step 3: .*last good checkpoint "
                      rf"{good}$") as caught:

@@ -49,11 +49,17 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
   assert {"accuracy", "loss"} <= _tags(os.path.join(workdir, "eval"))
 
   # Resume: the same workdir with a longer schedule, now in mixed precision
-  # (float32 variables: the same checkpoint serves both).
+  # (float32 variables: the same checkpoint serves both), and another
+  # constant learning rate, which must apply although the optimizer's
+  # learning rate is a variable of the checkpoint.
+  new_rate = fake_config.train.learning_rate / 4
   longer = dataclasses.replace(fake_config, train=dataclasses.replace(
-      fake_config.train, num_steps=3, precision="bfloat16"))
+      fake_config.train, num_steps=3, precision="bfloat16",
+      learning_rate=new_rate))
   result = train.train_and_evaluate(longer, workdir)
   assert result["start_step"] == 2 and result["step"] == 3
+  assert result["last_train_metrics"]["learning_rate"] == pytest.approx(
+      new_rate)
   assert keras.mixed_precision.global_policy().name == "float32"  # restored
   reader2 = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints",
                                                   "ckpt-2"))
@@ -70,6 +76,7 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
   plan = plan_lib.check_config(longer)
   trainer = train._Trainer(longer, tf.distribute.get_strategy(), plan, workdir)
   assert trainer.restore() == 3
+  assert trainer.learning_rate() == pytest.approx(new_rate)
   # Keras 3 saves the optimizer's variable list as optimizer/_variables/N
   # (N = 0, 1 are the iteration count and learning rate, saved by name).
   slots = {int(name.split("/")[2]): name for name, _ in tf.train.list_variables(
