@@ -10,13 +10,8 @@ file and video methods in `l3_tf.serving.embed_media`.
 
 How video frames and images are resized: `l3_tf.serving.embed_inputs` too.
 
-Inputs are checked at the door (`embed_inputs.check_options` for every argument with a
-closed set of values): `embed_audio` and `embed_images` take one input or a
-list (one result, or a list in the same order); an empty recording or a
-0-sized image is a `ValueError` naming it; a recording shorter than one
-window, a silent one or a constant image gives a valid result and an
-`EmbedWarning` subclass (`warnings.filterwarnings("ignore",
-category=embed.EmbedWarning)` silences them all).
+Inputs are checked at the door, and unusual ones warned about with an
+`embed.EmbedWarning` subclass: `l3_tf.serving.embed_inputs` says how.
 """
 
 import os
