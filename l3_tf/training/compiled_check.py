@@ -36,6 +36,35 @@ def _weighted_layers(layer):
           for inner in _weighted_layers(child)]
 
 
+def _fan_in(layer) -> int:
+  """Terms of each output's sum in a Conv2D / Dense layer (kh x kw x c_in,
+  or the units in)."""
+  return int(np.prod(layer.kernel.shape[:-1]))
+
+
+def _roundoff_bound(depth: int, longest: int, compute_dtype: str) -> float:
+  """2 depth lambda sqrt(n) u: two paths' distance, each `depth` well
+  conditioned stages of sums of at most `longest` terms from the exact."""
+  if compute_dtype not in _UNIT_ROUNDOFF:
+    raise ValueError(f"compute_dtype={compute_dtype!r}, expected one of "
+                     f"{sorted(_UNIT_ROUNDOFF)}")
+  return float(2 * depth * ROUNDOFF_CONFIDENCE * np.sqrt(longest)
+               * _UNIT_ROUNDOFF[compute_dtype])
+
+
+def _layers_of(model_or_layers) -> list:
+  """The Conv2D / Dense layers of a model, a layer, or a list of either."""
+  if isinstance(model_or_layers, (list, tuple)):
+    layers = [inner for item in model_or_layers
+              for inner in _weighted_layers(item)]
+  else:
+    layers = _weighted_layers(model_or_layers)
+  if not layers:
+    name = getattr(model_or_layers, "name", model_or_layers)
+    raise ValueError(f"model {name!r} has no Conv2D or Dense layer")
+  return layers
+
+
 def compiled_step_bound(model: keras.Model, batch_size_per_replica: int,
                         compute_dtype: str = "float32") -> float:
   """How far apart (relative) two correct float paths of one step may be.
@@ -64,18 +93,51 @@ def compiled_step_bound(model: keras.Model, batch_size_per_replica: int,
     bfloat16 and float16 give bounds near or above 1: there only
     finiteness is a check.
   """
-  layers = _weighted_layers(model)
-  if not layers:
-    raise ValueError(f"model {model.name!r} has no Conv2D or Dense layer")
+  layers = _layers_of(model)
   longest = 1
   for layer in layers:
     shape = layer.output.shape  # [b, h, w, c] or [b, units]
     positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-    fan_in = int(np.prod(layer.kernel.shape[:-1]))
-    longest = max(longest, batch_size_per_replica * positions, fan_in)
-  depth = 2 * len(layers)
-  return (2 * depth * ROUNDOFF_CONFIDENCE * np.sqrt(longest)
-          * _UNIT_ROUNDOFF[compute_dtype])
+    longest = max(longest, batch_size_per_replica * positions, _fan_in(layer))
+  return _roundoff_bound(2 * len(layers), longest, compute_dtype)
+
+
+def forward_bound(model_or_layers, compute_dtype: str = "float32") -> float:
+  """How far apart (relative, normwise) two correct evaluations of one
+  inference pass may be.
+
+  The same network evaluated two ways (one example or a batch, an export or
+  the Keras model, oneDNN's blocked kernels or Eigen's, another TensorFlow)
+  sums the same products in other orders. In inference mode BN uses its
+  moving statistics, a per-channel affine map, so no sum runs over the
+  batch or the positions: the longest sum n is the largest fan-in
+  (kh x kw x c_in of a conv, the inputs of a Dense layer; the L2
+  normalisation and distance of an AVE-Net head sum as many terms as the
+  Dense layer before them). As in `compiled_step_bound`, each sum lands
+  within lambda * sqrt(n) * u of the exact one relative to its result
+  (probabilistic bound, `ROUNDOFF_CONFIDENCE`), and each of the L weighted
+  layers on the path passes that on, well conditioned (ReLU and max-pooling
+  are 1-Lipschitz and do not amplify it, BN renormalises every conv): each
+  evaluation is within L lambda sqrt(n) u of the exact output, so two of
+  them within twice that.
+
+  Args:
+    model_or_layers: the network on the compared path (a Keras model or
+      layer, or a list of them: e.g. just the vision tower when only image
+      embeddings are compared); its Conv2D / Dense layers give n and L.
+    compute_dtype: "float32", "bfloat16" or "float16".
+
+  Returns:
+    2 L lambda sqrt(n) u, relative to the norm of the output; e.g. 2.1e-4
+    for the 1/32-width L3 network (18 weighted layers, n = 3 x 3 x 16 = 144)
+    in float32.
+
+  Raises:
+    ValueError: no Conv2D or Dense layer, or an unknown `compute_dtype`.
+  """
+  layers = _layers_of(model_or_layers)
+  longest = max(_fan_in(layer) for layer in layers)
+  return _roundoff_bound(len(layers), longest, compute_dtype)
 
 
 def _variable_names(model: keras.Model) -> list[str]:

@@ -277,6 +277,35 @@ def test_compiled_step_bound_grows_with_the_longest_sum_and_the_dtype():
       expected * 2.0**16)
 
 
+def test_forward_bound_grows_with_depth_fan_in_and_the_dtype():
+  """2 * L * 8 * sqrt(n) * u: the test network's 18 weighted layers, its
+  longest sum the 3 x 3 x 16 = 144 terms of conv4_2 (inference: no batch
+  sums, so no batch size); a tower alone has 8 layers; wider, n grows."""
+  model = model_lib.avc_network(SMALL_CONFIG, SMALL_IMAGE, SMALL_AUDIO)
+  expected = 2 * 18 * 8 * np.sqrt(144) * 2.0**-24
+  assert compiled_check.forward_bound(model) == pytest.approx(expected)
+  assert expected == pytest.approx(2.06e-4, rel=1e-3)
+  vision, _, head = model_lib.towers_of(model)
+  assert compiled_check.forward_bound(vision) == pytest.approx(
+      expected * 8 / 18)
+  assert compiled_check.forward_bound([vision, head]) == pytest.approx(
+      expected * 10 / 18)
+  assert compiled_check.forward_bound(model, "bfloat16") == pytest.approx(
+      expected * 2.0**16)
+  wider = model_lib.avc_network(
+      dataclasses.replace(SMALL_CONFIG, width_multiplier=1 / 8),
+      SMALL_IMAGE, SMALL_AUDIO)  # conv4_2: 3 x 3 x 64 = 576 terms
+  assert compiled_check.forward_bound(wider) == pytest.approx(2 * expected)
+  # Half the step bound's depth (forward only) and no batch x position sums.
+  assert (compiled_check.forward_bound(model)
+          < compiled_check.compiled_step_bound(model, 1))
+  with pytest.raises(ValueError, match="compute_dtype='float64'"):
+    compiled_check.forward_bound(model, "float64")
+  with pytest.raises(ValueError, match="has no Conv2D or Dense layer"):
+    compiled_check.forward_bound(keras.Sequential([keras.layers.ReLU()],
+                                                  name="relu_only"))
+
+
 @pytest.mark.slow
 def test_xla_under_mirrored_strategy():
   """One step on 2 replicas, compiled: the same as one device, uncompiled."""
