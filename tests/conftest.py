@@ -45,6 +45,17 @@ def tiny_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bound(tiny_export):
+  """How far apart (normwise, relative) two routes through `tiny_export`'s
+  network may compute one output (another batch, the export or the Keras
+  model, another kernel): `compiled_check.forward_bound` of all its 18
+  layers, an upper bound for one tower's path (8)."""
+  from l3_tf.training import compiled_check
+
+  return compiled_check.forward_bound(tiny_export.avc)
+
+
+@pytest.fixture(scope="session")
 def easy_trained(tmp_path_factory):
   """A 1/16-width L3-Net trained for 200 steps on an easy synthetic_av set
   through `train.train_and_evaluate` (see `testing.train_easy_synthetic`);
@@ -66,3 +77,11 @@ def tiny_avenet_export(tmp_path_factory):
   saved_model = export_lib.export_workdir(workdir, str(root / "saved_model"))
   return types.SimpleNamespace(workdir=workdir, config=config, avc=avc,
                                saved_model=saved_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_avenet_bound(tiny_avenet_export):
+  """`tiny_bound` of the tiny AVE-Net: its towers and head (21 layers)."""
+  from l3_tf.training import compiled_check
+
+  return compiled_check.forward_bound(tiny_avenet_export.avc)

@@ -19,6 +19,178 @@ def shared_data(name: str) -> pathlib.Path:
   return path
 
 
+def assert_close_normwise(actual, expected, bound: float, *, axis=-1,
+                          floor: float = 0.0, what: str = "values"):
+  """||actual - expected|| <= bound * ||expected|| + floor, row by row.
+
+  For two evaluations of one computation whose round-off is bounded
+  normwise (`compiled_check.forward_bound`): one row is one output vector
+  (the norms run over `axis`, every other axis indexes rows). `floor` is an
+  absolute allowance, only for rows whose expected norm can be ~0 while the
+  computation's intermediate values are not (the caller derives it:
+  bound x the scale of those values). A routing bug (another frame, window
+  or weights) moves a row by O(its norm), far beyond any bound < 1.
+
+  Raises:
+    AssertionError: naming the worst row, its error, its allowance and
+      their ratio.
+  """
+  import numpy as np
+
+  actual = np.asarray(actual, np.float64)
+  expected = np.asarray(expected, np.float64)
+  if actual.shape != expected.shape:
+    raise AssertionError(f"{what}: shape {actual.shape} != expected "
+                         f"{expected.shape}")
+  if not np.all(np.isfinite(actual) == np.isfinite(expected)):
+    raise AssertionError(f"{what}: not finite where expected is, or the "
+                         "other way round")
+  finite = np.isfinite(expected)
+  actual, expected = np.where(finite, actual, 0), np.where(finite, expected, 0)
+  error = np.linalg.norm(actual - expected, axis=axis)
+  allowed = bound * np.linalg.norm(expected, axis=axis) + floor
+  ratio = np.atleast_1d(error / np.maximum(allowed, np.finfo(np.float64).tiny))
+  worst = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+  if ratio[worst] > 1:
+    raise AssertionError(
+        f"{what}: row {worst if len(worst) > 1 else worst[0]} differs by "
+        f"{np.atleast_1d(error)[worst]:.3g} (normwise), allowed "
+        f"{np.atleast_1d(allowed)[worst]:.3g} = {bound:.3g} x its norm + "
+        f"{floor:.3g}: ratio {ratio[worst]:.3g}; {int(np.sum(ratio > 1))} of "
+        f"{ratio.size} rows beyond")
+  return float(ratio.max()) if ratio.size else 0.0
+
+
+def assert_probability_close(actual, expected, bound: float, logits, *,
+                             slack: float = 0.0, what: str = "probability"):
+  """P = softmax(logits)[..., 1] computed two ways, from logits within
+  `bound` normwise (`compiled_check.forward_bound`).
+
+  P = sigmoid(l1 - l0) and sigmoid' <= 1/4, so |dP| <= |d(l1 - l0)| / 4
+  <= sqrt(2) ||dl|| / 4 <= sqrt(2) / 4 x bound x ||l|| (per row; `logits`
+  [..., 2] of `expected`, e.g. from `head_logits`). `slack`: an absolute
+  allowance the caller derives (e.g. printed decimals).
+
+  Returns:
+    The largest ratio error / allowed.
+
+  Raises:
+    AssertionError: naming the worst row and its figures.
+  """
+  import numpy as np
+
+  actual = np.atleast_1d(np.asarray(actual, np.float64))
+  expected = np.atleast_1d(np.asarray(expected, np.float64))
+  allowed = np.sqrt(2) / 4 * bound * np.linalg.norm(
+      np.asarray(logits, np.float64).reshape(-1, 2), axis=-1) + slack
+  error = np.abs(actual - expected)
+  ratio = error / np.maximum(allowed, np.finfo(np.float64).tiny)
+  worst = int(np.argmax(ratio))
+  if not ratio[worst] <= 1:
+    raise AssertionError(
+        f"{what}: row {worst} is {actual[worst]:.9g}, expected "
+        f"{expected[worst]:.9g}: {error[worst]:.3g} apart, allowed "
+        f"{allowed[worst]:.3g} (ratio {ratio[worst]:.3g})")
+  return float(ratio.max())
+
+
+def unit_norm_tolerance(dim: int) -> float:
+  """How far from 1 the norm of a float32 L2-normalised `dim`-vector may be.
+
+  The sum of `dim` squares is within dim u of its value (u = 2^-24, the
+  deterministic bound gamma_dim), its reciprocal square root within
+  dim u / 2 plus the function's own error (2 u allowed, a few-ulp rsqrt),
+  the scaling of each entry adds u, the float64 norm taken here nothing
+  that counts: (dim / 2 + 4) u, 4.1e-6 for 128.
+  """
+  return (dim / 2 + 4) * 2.0**-24
+
+
+def head_logits(avc, image_512, audio_512):
+  """float64 [n, 2] logits of `avc`'s head (its Keras model) on the 512-d
+  embeddings of n pairs: the scale `assert_probability_close` needs where a
+  route returns probabilities only."""
+  import numpy as np
+
+  head = avc.get_layer("fusion_head")
+  return np.asarray(head([np.asarray(image_512), np.asarray(audio_512)]),
+                    np.float64)
+
+
+def pair_logits(embedder, avc, images, windows):
+  """`head_logits` of image/sound pairs embedded by `embedder`."""
+  return head_logits(avc, embedder.embed_images(images, embedding=512),
+                     embedder.embed_windows(windows, embedding=512))
+
+
+def image_op_tolerance(height: int, width: int, resized: bool,
+                       value_range: float = 2.0) -> float:
+  """How far apart two float32 evaluations of an image op may be, per pixel
+  (eagerly and in `Dataset.map`, say), for an input of height x width.
+
+  Colour ops (conversion, scaling, brightness, the HSV round trip of
+  saturation) are a few dozen roundings of values within `value_range`:
+  32 u each. A (antialiased, bilinear) resize computes each sampling
+  coordinate, up to max(h, w), to within ~2 max(h, w) u and its kernel
+  weights from it: per dimension the weights move by at most about
+  2 max(h, w) u in all, times neighbours at most `value_range` apart; two
+  dimensions, and the two evaluations: 16 max(h, w) u x the range.
+  A wrong crop, flip or frame moves pixels by O(the range).
+  """
+  u = 2.0**-24
+  return value_range * u * (32 + (16 * max(height, width) if resized else 0))
+
+
+def log_spectrogram_error_bound(waveforms, exact, params,
+                                fft: bool = True):
+  """Largest float32 error of a log spectrogram at each element.
+
+  With u = 2^-24 and a frame's windowed samples x[n] w[n] (N = window
+  length, w the Hann window):
+  - the DFT convolution (`portable_log_spectrogram`): X[k] is a dot product
+    of the N samples with a rounded basis |B[n, k]| <= w[n], within
+    (N + 1) u sum |x[n]| w[n] of the exact one, real and imaginary parts
+    together sqrt(2) times that;
+  - an FFT of length M (`tf.signal`): within log2(M) eta / (1 - log2(M) eta)
+    of |X|_2 = sqrt(M) |x w|_2 in every bin, eta = u + gamma_4 (sqrt 2 + u)
+    (Higham, "Accuracy and Stability of Numerical Algorithms", Thm 24.2).
+  The magnitude's square, sum and root add 3 u m; log(m + c) turns an error
+  d of m into d / (m + c - d) (c = log_offset keeps it conditioned); the
+  offset's sum, the log and the scale round once more each.
+
+  Args:
+    waveforms: [batch, samples] the spectrogram was computed from.
+    exact: [batch, bins, frames, 1] its float64 log spectrogram
+      (`l3_tf.data.audio_reference.log_spectrogram`).
+    params: the `AudioParams`.
+    fft: True for `tf.signal`'s FFT, False for the DFT convolution.
+
+  Returns:
+    [batch, bins, frames, 1], beside `exact` (the float64 log spectrogram).
+  """
+  import numpy as np
+
+  u = np.finfo(np.float32).eps / 2
+  n = params.window_length_samples
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)
+  starts = params.hop_length_samples * np.arange(exact.shape[2])
+  frames = waveforms.astype(np.float64)[:, starts[:, None] + np.arange(n)]
+  if fft:
+    stages = np.log2(params.fft_length)
+    eta = u + 4 * u / (1 - 4 * u) * (np.sqrt(2) + u)
+    per_frame = (stages * eta / (1 - stages * eta) * np.sqrt(params.fft_length)
+                 * np.sqrt((frames ** 2) @ window ** 2))  # [batch, frames]
+  else:
+    per_frame = np.sqrt(2) * (n + 1) * u * (np.abs(frames) @ window)
+  magnitude = np.exp(exact[..., 0] / params.log_scale) - params.log_offset
+  error = per_frame[:, None, :] + 3 * u * magnitude  # [batch, bins, frames]
+  shifted = magnitude + params.log_offset
+  assert np.all(error < shifted)  # the bound stays finite
+  bound = (params.log_scale * (error + u * shifted) / (shifted - error)
+           + 3 * u * np.abs(exact[..., 0]))
+  return bound[..., None]
+
+
 def build_video_folder(data_dir: str, videos, name: str = "all_train"):
   """`video_folder` over the videos under `videos`, all in its train split.
 
