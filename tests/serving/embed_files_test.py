@@ -74,7 +74,8 @@ def _implied_count(duration: float, hop: float, center: bool) -> int:
 
 
 @pytest.mark.parametrize("center", [True, False])
-def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center):
+def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center,
+                                                      tiny_bound):
   hop = 0.5
   result = embedder.embed_video(video, hop_seconds=hop, center=center,
                                 batch_size=4)
@@ -92,13 +93,15 @@ def test_video_audio_and_image_embeddings_are_aligned(embedder, video, center):
     frame = media_video.frames_at(video, [t], short_side=SHORT_SIDE)
     shown = int(np.floor(t * FPS + 1e-9))
     assert abs(int(frame[0, 0, 0, 0]) - 8 * shown) <= 3  # red = 8 * index
-    np.testing.assert_allclose(result.image[k],
-                               embedder.embed_images(frame)[0], atol=1e-5)
+    testing.assert_close_normwise(
+        result.image[k], embedder.embed_images(frame)[0], tiny_bound,
+        what=f"image embedding at {t} s")
     # ... and the audio embedding at t that of the second centred on t.
     window = embed_inputs.extract_windows(
         recording, embed_inputs.starts_for_centres([t]), RATE)
-    np.testing.assert_allclose(result.audio[k],
-                               embedder.embed_windows(window)[0], atol=1e-5)
+    testing.assert_close_normwise(
+        result.audio[k], embedder.embed_windows(window)[0], tiny_bound,
+        what=f"audio embedding at {t} s")
 
 
 def test_resampled_sounds_embed_close_to_the_48khz_sound(embedder, tmp_path):
@@ -201,7 +204,8 @@ def test_output_dir_url_is_written_through_tensorflow_file_systems(
   assert not tf.io.gfile.exists(summary.failed_tsv)
 
 
-def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
+def test_embed_files_video_and_image_outputs(embedder, video, tmp_path,
+                                             tiny_bound):
   out = tmp_path / "out"
   summary = embed_files.embed_files(embedder, "video", [video], str(out),
                                     progress=False, hop_seconds=0.5,
@@ -223,8 +227,9 @@ def test_embed_files_video_and_image_outputs(embedder, video, tmp_path):
   image = np.load(out / "frame.npz")
   assert image["embedding"].shape == (1, 256)
   np.testing.assert_array_equal(image["timestamps"], [0.0])
-  np.testing.assert_allclose(image["embedding"][0],
-                             embedder.embed_images(frame)[0], atol=1e-5)
+  testing.assert_close_normwise(image["embedding"][0],
+                                embedder.embed_images(frame)[0], tiny_bound,
+                                what="image file's embedding")
   with pytest.raises(ValueError, match=r"embedding=8192; expected one of "
                      r"\[512, 6144, 'transfer', 'shared'\]"):
     embed_files.embed_files(embedder, "audio", [video], str(out),
@@ -240,18 +245,21 @@ def test_same_output_name_is_reported_not_overwritten(tmp_path):
   assert os.path.basename(path) == "x.wav" and "also the output of" in reason
 
 
-def test_score_pair_from_files_and_from_video(embedder, video, tmp_path):
+def test_score_pair_from_files_and_from_video(embedder, video, tmp_path,
+                                              tiny_export, tiny_bound):
   pair = score.load_pair(video=video, at_seconds=1.5,
                          params=embedder.audio_params)
   assert pair.image.shape == (64, 96, 3) and pair.waveform.shape == (RATE,)
   assert abs(int(pair.image[0, 0, 0]) - 8 * 15) <= 3  # frame 15 at t=1.5 s
   probability = score.score_pair(embedder, pair)
   recording = media_audio.load_audio(video)
-  expected = embedder.score(
-      media_video.frames_at(video, [1.5])[0],
-      recording[int(1.0 * RATE):int(2.0 * RATE)])
+  image = media_video.frames_at(video, [1.5])[0]
+  window = recording[int(1.0 * RATE):int(2.0 * RATE)]
+  expected = embedder.score(image, window)
   assert 0 <= probability <= 1
-  assert probability == pytest.approx(float(expected), abs=1e-6)
+  testing.assert_probability_close(
+      probability, expected, tiny_bound,
+      testing.pair_logits(embedder, tiny_export.avc, image, window))
   with pytest.raises(ValueError, match="at_seconds is required"):
     score.load_pair(video=video)
   with pytest.raises(ValueError, match="after the end"):
@@ -297,7 +305,7 @@ def test_l3_embed_cli_folder_with_a_broken_file(tiny_export, video, tmp_path):
   assert not (out / "broken.npz").exists()
 
 
-def test_l3_score_cli(tiny_export, video):
+def test_l3_score_cli(tiny_export, video, tiny_bound):
   result = _console_script("score", "l3-score", [
       f"--model={tiny_export.workdir}", f"--video={video}",
       "--at_seconds=1.5"])
@@ -305,9 +313,13 @@ def test_l3_score_cli(tiny_export, video):
   line = json.loads(result.stdout.strip().splitlines()[-1])
   assert 0 <= line["probability"] <= 1 and line["at_seconds"] == 1.5
   pair = score.load_pair(video=video, at_seconds=1.5)
-  expected = embed.Embedder.load(tiny_export.workdir).score(pair.image,
-                                                            pair.waveform)
-  assert line["probability"] == pytest.approx(float(expected), abs=1e-5)
+  from_workdir = embed.Embedder.load(tiny_export.workdir)
+  expected = from_workdir.score(pair.image, pair.waveform)
+  testing.assert_probability_close(
+      line["probability"], expected, tiny_bound,
+      testing.pair_logits(from_workdir, tiny_export.avc, pair.image,
+                          pair.waveform),
+      slack=5e-7, what="printed probability (6 decimals: 5e-7 more)")
 
 
 @pytest.mark.real_data
@@ -423,7 +435,7 @@ def test_outputs_beside_the_inputs_with_a_suffix(embedder, tmp_path):
 
 
 def test_split_video_outputs_and_skip_existing_per_file(embedder, video,
-                                                        tmp_path):
+                                                        tmp_path, tiny_bound):
   options = dict(progress=False, hop_seconds=0.5, embedding=512)
   combined = embed_files.embed_files(embedder, "video", video,
                                      str(tmp_path / "c"), **options)
@@ -439,10 +451,12 @@ def test_split_video_outputs_and_skip_existing_per_file(embedder, video,
                                                         "timestamps"]
   np.testing.assert_array_equal(audio["timestamps"], image["timestamps"])
   np.testing.assert_array_equal(audio["timestamps"], reference["timestamps"])
-  np.testing.assert_allclose(audio["embedding"], reference["audio_embedding"],
-                             atol=1e-5)
-  np.testing.assert_allclose(image["embedding"], reference["image_embedding"],
-                             atol=1e-5)
+  testing.assert_close_normwise(audio["embedding"],
+                                reference["audio_embedding"], tiny_bound,
+                                what="split audio embeddings")
+  testing.assert_close_normwise(image["embedding"],
+                                reference["image_embedding"], tiny_bound,
+                                what="split image embeddings")
   # One modality removed: only it is recomputed, equal to before.
   for path, key in ((image_path, "image_embedding"),
                     (audio_path, "audio_embedding")):
@@ -451,8 +465,8 @@ def test_split_video_outputs_and_skip_existing_per_file(embedder, video,
                                     video_output="split", suffix="_l3",
                                     **options)
     assert again.written == [str(path)] and len(again.done) == 1
-    np.testing.assert_allclose(np.load(path)["embedding"], reference[key],
-                               atol=1e-5)
+    testing.assert_close_normwise(np.load(path)["embedding"], reference[key],
+                                  tiny_bound, what=f"recomputed {key}")
   rerun = embed_files.embed_files(embedder, "video", video, str(out),
                                   video_output="split", suffix="_l3",
                                   **options)
@@ -462,7 +476,7 @@ def test_split_video_outputs_and_skip_existing_per_file(embedder, video,
 
 
 def test_parquet_has_one_row_per_window_and_modality(embedder, video,
-                                                     tmp_path):
+                                                     tmp_path, tiny_bound):
   import pyarrow.dataset
   out = tmp_path / "pq"
   wav = _tone_file(tmp_path / "tone.wav", seconds=1.7)
@@ -482,15 +496,17 @@ def test_parquet_has_one_row_per_window_and_modality(embedder, video,
                          ("image", expected.image)):
     rows = [v for v, m in zip(combined["embedding"], combined["modality"])
             if m == modality]
-    np.testing.assert_allclose(np.stack(rows), want, atol=1e-5)
+    testing.assert_close_normwise(np.stack(rows), want, tiny_bound,
+                                  what=f"parquet {modality} rows")
     split = embedding_storage.read_parquet(str(out / "split" /
                                          f"clip_{modality}.parquet"))
-    np.testing.assert_allclose(split["embedding"], want, atol=1e-5)
+    testing.assert_close_normwise(split["embedding"], want, tiny_bound,
+                                  what=f"split parquet {modality} rows")
   tone = embedding_storage.read_parquet(str(out / "tone.parquet"))
-  np.testing.assert_allclose(
+  testing.assert_close_normwise(
       tone["embedding"], embedder.embed_audio_file(wav,
                                                    hop_seconds=0.5).embedding,
-      atol=1e-5)
+      tiny_bound, what="parquet tone rows")
   # All files share one schema: one query over the folder, no full load.
   table = pyarrow.dataset.dataset(str(out), format="parquet").to_table(
       columns=["file", "timestamp"],
@@ -589,7 +605,7 @@ print(json.dumps(results))
 
 @pytest.mark.real_data
 @pytest.mark.filterwarnings("ignore::l3_tf.serving.embed.ShortInputWarning")
-def test_real_recordings_as_one_list_equal_one_by_one(embedder):
+def test_real_recordings_as_one_list_equal_one_by_one(embedder, tiny_bound):
   sounds = testing.shared_data("animal_sounds")
   paths = sorted(sounds.glob("*.mp3"))
   rates = [22050 if i % 2 else RATE for i in range(len(paths))]
@@ -600,7 +616,8 @@ def test_real_recordings_as_one_list_equal_one_by_one(embedder):
   assert len(together) == len(paths) == 10
   for got, recording, rate in zip(together, recordings, rates):
     alone = embedder.embed_audio(recording, rate, hop_seconds=0.25)
-    np.testing.assert_allclose(got.embedding, alone.embedding, atol=1e-5)
+    testing.assert_close_normwise(got.embedding, alone.embedding, tiny_bound,
+                                  what="one recording of the list")
     np.testing.assert_array_equal(got.timestamps, alone.timestamps)
     # The last window reaches the recording's end.
     assert got.timestamps[-1] + 0.5 >= recording.size / rate - 1 / rate

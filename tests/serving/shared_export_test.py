@@ -10,6 +10,7 @@ import pytest
 
 from l3_tf.serving import embed
 from l3_tf.serving import export as export_lib
+from tests import testing
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ _RELOAD_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow  # a second TF process
-def test_fresh_process_shared_signatures_match_keras(avenet_export, tmp_path):
+def test_fresh_process_shared_signatures_match_keras(avenet_export, tmp_path,
+                                                     tiny_avenet_bound):
   inputs = export_lib.reference_inputs(avenet_export.config)
   np.savez(tmp_path / "inputs.npz", **inputs)
   subprocess.run(
@@ -51,9 +53,10 @@ def test_fresh_process_shared_signatures_match_keras(avenet_export, tmp_path):
                          ("image", export_lib.SHARED_IMAGE_EMBEDDING)):
     want = expected[name][export_lib.SHARED_OUTPUT]
     assert got[modality].shape == want.shape == (3, 128)
-    np.testing.assert_allclose(got[modality], want, atol=1e-5)
+    testing.assert_close_normwise(got[modality], want, tiny_avenet_bound,
+                                  what=f"shared {modality} embedding")
     np.testing.assert_allclose(np.linalg.norm(got[modality], axis=1), 1.0,
-                               atol=1e-5)
+                               atol=testing.unit_norm_tolerance(128))
 
 
 def test_assets_say_which_exports_have_a_shared_space(avenet_export,
@@ -72,7 +75,8 @@ def test_assets_say_which_exports_have_a_shared_space(avenet_export,
         windows=np.zeros((1, 48000), np.float32))
 
 
-def test_embedder_shared_embedding_of_export_and_workdir(avenet_export):
+def test_embedder_shared_embedding_of_export_and_workdir(avenet_export,
+                                                         tiny_avenet_bound):
   inputs = export_lib.reference_inputs(avenet_export.config)
   expected = export_lib.keras_reference_outputs(
       avenet_export.avc, avenet_export.config, inputs)
@@ -80,12 +84,12 @@ def test_embedder_shared_embedding_of_export_and_workdir(avenet_export):
     embedder = embed.Embedder.load(source)
     images = embedder.shared_embedding(images=inputs["image"], batch_size=2)
     sounds = embedder.shared_embedding(windows=inputs["waveform"])
-    np.testing.assert_allclose(
+    testing.assert_close_normwise(
         images, expected[export_lib.SHARED_IMAGE_EMBEDDING]["shared_embedding"],
-        atol=1e-5)
-    np.testing.assert_allclose(
+        tiny_avenet_bound, what=f"shared image embedding from {source}")
+    testing.assert_close_normwise(
         sounds, expected[export_lib.SHARED_AUDIO_EMBEDDING]["shared_embedding"],
-        atol=1e-5)
+        tiny_avenet_bound, what=f"shared audio embedding from {source}")
     assert embedder.shared_embedding(images=inputs["image"][0]).shape == (1, 128)
   with pytest.raises(ValueError, match="exactly one"):
     embedder.shared_embedding()
