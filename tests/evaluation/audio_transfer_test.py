@@ -18,6 +18,8 @@ from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
 from l3_tf.evaluation import transfer_features
+from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
 from tests import testing
 
 RATE = 44100
@@ -75,6 +77,16 @@ def random_weights():
   return transfer_features.load_weights("random", testing.tiny_config(1 / 16))
 
 
+@pytest.fixture(scope="module")
+def audio_bound(random_weights):
+  """How far apart (normwise) two routes through `random_weights`' audio
+  tower may compute one embedding (`compiled_check.forward_bound` of that
+  architecture)."""
+  config = random_weights.config
+  return compiled_check.forward_bound(
+      model_lib.audio_tower(config.model, config.audio))
+
+
 def test_prepared_dataset_is_reused_without_manual_dir(sound_set):
   again = audio_transfer.prepare_dataset("esc10", sound_set["data_dir"])
   assert again.info.splits["fold1"].num_examples == 8
@@ -86,7 +98,7 @@ def test_prepared_dataset_is_reused_without_manual_dir(sound_set):
 
 def test_protocol_far_above_chance_through_the_embedder(sound_set,
                                                         random_weights,
-                                                        tmp_path):
+                                                        tmp_path, audio_bound):
   spec = audio_transfer.DATASETS["esc10"]
   cache = transfer_features.FeatureCache(str(tmp_path / "features"))
   results = audio_transfer.run(random_weights, sound_set["builder"], spec,
@@ -118,8 +130,8 @@ def test_protocol_far_above_chance_through_the_embedder(sound_set,
   assert direct.shape[0] == 3
   direct = direct[:2]
   row = list(data.clip_ids).index(clip["clip_id"])
-  np.testing.assert_allclose(data.features[data.clip_index == row], direct,
-                             rtol=1e-4, atol=1e-4)
+  testing.assert_close_normwise(data.features[data.clip_index == row],
+                                direct, audio_bound, what="cached features")
 
 
 def test_second_run_with_other_svm_settings_reads_the_cache(sound_set,
@@ -250,7 +262,7 @@ def _us8k_variant(tmp_path, change):
 
 
 def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
-    us8k, random_weights):
+    us8k, random_weights, audio_bound):
   spec = audio_transfer.DATASETS["urbansound8k"]
   results = audio_transfer.run(random_weights, us8k["builder"], spec, 1.0,
                                transfer.SvmSettings(c_grid=(1.0,)))
@@ -277,11 +289,11 @@ def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
   np.testing.assert_array_equal(windows[0, 14400:33600], clip["waveform"])
   assert not windows[0, :14400].any() and not windows[0, 33600:].any()
   row = list(data.clip_ids).index(clip["clip_id"])
-  np.testing.assert_allclose(
+  testing.assert_close_normwise(
       data.features[data.clip_index == row],
       random_weights.embedder.embed_windows(windows,
                                             transfer_features.EMBEDDING),
-      rtol=1e-4, atol=1e-4)
+      audio_bound, what="centred short clip's features")
 
 
 def test_urbansound8k_folds_subset_and_mlp(us8k, random_weights):

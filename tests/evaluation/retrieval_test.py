@@ -51,9 +51,12 @@ def test_exclusion_and_queries_without_relevant_items():
 
 def test_distances_and_cosines():
   a = np.array([[1.0, 0.0], [0.0, 2.0]])
+  # |a|^2 + |b|^2 - 2 a.b in float64: within (d + 2) eps64 (|a|^2 + |b|^2)
+  # of the exact square, so the root within the root of that (at 0).
+  atol = math.sqrt(4 * np.finfo(np.float64).eps * 8)
   np.testing.assert_allclose(retrieval.negative_distances(a, a),
                              [[0, -math.sqrt(5)], [-math.sqrt(5), 0]],
-                             atol=1e-7)
+                             atol=atol)
   np.testing.assert_allclose(retrieval.cosine_similarity(a, a), np.eye(2))
 
 

@@ -12,9 +12,11 @@ import tensorflow as tf
 from experiments import configs
 from l3_tf.model import model_summary
 from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
 from l3_tf.training import config as config_lib
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
+from tests import testing
 
 TINY = model_lib.ModelConfig(width_multiplier=1 / 32, fusion="distance")
 
@@ -48,14 +50,20 @@ def test_shared_embeddings_are_unit_norm_and_head_is_their_distance():
   v = vision(vision_tower(inputs["image"])["embedding_512"])  # [3, 128]
   a = audio(audio_tower(inputs["spectrogram"])["embedding_512"])  # [3, 128]
   assert v.shape == a.shape == (3, 128)
-  np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
-  np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+  unit = testing.unit_norm_tolerance(128)
+  np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=unit)
+  np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=unit)
   # The logits depend on the pair only through ||v - a||: fc3 at its
-  # initialisation gives (d - sqrt 2, sqrt 2 - d).
+  # initialisation gives (d - sqrt 2, sqrt 2 - d). The network computes v
+  # and a again: each within the forward bound of these (unit vectors), so
+  # d within twice it; its float32 squared distance, 128 terms of at most
+  # 4, within 512 u, so d within 512 u / d; fc3 adds a few roundings.
   d = np.linalg.norm(v.numpy() - a.numpy(), axis=1)
   logits = avc(inputs, training=False).numpy()
-  np.testing.assert_allclose(logits[:, 0], d - math.sqrt(2), atol=1e-5)
-  np.testing.assert_allclose(logits[:, 1], math.sqrt(2) - d, atol=1e-5)
+  u = np.finfo(np.float32).eps / 2
+  allowed = 2 * compiled_check.forward_bound(avc) + (512 / d.min() + 8) * u
+  np.testing.assert_allclose(logits[:, 0], d - math.sqrt(2), atol=allowed)
+  np.testing.assert_allclose(logits[:, 1], math.sqrt(2) - d, atol=allowed)
   # Swapping which frame goes with which sound changes d and the logits.
   swapped = avc({"image": inputs["image"],
                  "spectrogram": inputs["spectrogram"][::-1]}, training=False)
@@ -69,7 +77,10 @@ def test_distance_layer_is_euclidean_with_finite_gradient():
   with tf.GradientTape() as tape:
     tape.watch(a)
     d = layer([a, b])
-  np.testing.assert_allclose(d.numpy()[:, 0], [5.0, 1e-6], atol=1e-6)
+  # sqrt(25) is exact; sqrt(max(0, 1e-12)) within the float32 rounding of
+  # 1e-12 (halved by the root) and the root's own: 1.5 u relative.
+  np.testing.assert_allclose(d.numpy()[:, 0], [5.0, 1e-6], rtol=1.5 * 2.0**-24,
+                             atol=0)
   assert np.isfinite(tape.gradient(d, a).numpy()).all()
 
 

@@ -8,6 +8,8 @@ import tensorflow as tf
 from l3_tf.model import fused_batch_norm
 from l3_tf.model import model_summary
 from l3_tf.model import networks as model_lib
+from l3_tf.training import compiled_check
+from tests import testing
 
 
 def _pair(momentum=0.9, channels=5, exact=False, **kwargs):
@@ -50,10 +52,14 @@ def _within_bound(got, exact, n: int, scale: float, what: str):
   n terms (worst-case bound gamma_n times the sum of the terms' magnitudes,
   `scale`; Higham, "Accuracy and Stability of Numerical Algorithms",
   Lemma 3.1) and a few more roundings."""
-  got, exact = np.asarray(got, np.float64), np.asarray(exact, np.float64)
-  bound = (n + 4) * U * scale
-  error = np.abs(got - exact).max()
-  assert error <= bound, (what, error, bound)
+  _within(got, exact, (n + 4) * U * scale, what)
+
+
+def _within(got, want, allowed: float, what: str):
+  """max |got - want| <= allowed."""
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  error = np.abs(got - want).max()
+  assert error <= allowed, (what, error, allowed)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -110,15 +116,37 @@ def test_bfloat16_stays_bfloat16_and_matches(channels):
   finally:
     keras.mixed_precision.set_global_policy(previous)
   assert y_fused.dtype == tf.bfloat16
-  np.testing.assert_allclose(tf.cast(y_fused, tf.float32),
-                             tf.cast(y_stock, tf.float32), atol=0.05)
-  # bf16 maps: gradients to bf16 precision (relative to their scale), the
-  # float32 variables and moving statistics closer.
-  for a, b in zip(g_fused, g_stock):
-    a, b = np.asarray(tf.cast(a, tf.float32)), np.asarray(tf.cast(b, tf.float32))
-    assert np.abs(a - b).max() <= 0.03 * np.abs(b).max() + 1e-3, (a, b)
-  for a, b in zip(fused.get_weights(), stock.get_weights()):
-    np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-2)
+  # Both normalise the same bfloat16 input with float32 statistics (the
+  # float32 bound of the test above: (n + 4) u cond |y|) and round y to
+  # bfloat16 (u_b = 2^-8): two roundings of values that close lie within
+  # 2 u_b |y| of each other. The loss' dy = 2 c y (c <= channels) moves by
+  # 2 channels that much; x's gradient, gamma / sigma (dy - mean(dy) -
+  # x_hat mean(dy x_hat)), by gamma / sigma (2 + x_hat^2) times it plus its
+  # own rounding to bfloat16 (2 u_b |dx|); gamma's and beta's, sums of n
+  # terms dy max(1, |x_hat|) in float32, by n max(1, x_hat) times it. The
+  # moving statistics are float32 sums of the same inputs, as above.
+  u_b = 2.0**-8
+  n = 4 * 9 * 7
+  values = np.asarray(tf.cast(tf.cast(x, tf.bfloat16), tf.float32),
+                      np.float64).reshape(-1, channels)
+  sigma = values.std(axis=0).min()
+  condition = float(np.abs(values).max() + np.abs(values.mean())) / sigma
+  x_hat = np.abs(values - values.mean(axis=0)).max() / sigma
+  gamma = np.abs(stock.get_weights()[0]).max()
+  y = np.asarray(tf.cast(y_stock, tf.float32), np.float64)
+  y_error = (2 * u_b + (n + 4) * U * condition) * np.abs(y).max()
+  _within(tf.cast(y_fused, tf.float32), y, y_error, "bfloat16 output")
+  dy_error = 2 * channels * y_error
+  dx = np.asarray(tf.cast(g_stock[0], tf.float32), np.float64)
+  errors = ([gamma / sigma * (2 + x_hat**2) * dy_error
+             + 2 * u_b * np.abs(dx).max()]
+            + 2 * [n * max(1.0, x_hat) * dy_error])
+  for i, (a, b, error) in enumerate(zip(g_fused, g_stock, errors)):
+    _within(tf.cast(a, tf.float32), tf.cast(b, tf.float32), error,
+            f"bfloat16 gradient {i}")
+  for i, (a, b) in enumerate(zip(fused.get_weights(), stock.get_weights())):
+    _within_bound(a, b, n, 2 * condition * np.abs(b).max(),
+                  f"bfloat16 weight {i}")
 
 
 def test_frozen_layer_uses_moving_statistics():
@@ -126,8 +154,14 @@ def test_frozen_layer_uses_moving_statistics():
   stock.trainable = fused.trainable = False
   x = tf.random.stateless_normal([4, 9, 7, 5], seed=[5, 6])
   before = fused.get_weights()
-  np.testing.assert_allclose(fused(x, training=True), stock(x, training=True),
-                             rtol=1e-5, atol=1e-5)
+  # gamma (x - mean) / sqrt(var + eps) + beta element by element: a few
+  # roundings each ((0 + 4) u), of values up to `scale`, in both layers.
+  gamma, beta, mean, variance = before
+  largest = np.abs(np.asarray(x)).max()
+  scale = 2 * np.max(np.abs(gamma) * (largest + np.abs(mean))
+                     / np.sqrt(variance + 1e-3) + np.abs(beta))
+  _within_bound(fused(x, training=True), stock(x, training=True), 0, scale,
+                "frozen output")
   for a, b in zip(fused.get_weights(), before):
     np.testing.assert_array_equal(a, b)
 
@@ -137,8 +171,9 @@ def test_falls_back_outside_the_fused_kernel():
   stock = keras.layers.BatchNormalization()
   fused = fused_batch_norm.FusedBatchNormalization()
   x = tf.random.stateless_normal([6, 3], seed=[7, 8])
-  np.testing.assert_allclose(fused(x, training=True), stock(x, training=True),
-                             rtol=1e-6, atol=1e-6)
+  # The same code on the same numbers: equal to the bit.
+  np.testing.assert_array_equal(fused(x, training=True),
+                                stock(x, training=True))
 
 
 def test_model_keeps_parameters_and_checkpoints_interchangeable():
@@ -153,8 +188,10 @@ def test_model_keeps_parameters_and_checkpoints_interchangeable():
   rng = np.random.default_rng(1)
   inputs = {"image": rng.uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32),
             "spectrogram": rng.normal(size=(2, 257, 199, 1)).astype(np.float32)}
-  np.testing.assert_allclose(fused(inputs, training=False),
-                             stock(inputs, training=False), rtol=1e-4, atol=1e-4)
+  testing.assert_close_normwise(fused(inputs, training=False),
+                                stock(inputs, training=False),
+                                compiled_check.forward_bound(stock),
+                                what="logits, fused vs stock BN")
   vision = fused.get_layer("vision_tower")
   assert isinstance(vision.get_layer("conv1_1_bn"),
                     fused_batch_norm.FusedBatchNormalization)
