@@ -36,6 +36,11 @@ def test_demo_binary_prints_its_result_and_exports(tmp_path):
     assert json.load(f)["train"]["seed"] == 3
   assert result["numeric_path"]["onednn"] in (True, False, None)
   assert 0.0 <= result["avc_test_accuracy"] <= 1.0
+  # Same-class negatives cap a class-level model; at most every negative.
+  negatives = result["eval_num_pairs"] // 2
+  assert 0 <= result["same_class_negatives"] <= negatives
+  assert result["class_level_ceiling"] == round(
+      1 - result["same_class_negatives"] / result["eval_num_pairs"], 4)
   assert result["train_seconds"] > 0
   config = result["config"]
   assert config["name"] == "test" and config["narrowed"] is True

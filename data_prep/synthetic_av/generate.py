@@ -655,6 +655,57 @@ def sounding_intervals(video: dict, class_index: int) -> list[list[float]]:
   return sorted(spans)
 
 
+def class_level_ceiling(frame_video_ids: Sequence[str],
+                        audio_video_ids: Sequence[str],
+                        labels: Sequence[int], truth: dict) -> dict:
+  """The best AVC accuracy of a model that only tells classes apart.
+
+  A negative pair whose two videos show the same class looks and sounds like
+  a positive to such a model, which at best calls it positive; every other
+  pair it gets right. The share of same-class negatives in the evaluation
+  pairs therefore caps the accuracy of a class-level model.
+
+  Args:
+    frame_video_ids: per pair, the video of the frame (a key of
+      `truth["videos"]`, e.g. "test/00003.mp4"; bytes are decoded).
+    audio_video_ids: per pair, the video of the sound.
+    labels: per pair, 1 for a positive (same video), 0 for a negative.
+    truth: `read_ground_truth(...)` of the videos.
+
+  Returns:
+    {"ceiling": (pairs - same-class negatives) / pairs,
+     "same_class_negatives": count, "negatives": count, "pairs": count}.
+
+  Raises:
+    ValueError: the lists differ in length, a label is not 0/1, or a video
+      id is not in the ground truth (named).
+  """
+  if not len(frame_video_ids) == len(audio_video_ids) == len(labels):
+    raise ValueError(
+        f"{len(frame_video_ids)} frame ids, {len(audio_video_ids)} audio ids "
+        f"and {len(labels)} labels: expected one of each per pair")
+
+  def label_of(video_id):
+    key = video_id.decode() if isinstance(video_id, bytes) else video_id
+    if key not in truth["videos"]:
+      raise ValueError(f"video {key!r} is not in the ground truth "
+                       f"({len(truth['videos'])} videos)")
+    return truth["videos"][key]["label"]
+
+  same = negatives = 0
+  for frame_id, audio_id, label in zip(frame_video_ids, audio_video_ids,
+                                       labels):
+    if label not in (0, 1):
+      raise ValueError(f"label={label!r}: expected 0 or 1")
+    if label == 0:
+      negatives += 1
+      same += label_of(frame_id) == label_of(audio_id)
+  pairs = len(labels)
+  return {"ceiling": (pairs - same) / pairs if pairs else float("nan"),
+          "same_class_negatives": int(same), "negatives": negatives,
+          "pairs": pairs}
+
+
 def describe_classes(num_classes: int = 8,
                      min_pitch_hz: float = 180.0) -> Sequence[str]:
   """One line per class: its look and its sound."""

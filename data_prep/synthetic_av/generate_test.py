@@ -168,3 +168,21 @@ def test_visible_objects_normalised_boxes(written):
   for found in generate.visible_objects(video, 0.0):
     x0, y0, x1, y1 = found["box"]
     assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+
+
+def test_class_level_ceiling_counts_same_class_negatives():
+  truth = {"videos": {"a": {"label": 0}, "b": {"label": 0},
+                      "c": {"label": 1}}}
+  # pairs: a-a positive, a-b same-class negative, a-c and c-b different-class
+  # negatives, b-b positive (ids as the pipeline gives them: bytes).
+  result = generate.class_level_ceiling(
+      [b"a", b"a", b"a", b"c", b"b"], [b"a", b"b", b"c", b"b", b"b"],
+      [1, 0, 0, 0, 1], truth)
+  assert result == {"ceiling": 4 / 5, "same_class_negatives": 1,
+                    "negatives": 3, "pairs": 5}
+  with pytest.raises(ValueError, match="'d' is not in the ground truth"):
+    generate.class_level_ceiling(["a"], ["d"], [0], truth)
+  with pytest.raises(ValueError, match="label=2"):
+    generate.class_level_ceiling(["a"], ["b"], [2], truth)
+  with pytest.raises(ValueError, match="2 frame ids, 1 audio ids"):
+    generate.class_level_ceiling(["a", "b"], ["a"], [1], truth)
