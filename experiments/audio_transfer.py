@@ -60,6 +60,7 @@ from l3_tf.evaluation import finetune
 from l3_tf.evaluation import records
 from l3_tf.evaluation import transfer
 from l3_tf.evaluation import transfer_features
+from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 
 _DATASET = flags.DEFINE_enum("dataset", None, sorted(audio_transfer.DATASETS),
@@ -142,8 +143,14 @@ def _finetune(builder, spec, folds) -> dict:
   windows, data = finetune.dataset_windows(
       builder, spec, config.audio, _HOP.value, _MAX_CLIPS.value, folds)
   test_folds = [list(f) for f in spec.test_folds] if spec.test_folds else None
-  results = finetune.cross_validate(avc, config, windows, data, settings,
-                                    test_folds)
+  try:
+    results = finetune.cross_validate(avc, config, windows, data, settings,
+                                      test_folds)
+  except train.TrainingDiverged as e:
+    raise SystemExit(f"error: --mode=finetune: {e}") from None
+  except train.TrainingInterrupted as e:  # rounds are not resumed
+    logging.warning("%s; fine-tuning starts its rounds again", e)
+    raise SystemExit(143) from None
   results["weights"] = description
   logging.info("fine-tuned: mean accuracy %.3f", results["mean_accuracy"])
   return results

@@ -25,6 +25,7 @@ from experiments import configs
 from l3_tf.evaluation import avc_table
 from l3_tf.evaluation import records
 from l3_tf.training import distribute
+from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 
 _L3_WORKDIRS = flags.DEFINE_multi_string(
@@ -65,8 +66,12 @@ def main(argv):
               f"avc_{col['dataset']}_{method}".lower().replace(" ", "_"))
           records.write_record(record, os.path.join(_RECORD_DIR.value,
                                                     f"{name}.json"))
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, train.TrainingDiverged,
+          workdir_lib.WorkdirLocked) as e:
     raise SystemExit(f"error: {e}") from None
+  except train.TrainingInterrupted as e:  # the baselines' training: rerun
+    logging.warning("%s", e)
+    raise SystemExit(143) from None
   paths = avc_table.write_table(columns, _OUTPUT_DIR.value)
   logging.info("wrote %s", paths)
   print(avc_table.render_markdown(columns))

@@ -5,7 +5,8 @@ On a labelled audio-visual dataset (Kinetics-Sounds in the paper):
 * **Classifiers**: a vision network and an audio network, each the L3 trunk
   (`model.vision_tower` / `model.audio_tower`, pool4 512-d) topped by
   fc 512 -> 128 (ReLU) -> K, trained with cross-entropy on the class labels
-  of the training split. Both are trained in one loop on the same batches
+  of the training split, by the AVC networks' loop (`train.train`, with
+  `classifiers_task`). Both are trained together on the same batches
   (a frame and the 1-second window around it, with its video's label, from
   `input_pipeline.train_dataset(labelled=True)`, same augmentation as L3);
   their parameters and losses are disjoint, so this is the same as training
@@ -35,21 +36,21 @@ Classifier workdir layout:
 import dataclasses
 import json
 import os
-import time
 from typing import Any
 
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from l3_tf.data import input_pipeline
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
-from l3_tf.model import precision as precision_lib
 from l3_tf.training import config as config_lib
 from l3_tf.training import distribute
 from l3_tf.training import evaluate as evaluate_lib
 from l3_tf.training import plan as plan_lib
+from l3_tf.training import step as step_lib
+from l3_tf.training import task as task_lib
 from l3_tf.training import train as train_lib
 from l3_tf.training import workdir as workdir_lib
 
@@ -243,61 +244,61 @@ def read_baselines_config(workdir: str) -> BaselinesConfig:
     return config_lib.from_dict(BaselinesConfig, json.load(f))
 
 
-def make_classifier_step(model: keras.Model, optimizer, strategy,
-                         global_batch_size: int, step: tf.Variable):
-  """One synchronous step of both classifiers: `(features, labels)` ->
-  {"loss", "vision_loss", "audio_loss", "vision_accuracy",
-  "audio_accuracy", "regularization"} over the global batch (losses scaled
-  as in `step.make_train_step`)."""
-
-  def replica_step(features, labels):
-    with tf.GradientTape() as tape:
-      logits = model(features, training=True)
-      losses, correct = {}, {}
-      for key in ("vision", "audio"):
-        output = tf.cast(logits[key], tf.float32)  # [b, K]
-        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels, logits=output)  # [b]
-        losses[key] = tf.nn.compute_average_loss(
-            per_example, global_batch_size=global_batch_size)
-        correct[key] = tf.reduce_sum(tf.cast(tf.equal(
-            tf.argmax(output, axis=1, output_type=tf.int32), labels),
-                                             tf.float32))
-      regularization = tf.nn.scale_regularization_loss(
-          tf.add_n(model.losses) if model.losses else tf.constant(0.0))
-      total = losses["vision"] + losses["audio"] + regularization
-      scaled_total = optimizer.scale_loss(total)  # see step.make_train_step
-    grads = tape.gradient(scaled_total, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return (losses["vision"], losses["audio"], regularization,
-            correct["vision"], correct["audio"])
-
-  def reduce(value):
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-
-  @tf.function
-  def classifier_step(features, labels):
-    outputs = strategy.run(replica_step, args=(features, labels))
-    vision_loss, audio_loss, regularization, vision_ok, audio_ok = (
-        reduce(v) for v in outputs)
-    step.assign_add(1)
-    return {"loss": vision_loss + audio_loss + regularization,
-            "vision_loss": vision_loss, "audio_loss": audio_loss,
-            "regularization": regularization,
-            "vision_accuracy": vision_ok / global_batch_size,
-            "audio_accuracy": audio_ok / global_batch_size}
-
-  return classifier_step
+def _classifiers_loss(outputs, labels, global_batch_size):
+  """Both classifiers' cross-entropy (their parameters are disjoint, so the
+  sum trains each on its own loss) and each one's loss and accuracy."""
+  metrics = {}
+  for key in ("vision", "audio"):
+    metrics[f"{key}_loss"], metrics[f"{key}_accuracy"] = (
+        step_lib.classification(outputs[key], labels, global_batch_size))
+  return metrics["vision_loss"] + metrics["audio_loss"], metrics
 
 
-def _classifier_objects(config, baselines: BaselinesConfig, num_classes: int):
-  model = supervised_networks(config, num_classes, baselines.classifier)
-  optimizer = precision_lib.wrap_optimizer(
-      keras.optimizers.Adam(baselines.classifier.learning_rate),
-      precision_lib.resolve(config.train), config.train)
-  optimizer.build(model.trainable_variables)  # before any restore
-  step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-  return model, optimizer, step
+CLASSIFIERS_OBJECTIVE = step_lib.Objective(
+    _classifiers_loss,
+    ("vision_loss", "audio_loss", "vision_accuracy", "audio_accuracy"))
+
+
+def classifier_training_config(config: config_lib.Config,
+                               baselines: BaselinesConfig) -> config_lib.Config:
+  """The L3 config with the classifiers' schedule in its `train` section
+  (`task.plain_schedule`): what the training loop runs."""
+  cfg = baselines.classifier
+  return task_lib.plain_schedule(
+      config, "classifiers", batch_size=cfg.batch_size_per_replica,
+      learning_rate=cfg.learning_rate, num_steps=cfg.num_steps,
+      log_every_steps=cfg.log_every_steps,
+      checkpoint_every_steps=cfg.checkpoint_every_steps, keep_checkpoints=2,
+      seed=cfg.seed)
+
+
+def classifiers_task(config: config_lib.Config,
+                     baselines: BaselinesConfig) -> task_lib.Task:
+  """Both classifiers on the labels of `config.data.train_split`, for
+  `train.train`: frames and windows as L3 reads them
+  (`input_pipeline.train_dataset(labelled=True)`)."""
+  num_classes = {}  # found by the plan, before the model is built
+
+  def plan(run_config, num_replicas, num_workers):
+    checked = plan_lib.check_config(run_config, num_replicas, num_workers,
+                                    balanced=False)
+    num_classes["K"] = input_pipeline.check_labelled(checked.builder)
+    return checked
+
+  def dataset(run_config, batch, context, seed, builder):
+    return input_pipeline.train_dataset(run_config, batch, context, seed=seed,
+                                        builder=builder, labelled=True)
+
+  def write_workdir(workdir):
+    workdir_lib.write_config(workdir, config)
+    write_baselines_config(workdir, baselines)
+
+  return task_lib.Task(
+      name="supervised classifiers",
+      build_model=lambda: supervised_networks(config, num_classes["K"],
+                                              baselines.classifier),
+      objective=CLASSIFIERS_OBJECTIVE, dataset=dataset, plan=plan,
+      write_workdir=write_workdir, check_model=finite.check_classifier)
 
 
 def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
@@ -308,85 +309,31 @@ def train_classifiers(config: config_lib.Config, baselines: BaselinesConfig,
   `config.data.train_split`, then reports their top-1 accuracy on
   `config.data.eval_split`.
 
+  The loop is the AVC networks' (`train.train`): checkpoints and resuming,
+  SIGTERM (`train.TrainingInterrupted` after a checkpoint), the non-finite
+  guard (`train.TrainingDiverged`), TensorBoard and the progress bar.
+
   Args:
     config: the L3 config (data, model, front ends, train.precision,
-      train.devices); the classifiers' schedule is `baselines.classifier`.
+      train.devices); the classifiers' schedule is `baselines.classifier`
+      (`classifier_training_config`).
     baselines: the baselines config.
-    workdir: the classifiers workdir (module docstring).
+    workdir: the classifiers workdir (module docstring); its config.json
+      is the L3 config.
     strategy: default the current strategy.
 
   Returns:
-    {"step", "wall_seconds", "last_train_metrics", "eval": the accuracies
-     written to classifiers_<split>.json}.
+    `train.train`'s result with "eval": the accuracies written to
+    classifiers_<split>.json (None on other workers than the chief).
 
   Raises:
     ValueError: a dataset without labels, or a bad batch size.
   """
   strategy = strategy or tf.distribute.get_strategy()
-  cfg = baselines.classifier
-  builder = input_pipeline.load_builder(config.data.dataset,
-                                        config.data.data_dir)
-  num_classes = input_pipeline.check_labelled(builder)
-  input_pipeline.check_split(builder, config.data.train_split, min_videos=2)
-  per_replica, global_batch = distribute.batch_sizes(
-      cfg.batch_size_per_replica, 0, strategy.num_replicas_in_sync)
-  chief = distribute.is_chief(strategy)
-  if chief:
-    workdir_lib.write_config(workdir, config)
-    write_baselines_config(workdir, baselines)
-  with precision_lib.policy_scope(precision_lib.resolve(config.train)):
-    with strategy.scope():
-      keras.utils.set_random_seed(cfg.seed)
-      model, optimizer, step = _classifier_objects(config, baselines,
-                                                   num_classes)
-    checkpoints = train_lib.WorkerCheckpoints(
-        tf.train.Checkpoint(model=model, optimizer=optimizer, step=step),
-        workdir, strategy, max_to_keep=2)
-    checkpoints.restore()
-    start_step = int(step.numpy())
-    seed = plan_lib.pipeline_seed(cfg.seed, start_step)
-
-    def dataset_fn(context):
-      batch = context.get_per_replica_batch_size(global_batch)
-      return input_pipeline.train_dataset(config, batch, context, seed=seed,
-                                          builder=builder, labelled=True)
-
-    classifier_step = make_classifier_step(model, optimizer, strategy,
-                                           global_batch, step)
-    writer = (tf.summary.create_file_writer(os.path.join(workdir, "train"))
-              if chief else tf.summary.create_noop_writer())
-    started = time.perf_counter()
-    window, last_metrics = [], {}
-    current = start_step
-    if current < cfg.num_steps:
-      iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-      try:
-        while current < cfg.num_steps:
-          features, labels = next(iterator)
-          window.append({k: float(v) for k, v in
-                         classifier_step(features, labels).items()})
-          current = int(step.numpy())
-          if current % cfg.log_every_steps == 0 or current == cfg.num_steps:
-            last_metrics = {k: float(np.mean([m[k] for m in window]))
-                            for k in window[0]}
-            window = []
-            with writer.as_default(step=current):
-              for key, value in last_metrics.items():
-                tf.summary.scalar(key, value)
-            logging.info("classifiers step %d: %s", current,
-                         {k: round(v, 4) for k, v in last_metrics.items()})
-          if current % cfg.checkpoint_every_steps == 0:
-            checkpoints.save(current)
-      finally:
-        if int(step.numpy()) > start_step:
-          checkpoints.save(int(step.numpy()))
-        writer.flush()
-        checkpoints.close()
-    wall_seconds = time.perf_counter() - started
-  result = {"step": int(step.numpy()), "start_step": start_step,
-            "wall_seconds": wall_seconds, "last_train_metrics": last_metrics,
-            "eval": None}
-  if chief:
+  result = train_lib.train(classifiers_task(config, baselines),
+                           classifier_training_config(config, baselines),
+                           workdir, strategy)
+  if distribute.is_chief(strategy):
     result["eval"] = evaluate_classifiers(workdir)
   return result
 

@@ -17,12 +17,18 @@ folds' windows (tested like the SVM protocol's fold discipline). With
 affine parameters (Keras: a non-trainable BN runs in inference mode), the
 usual choice with small batches.
 
-The training loop is Keras `fit` on a `tf.data` pipeline: one loop, with
-none of the AVC loop's distribution and checkpoint machinery, which a
-minutes-long per-fold run does not need.
+Each round trains through the AVC networks' loop (`train.train`, one
+device, float32, a constant learning rate): SIGTERM stops it with
+`train.TrainingInterrupted`, a non-finite loss or gradient skips the step
+(`train.TrainingDiverged` after `train.max_bad_steps` in a row), and the
+weights are checked finite before they are used. A round's checkpoints and
+summaries go to a scratch workdir removed after the round (a killed run
+starts its rounds again).
 """
 
 import dataclasses
+import math
+import tempfile
 import time
 from typing import Any
 
@@ -35,8 +41,13 @@ from l3_tf.data import audio_frontend
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import transfer
 from l3_tf.evaluation import transfer_features
+from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
 from l3_tf.training import config as config_lib
+from l3_tf.training import plan as plan_lib
+from l3_tf.training import step as step_lib
+from l3_tf.training import task as task_lib
+from l3_tf.training import train as train_lib
 
 AUDIO_SCALE = 32768.0  # windows are held as int16: a quarter of the memory
 
@@ -144,31 +155,82 @@ def _batches(windows: tf.Tensor, rows: np.ndarray, labels: np.ndarray | None,
                                     ).prefetch(tf.data.AUTOTUNE)
 
 
+def _finetune_loss(logits, labels, global_batch_size):
+  # The batch's own size: an epoch's last batch is smaller.
+  del global_batch_size
+  loss, accuracy = step_lib.classification(logits, labels,
+                                           tf.shape(labels)[0])
+  return loss, {"accuracy": accuracy}
+
+
+FINETUNE_OBJECTIVE = step_lib.Objective(_finetune_loss, ("accuracy",))
+
+
+def round_training_config(config: config_lib.Config,
+                          settings: FinetuneSettings,
+                          num_windows: int) -> config_lib.Config:
+  """The source config with one round's schedule in its `train` section:
+  `settings.epochs` passes over `num_windows` training windows, logged once
+  per epoch, on one device in float32 at a constant learning rate."""
+  steps_per_epoch = math.ceil(num_windows / settings.batch_size)
+  num_steps = settings.epochs * steps_per_epoch
+  return task_lib.plain_schedule(
+      config, "finetune", batch_size=settings.batch_size,
+      learning_rate=settings.learning_rate, num_steps=num_steps,
+      log_every_steps=steps_per_epoch, checkpoint_every_steps=num_steps,
+      keep_checkpoints=1, seed=settings.seed, precision="float32",
+      mixed_precision=False, devices="", cpu_replicas=0)
+
+
 def train_round(avc: keras.Model, windows: tf.Tensor,
                 train: transfer.SubclipFeatures, config: config_lib.Config,
                 settings: FinetuneSettings) -> tuple[keras.Model, list[float]]:
-  """Fine-tunes a fresh classifier on one round's training sub-clips only.
+  """Fine-tunes a fresh classifier on one round's training sub-clips only,
+  through `train.train` (module docstring).
 
   Returns:
-    (the model, the training loss of each epoch).
+    (the model, the mean training loss of each epoch).
   """
-  model = classifier(avc, len(train.class_names), settings)
   rows = train.features[:, 0]
-  zscore = model.get_layer("classifier_zscore")
-  taps = keras.Model(model.input, zscore.input)  # the tower's tap
-  zscore.adapt(taps.predict(
-      _batches(windows, rows, None, config.audio, settings.batch_size,
-               None).map(lambda x, _: x), verbose=0))  # [n_train_sub, D]
-  model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True))
-  labels = train.clip_labels[train.clip_index]  # [n_train_sub]
-  history = model.fit(
-      _batches(windows, rows, labels, config.audio, settings.batch_size,
-               settings.seed),
-      epochs=settings.epochs, verbose=0,
-      shuffle=False)  # `_batches` shuffles (seeded); fit cannot shuffle a Dataset
-  return model, [float(x) for x in history.history["loss"]]
+  labels = train.clip_labels[train.clip_index].astype(np.int32)  # [n_train_sub]
+  run_config = round_training_config(config, settings, len(rows))
+
+  built = {}  # the model `train.train` trains, returned below
+
+  def build_model():
+    model = classifier(avc, len(train.class_names), settings)
+    built["model"] = model
+    zscore = model.get_layer("classifier_zscore")
+    taps = keras.Model(model.input, zscore.input)  # the tower's tap
+    zscore.adapt(taps.predict(
+        _batches(windows, rows, None, config.audio, settings.batch_size,
+                 None).map(lambda x, _: x), verbose=0))  # [n_train_sub, D]
+    return model
+
+  def plan(run, num_replicas, num_workers):
+    del num_workers
+    if num_replicas != 1:
+      raise ValueError(f"fine-tuning runs on one device, not {num_replicas}")
+    batch = run.train.batch_size_per_replica
+    return plan_lib.Plan(batch, batch, 1, 1, train_videos=len(rows),
+                         eval_videos=0, builder=None)
+
+  def dataset(run, batch, context, seed, builder):
+    del context, builder
+    # Reshuffled every epoch (seeded); the last batch of an epoch is smaller.
+    return _batches(windows, rows, labels, run.audio, batch, seed).repeat()
+
+  task = task_lib.Task(
+      name="fine-tuning", build_model=build_model,
+      objective=FINETUNE_OBJECTIVE, dataset=dataset, plan=plan,
+      write_workdir=lambda workdir: None,
+      check_model=finite.check_classifier,
+      input_description=f"{len(rows)} training windows in memory, "
+      f"{settings.epochs} epoch(s)")
+  with tempfile.TemporaryDirectory(prefix="l3_finetune_") as workdir:
+    result = train_lib.train(task, run_config, workdir,
+                             tf.distribute.get_strategy())
+  return built["model"], [entry["loss"] for entry in result["history"]]
 
 
 def clip_scores(model: keras.Model, windows: tf.Tensor,

@@ -180,3 +180,29 @@ def check_model(model, source: str) -> None:
                     f"the probe pair's {tower.name} {key}", source)
   logits = np.asarray(model(inputs, training=False), np.float32)  # [1, 2]
   check_outputs(logits, "the probe pair's logits", source)
+
+
+def check_classifier(model, source: str) -> None:
+  """Weights finite, and its outputs on the probe input finite, for a model
+  whose inputs are named "image" and/or "spectrogram" (the supervised
+  classifiers of the baselines, a fine-tuned audio tower).
+
+  Raises:
+    NonFiniteError: a variable or an output on the probe input not finite.
+  """
+  check_variables(named_variables(model), source)
+  shapes = {tensor.name: tensor.shape[1:] for tensor in model.inputs}
+  unknown = set(shapes) - {"image", "spectrogram"}
+  if unknown:
+    raise ValueError(f"model {model.name!r} has inputs {sorted(unknown)}: "
+                     "the probe has an 'image' and a 'spectrogram'")
+  probe = probe_inputs(shapes.get("image", (224, 224, 3)),
+                       shapes.get("spectrogram", (257, 199, 1)))
+  inputs = ({name: probe[name] for name in shapes} if len(shapes) > 1
+            else probe[next(iter(shapes))])
+  outputs = model(inputs, training=False)
+  if not isinstance(outputs, dict):
+    outputs = {"output": outputs}
+  for key, value in outputs.items():
+    check_outputs(np.asarray(value, np.float32),
+                  f"the probe input's {model.name} {key}", source)

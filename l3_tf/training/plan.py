@@ -26,8 +26,13 @@ class Plan:
   builder: object = dataclasses.field(repr=False, compare=False)
 
 
-def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
+def check_config(config, num_replicas: int = 1, num_workers: int = 1,
+                 balanced: bool = True) -> Plan:
   """Checks a config before anything runs; names the first problem found.
+
+  `balanced`: batches hold as many positives as negatives (AVC pairs), so
+  the batch per replica must be even; False for labelled examples (the
+  supervised classifiers).
 
   Raises:
     ValueError: (including `input_pipeline.DatasetError`) a bad value, a
@@ -76,7 +81,7 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
                      "even (a balanced set)")
   per_replica, global_batch = distribute.batch_sizes(
       train.batch_size_per_replica, train.global_batch_size, num_replicas)
-  if per_replica % 2:
+  if balanced and per_replica % 2:
     raise ValueError(
         f"the batch per replica is {per_replica} (global {global_batch} over "
         f"{num_replicas} replicas); it must be even so that every batch "
@@ -89,8 +94,12 @@ def check_config(config, num_replicas: int = 1, num_workers: int = 1) -> Plan:
               train_videos, eval_videos, builder)
 
 
-def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
+def describe_plan(config, strategy: tf.distribute.Strategy,
+                  input_description: str | None = None) -> str:
   """What a run will do, in a few lines (logged before anything else).
+
+  `input_description`: the "input:" line (default the split of
+  `config.data` and where its pipeline runs).
 
   Raises:
     ValueError: the batch does not split over the replicas.
@@ -122,7 +131,8 @@ def describe_plan(config, strategy: tf.distribute.Strategy) -> str:
          if train_cfg.learning_rate_decay == "cosine" else ""),
       f"XLA (train.jit_compile): {'on' if train_cfg.jit_compile else 'off'}",
       f"steps per loop: {train_cfg.steps_per_loop}",
-      f"input: {data.dataset!r} split {data.train_split!r}, {source}",
+      "input: " + (input_description or
+                   f"{data.dataset!r} split {data.train_split!r}, {source}"),
   ]
   return "plan:\n  " + "\n  ".join(lines)
 

@@ -1,8 +1,61 @@
 """The synchronous training step: one replica's forward and backward pass,
-the finite check that skips a bad step, and the update under any strategy."""
+the finite check that skips a bad step, and the update under any strategy.
+
+What the step minimises is an `Objective`: the AVC task's (`AVC`), the
+supervised classifiers' (`l3_tf.evaluation.baselines`) and fine-tuning's
+(`l3_tf.evaluation.finetune`) all run through this step and the loop of
+`l3_tf.training.train`.
+"""
+
+import dataclasses
+from typing import Callable
 
 import keras
 import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What a training step minimises, and what it reports beside the loss.
+
+  Attributes:
+    compute: `(outputs, labels, global_batch_size) -> (loss, metrics)` on
+      one replica: the model's training-mode outputs and the batch's labels
+      give that replica's share of the data loss (averaged over the global
+      batch, as `tf.nn.compute_average_loss`) and of each metric, so that
+      summing over the replicas gives the batch's figures.
+    metric_names: the keys of `metrics`, in the order they are logged.
+  """
+
+  compute: Callable
+  metric_names: tuple[str, ...]
+
+
+def classification(logits, labels, global_batch_size):
+  """Softmax cross-entropy and top-1 hits of one replica's `[b, K]` logits.
+
+  Returns:
+    (loss, accuracy): float32 scalars, this replica's shares of the global
+    batch's mean cross-entropy and accuracy. `global_batch_size` may be a
+    tensor (the batch's own size, for a last batch that is smaller).
+  """
+  logits = tf.cast(logits, tf.float32)  # [b, K]
+  per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=labels, logits=logits)  # [b]
+  loss = tf.nn.compute_average_loss(per_example,
+                                    global_batch_size=global_batch_size)
+  correct = tf.reduce_sum(tf.cast(tf.equal(
+      tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
+  return loss, correct / tf.cast(global_batch_size, tf.float32)
+
+
+def _avc(logits, labels, global_batch_size):
+  loss, accuracy = classification(logits, labels, global_batch_size)
+  return loss, {"accuracy": accuracy}
+
+
+# The AVC task: [b, 2] logits of "corresponds", cross-entropy and accuracy.
+AVC = Objective(_avc, ("accuracy",))
 
 
 def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
@@ -28,31 +81,31 @@ def step_is_finite(loss: tf.Tensor, grads, check_grads: bool = True
   return finite
 
 
-def make_gradients(model: keras.Model, optimizer, global_batch_size: int):
+def make_gradients(model: keras.Model, optimizer, global_batch_size: int,
+                   objective: Objective = AVC):
   """One replica's forward and backward pass, uncompiled.
 
   Args:
-    model: the `avc_network`.
+    model: the network being trained (the `avc_network` for `AVC`).
     optimizer: its optimizer (a float16 run's `LossScaleOptimizer` scales
       the loss; others leave it unchanged).
-    global_batch_size: pairs per step over all replicas (the loss is
+    global_batch_size: examples per step over all replicas (the loss is
       averaged over the global batch).
+    objective: what the step minimises and reports.
 
   Returns:
-    `gradients(features, labels) -> (grads, logits, loss, regularization,
+    `gradients(features, labels) -> (grads, metrics, loss, regularization,
     total)`: grads of `model.trainable_variables` (scaled as the optimizer
-    scales the loss), [b, 2] float32 logits, the replica's share of the data
-    loss and of the weight decay, and their sum. Running it updates the BN
-    moving statistics (a training-mode forward pass).
+    scales the loss), the objective's metrics (this replica's shares), the
+    replica's share of the data loss and of the weight decay, and their
+    sum. Running it updates the BN moving statistics (a training-mode
+    forward pass).
   """
 
   def gradients(features, labels):
     with tf.GradientTape() as tape:
-      logits = tf.cast(model(features, training=True), tf.float32)  # [b, 2]
-      per_pair = tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels=labels, logits=logits)  # [b]
-      loss = tf.nn.compute_average_loss(per_pair,
-                                        global_batch_size=global_batch_size)
+      loss, metrics = objective.compute(model(features, training=True),
+                                        labels, global_batch_size)
       regularization = (tf.add_n(model.losses) if model.losses
                         else tf.constant(0.0))
       regularization = tf.nn.scale_regularization_loss(regularization)
@@ -62,26 +115,28 @@ def make_gradients(model: keras.Model, optimizer, global_batch_size: int):
       # unchanged otherwise.
       scaled_total = optimizer.scale_loss(total)
     grads = tape.gradient(scaled_total, model.trainable_variables)
-    return grads, logits, loss, regularization, total
+    return grads, metrics, loss, regularization, total
 
   return gradients
 
 
 def make_train_step(model: keras.Model, optimizer, strategy,
                     global_batch_size: int, step: tf.Variable,
-                    jit_compile: bool = False, loop: bool = False):
+                    jit_compile: bool = False, loop: bool = False,
+                    objective: Objective = AVC):
   """The synchronous training step: `(features, labels) -> metrics`.
 
-  Each replica averages its pairs' cross-entropy over the *global* batch and
+  Each replica averages its examples' loss over the *global* batch and
   adds its share (1 / replicas) of the weight decay; the optimizer sums the
   replicas' gradients, so N replicas of b pairs take the same step as one
   device with N x b pairs.
 
   Args:
-    model: the `avc_network`, built under `strategy.scope()`.
+    model: the network (the `avc_network` for `AVC`), built under
+      `strategy.scope()`.
     optimizer: a Keras optimizer built under the same scope.
     strategy: the tf.distribute strategy.
-    global_batch_size: pairs per step over all replicas.
+    global_batch_size: examples per step over all replicas.
     step: int64 variable incremented once per step.
     jit_compile: compile each replica's forward and backward pass with XLA
       (the optimizer's update runs outside the compiled cluster).
@@ -89,6 +144,7 @@ def make_train_step(model: keras.Model, optimizer, strategy,
       `num_steps` steps in one call (a `tf.range` loop, each step reading
       `next(iterator)` of a distributed iterator) and returns the metrics
       averaged over its good steps (`train.steps_per_loop`).
+    objective: what the step minimises and reports (default the AVC task).
 
   A step whose loss or any gradient is not finite is not applied (nor its
   BN statistics updates) and does not advance `step` (see
@@ -96,8 +152,8 @@ def make_train_step(model: keras.Model, optimizer, strategy,
 
   Returns:
     A tf.function taking distributed (or plain, one replica) features and
-    int32 labels, returning {"loss": data loss, "regularization",
-    "accuracy"} reduced over the global batch, "bad_steps" (0 or 1) and
+    int32 labels, returning {"loss": data loss, "regularization", and the
+    objective's metrics ("accuracy" for AVC)} reduced over the global batch, "bad_steps" (0 or 1) and
     "good_steps" (1 - bad_steps). `train_loop`: the same keys, the metrics
     averaged over the loop's good steps, "good_steps" counted and
     "bad_steps" the bad steps in a row at the loop's end. Either carries
@@ -109,7 +165,7 @@ def make_train_step(model: keras.Model, optimizer, strategy,
   # Forward and backward; the update stays outside so that XLA can compile
   # this part under any strategy (an update inside an XLA cluster needs a
   # cross-replica merge, which XLA cannot compile under MirroredStrategy).
-  gradients = make_gradients(model, optimizer, global_batch_size)
+  gradients = make_gradients(model, optimizer, global_batch_size, objective)
   if jit_compile:
     gradients = tf.function(gradients, jit_compile=True)
 
@@ -117,13 +173,10 @@ def make_train_step(model: keras.Model, optimizer, strategy,
     # The forward pass updates the BN moving statistics: kept to undo a bad
     # step (small: a few vectors per layer).
     state = [tf.identity(v) for v in model.non_trainable_variables]
-    grads, logits, loss, regularization, total_loss = gradients(features,
-                                                                labels)
+    grads, metrics, loss, regularization, total_loss = gradients(features,
+                                                                 labels)
     good = step_is_finite(total_loss, grads, check_grads)
-    correct = tf.reduce_sum(tf.cast(
-        tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels),
-        tf.float32))
-    return loss, regularization, correct, grads, state, tf.cast(good, tf.int64)
+    return loss, regularization, metrics, grads, state, tf.cast(good, tf.int64)
 
   def replica_apply(grads):
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -137,7 +190,7 @@ def make_train_step(model: keras.Model, optimizer, strategy,
 
   @tf.function
   def train_step(features, labels):
-    loss, regularization, correct, grads, state, good = strategy.run(
+    loss, regularization, metrics, grads, state, good = strategy.run(
         replica_step, args=(features, labels))
     # Every replica agrees on `good` (all-reduced in `step_is_finite`). The
     # branch runs in cross-replica context: MirroredStrategy cannot
@@ -148,7 +201,7 @@ def make_train_step(model: keras.Model, optimizer, strategy,
             lambda: strategy.run(replica_undo, args=(state,)))
     step.assign_add(good)
     return {"loss": total(loss), "regularization": total(regularization),
-            "accuracy": total(correct) / global_batch_size,
+            **{key: total(metrics[key]) for key in objective.metric_names},
             "bad_steps": 1 - good, "good_steps": good}
 
   # The (compiled) forward and backward pass, for `check_compiled_step`.
@@ -158,8 +211,8 @@ def make_train_step(model: keras.Model, optimizer, strategy,
 
   @tf.function
   def train_loop(iterator, num_steps):
-    sums = {"loss": 0.0, "regularization": 0.0, "accuracy": 0.0}
-    sums = {key: tf.constant(value) for key, value in sums.items()}
+    sums = {key: tf.constant(0.0) for key in
+            ("loss", "regularization") + objective.metric_names}
     good_steps = tf.constant(0, tf.int64)
     bad_in_a_row = tf.constant(0, tf.int64)
     for _ in tf.range(num_steps):

@@ -1,6 +1,11 @@
-"""AVC self-supervised training: a custom loop under any tf.distribute strategy.
+"""The training loop, under any tf.distribute strategy, for every task.
 
-`train_and_evaluate(config, workdir, strategy)` validates the config, writes
+`train(task, config, workdir, strategy)` trains a `task.Task` (the AVC
+networks, the supervised classifiers of the baselines, fine-tuning) with
+one loop: checkpoints and resuming, SIGTERM, the non-finite guard,
+TensorBoard and the progress bar are written here once.
+
+`train_and_evaluate(config, workdir, strategy)` (AVC) validates the config, writes
 `<workdir>/config.json`, resumes from the latest checkpoint in
 `<workdir>/checkpoints/`, trains to `train.num_steps` and evaluates on
 `data.eval_split` (writing `<workdir>/eval_<split>.json`).
@@ -21,9 +26,7 @@ its spectrogram) under tags naming their label.
 
 import dataclasses
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 
@@ -35,7 +38,6 @@ import tensorflow as tf
 from l3_tf.data import bad_records
 from l3_tf.data import input_pipeline
 from l3_tf.model import finite
-from l3_tf.model import networks as model_lib
 from l3_tf.model import precision as precision_lib
 from l3_tf.platform import cpu_features
 from l3_tf.platform import filesystems
@@ -46,6 +48,7 @@ from l3_tf.training import plan as plan_lib
 from l3_tf.training import progress as progress_lib
 from l3_tf.training import schedule as schedule_lib
 from l3_tf.training import step as step_lib
+from l3_tf.training import task as task_lib
 from l3_tf.training import workdir as workdir_lib
 
 
@@ -80,7 +83,8 @@ class TrainingInterrupted(Exception):
 
 
 class _StopFlag:
-  """Turns SIGTERM into a request to stop after the current step."""
+  """Turns SIGTERM into a request to stop after the current call (one step,
+  or one loop of `train.steps_per_loop` steps)."""
 
   def __init__(self):
     self.reason = None
@@ -100,103 +104,19 @@ class _StopFlag:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def pair_images(features, labels, max_pairs: int) -> dict[str, tf.Tensor]:
-  """Frame | spectrogram images of a batch, by label, for TensorBoard.
-
-  Returns:
-    {"pairs/label_1_corresponds": [n, 224, 224 + 4 + 199, 3], and
-     "pairs/label_0_not": ...} with values in [0, 1]; the spectrogram is
-    min-max scaled per pair and drawn with low frequencies at the bottom.
-  """
-  image = (tf.cast(features["image"], tf.float32) + 1.0) / 2.0  # [b, 224, 224, 3]
-  spec = tf.cast(features["spectrogram"], tf.float32)  # [b, 257, 199, 1]
-  low = tf.reduce_min(spec, axis=[1, 2, 3], keepdims=True)
-  high = tf.reduce_max(spec, axis=[1, 2, 3], keepdims=True)
-  spec = tf.math.divide_no_nan(spec - low, high - low)[:, ::-1]  # low freq at bottom
-  height = image.shape[1]
-  spec = tf.image.resize(spec, [height, spec.shape[2]])  # [b, 224, 199, 1]
-  spec = tf.image.grayscale_to_rgb(spec)
-  gap = tf.ones_like(image[:, :, :4])  # [b, 224, 4, 3] white separator
-  tiles = tf.concat([image, gap, spec], axis=2)  # [b, 224, 427, 3]
-  labels = tf.reshape(labels, [-1])
-  return {
-      "pairs/label_1_corresponds": tf.boolean_mask(tiles, labels == 1)[:max_pairs],
-      "pairs/label_0_not": tf.boolean_mask(tiles, labels == 0)[:max_pairs],
-  }
-
-
-class WorkerCheckpoints:
-  """Saves and resumes a run's `tf.train.Checkpoint` under any strategy.
-
-  Every worker saves (the multi-worker contract: saving is collective); only
-  the chief's copy lands in `<workdir>/checkpoints`, the other workers write
-  to a scratch folder that `close` removes. Resuming reads the workdir's
-  latest checkpoint on every worker.
-  """
-
-  def __init__(self, checkpoint: tf.train.Checkpoint, workdir: str,
-               strategy: tf.distribute.Strategy, max_to_keep: int):
-    self.checkpoint = checkpoint
-    self.workdir = workdir
-    self._scratch = None
-    directory = workdir_lib.checkpoint_dir(workdir)
-    if not distribute.is_chief(strategy):
-      self._scratch = tempfile.mkdtemp(
-          prefix=f"l3_ckpt_{distribute.worker_name(strategy)}_")
-      directory = self._scratch
-    self._manager = tf.train.CheckpointManager(checkpoint, directory,
-                                               max_to_keep=max_to_keep)
-
-  def latest(self) -> str | None:
-    return workdir_lib.latest_checkpoint(self.workdir)
-
-  def restore(self) -> str | None:
-    """Restores the latest checkpoint of the workdir; returns it (or None)."""
-    latest = self.latest()
-    if latest is not None:
-      self.checkpoint.restore(latest).assert_consumed()
-    return latest
-
-  def save(self, step: int) -> str | None:
-    return self._manager.save(checkpoint_number=step)
-
-  def discard(self, prefix: str) -> None:
-    """Removes checkpoint `prefix` (written by this run) and its entry in
-    the state file, which keeps naming the others."""
-    directory = self._manager.directory
-    state = tf.train.get_checkpoint_state(directory)
-    # As `get_checkpoint_state` gives them: joined to `directory`, which
-    # `update_checkpoint_state` takes away again for a relative one.
-    remaining = [p for p in (state.all_model_checkpoint_paths if state else [])
-                 if os.path.basename(p) != os.path.basename(prefix)]
-    if remaining:
-      tf.compat.v1.train.update_checkpoint_state(directory, remaining[-1],
-                                                 remaining)
-    elif tf.io.gfile.exists(os.path.join(directory, "checkpoint")):
-      tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
-    for path in tf.io.gfile.glob(prefix + ".*"):
-      tf.io.gfile.remove(path)
-
-  def close(self):
-    if self._scratch:
-      shutil.rmtree(self._scratch, ignore_errors=True)
-
-
 class _Trainer:
   """The model, optimizer, checkpoint and step function of one run."""
 
-  def __init__(self, config, strategy, plan: plan_lib.Plan, workdir: str,
-               prepare_model=None):
+  def __init__(self, task: task_lib.Task, config, strategy,
+               plan: plan_lib.Plan, workdir: str):
+    self.task = task
     self.config = config
     self.strategy = strategy
     self.plan = plan
     self.chief = distribute.is_chief(strategy)
     with strategy.scope():
       keras.utils.set_random_seed(config.train.seed)
-      self.model = model_lib.avc_network(config.model, config.image,
-                                         config.audio)
-      if prepare_model is not None:  # before restoring: a resume wins
-        prepare_model(self.model)
+      self.model = task.build_model()
       self.precision = precision_lib.resolve(config.train)
       self.optimizer = precision_lib.wrap_optimizer(
           keras.optimizers.Adam(schedule_lib.learning_rate_schedule(config.train)),
@@ -210,16 +130,18 @@ class _Trainer:
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
         data_seed=self.data_seed)
-    self.checkpoints = WorkerCheckpoints(
+    self.checkpoints = workdir_lib.WorkerCheckpoints(
         self.checkpoint, workdir, strategy, config.train.keep_checkpoints)
     self.train_step = step_lib.make_train_step(
         self.model, self.optimizer, strategy, plan.global_batch_size,
-        self.step, jit_compile=config.train.jit_compile)
+        self.step, jit_compile=config.train.jit_compile,
+        objective=task.objective)
     self.train_loop = None
     if config.train.steps_per_loop > 1:
       self.train_loop = step_lib.make_train_step(
           self.model, self.optimizer, strategy, plan.global_batch_size,
-          self.step, jit_compile=config.train.jit_compile, loop=True)
+          self.step, jit_compile=config.train.jit_compile, loop=True,
+          objective=task.objective)
 
   def check_compiled_step(self, features, labels) -> dict:
     """`check_compiled_step` of this run's XLA step on one (its first) batch.
@@ -230,7 +152,8 @@ class _Trainer:
     bound = compiled_check.compiled_step_bound(self.model, self.plan.batch_size_per_replica,
                                 self.precision)
     reference = step_lib.make_gradients(self.model, self.optimizer,
-                               self.plan.global_batch_size)
+                                        self.plan.global_batch_size,
+                                        self.task.objective)
     result = compiled_check.check_compiled_step(self.train_step.gradients, reference,
                                  self.model, self.strategy, features, labels,
                                  bound)
@@ -243,13 +166,14 @@ class _Trainer:
     return result
 
   def check_finite(self, source: str) -> None:
-    """`finite.check_model` of the model, then the optimizer's variables
-    (Adam's moments can overflow while the weights stay finite).
+    """The task's `check_model` of the model (`finite.check_model` for
+    AVC), then the optimizer's variables (Adam's moments can overflow while
+    the weights stay finite).
 
     Raises:
       finite.NonFiniteError: naming `source` and the variable or output.
     """
-    finite.check_model(self.model, source)
+    self.task.check_model(self.model, source)
     finite.check_variables([(f"optimizer/{v.path}", v.numpy())
                             for v in self.optimizer.variables], source)
 
@@ -339,29 +263,9 @@ def train_and_evaluate(config, workdir: str,
       before any step is applied; `check_compiled_step`).
   """
   strategy = strategy or tf.distribute.get_strategy()
-  filesystems.prepare(workdir, "workdir")
-  logging.info("%s", plan_lib.describe_plan(config, strategy))
-  plan = plan_lib.check_config(config, strategy.num_replicas_in_sync,
-                      distribute.num_workers(strategy))
-  chief = distribute.is_chief(strategy)
-  # One writer per workdir: fails at once if another live trainer holds it.
-  lock = workdir_lib.WorkdirLock(workdir) if chief else None
-  if chief:
-    workdir_lib.write_config(workdir, config)
-  precision = precision_lib.resolve(config.train)
-  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
-    cpu_features.warn_if_bf16_is_slow(precision)
-  trainer = None
-  try:
-    with precision_lib.policy_scope(precision):
-      trainer = _Trainer(config, strategy, plan, workdir, prepare_model)
-      result = _run(config, workdir, strategy, plan, trainer)
-  finally:
-    if trainer is not None:
-      trainer.close()
-    if lock is not None:
-      lock.release()
-  if chief:
+  result = train(task_lib.avc_task(config, prepare_model), config, workdir,
+                 strategy)
+  if distribute.is_chief(strategy):
     # The same path as experiments.eval_avc: a float32 model restored from
     # the checkpoint just written.
     results = evaluate_lib.evaluate_workdir(workdir)
@@ -372,6 +276,54 @@ def train_and_evaluate(config, workdir: str,
     writer.close()
     result["eval"] = results
   return result
+
+
+def train(task: task_lib.Task, config, workdir: str,
+          strategy: tf.distribute.Strategy | None = None) -> dict:
+  """Trains `task` to `config.train.num_steps` in `workdir` (or resumes).
+
+  Args:
+    task: the network, objective and data (`task.avc_task`, ...).
+    config: an `l3_tf.training.config.Config`; its `train` section drives
+      the loop (steps, batch, learning rate, periods, seed, precision).
+    workdir: checkpoints/, summaries (train/, eval/) and what
+      `task.write_workdir` writes.
+    strategy: default the current (default: one device) strategy.
+
+  Returns:
+    {"step", "start_step", "wall_seconds" (of the training loop),
+     "steps_per_second", "pairs_per_second" (both without the first,
+     tracing step; pairs are the task's examples), "last_train_metrics",
+     "history" (every logged `last_train_metrics`, with its "step"),
+     "skipped_records", "eval": None}.
+
+  Raises:
+    as `train_and_evaluate`, whose training part this is.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  filesystems.prepare(workdir, "workdir")
+  logging.info("%s: %s", task.name, plan_lib.describe_plan(
+      config, strategy, task.input_description))
+  plan = task.plan(config, strategy.num_replicas_in_sync,
+                   distribute.num_workers(strategy))
+  chief = distribute.is_chief(strategy)
+  # One writer per workdir: fails at once if another live trainer holds it.
+  lock = workdir_lib.WorkdirLock(workdir) if chief else None
+  if chief:
+    task.write_workdir(workdir)
+  precision = precision_lib.resolve(config.train)
+  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+    cpu_features.warn_if_bf16_is_slow(precision)
+  trainer = None
+  try:
+    with precision_lib.policy_scope(precision):
+      trainer = _Trainer(task, config, strategy, plan, workdir)
+      return _run(config, workdir, strategy, plan, trainer)
+  finally:
+    if trainer is not None:
+      trainer.close()
+    if lock is not None:
+      lock.release()
 
 
 def _count_bad_steps(bad_steps: int, metrics: dict, num_steps: int,
@@ -411,6 +363,7 @@ def _skip_bad_records(config, plan: plan_lib.Plan, skip_log, step: int, error) -
 
 def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> dict:
   train_cfg = config.train
+  task = trainer.task
   chief = trainer.chief
   start_step = trainer.restore()
   seed = plan_lib.pipeline_seed(train_cfg.seed, start_step)
@@ -426,10 +379,8 @@ def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> d
 
   def dataset_fn(context: tf.distribute.InputContext):
     batch = context.get_per_replica_batch_size(plan.global_batch_size)
-    return input_pipeline.train_dataset(
-        reading["config"], batch, context, seed=reading["seed"],
-        builder=plan.builder,
-        service_address=reading["config"].data.service_address)
+    return task.dataset(reading["config"], batch, context, reading["seed"],
+                        plan.builder)
 
   train_writer = _summary_writer(os.path.join(workdir, "train"), chief)
   eval_writer = _summary_writer(os.path.join(workdir, "eval"), chief)
@@ -441,7 +392,9 @@ def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> d
   # (`TrainingDiverged`). At first the one resumed from (not ours to remove).
   unconfirmed = trainer.checkpoints.latest() if start_step else None
   unconfirmed_is_ours = False
-  window = {"loss": [], "regularization": [], "accuracy": []}
+  window = {key: [] for key in
+            ("loss", "regularization") + task.objective.metric_names}
+  history = []
   window_seconds, window_steps = 0.0, 0
   timed_seconds, timed_steps = 0.0, 0
   loop_started = time.perf_counter()
@@ -480,7 +433,8 @@ def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> d
               "has >= 1 s of audio around a frame") from None
         except (tf.errors.DataLossError,
                 tf.errors.InvalidArgumentError) as e:
-          if not bad_records.is_bad_input(e):  # a damaged shard or frame
+          # A damaged shard or frame of the task's TFDS dataset.
+          if plan.builder is None or not bad_records.is_bad_input(e):
             raise
           step = int(trainer.step.numpy())
           if config.data.on_bad_record == "fail":
@@ -525,27 +479,28 @@ def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> d
           with train_writer.as_default(step=step):
             for key, value in last_metrics.items():
               tf.summary.scalar(key, value)
-          logging.info("step %d: %s", step, {k: round(v, 4) for k, v in
-                                             last_metrics.items()})
+          history.append({"step": step, **last_metrics})
+          logging.info("%s step %d: %s", task.name, step,
+                       {k: round(v, 4) for k, v in last_metrics.items()})
           window = {key: [] for key in window}
           window_seconds, window_steps = 0.0, 0
         images_every = train_cfg.summary_images_every_steps
-        if (images_every and (step % images_every == 0 or step == 1) and chief
-            and features is not None):
+        if (task.image_summaries and images_every and features is not None
+            and (step % images_every == 0 or step == 1) and chief):
           local = strategy.experimental_local_results
           with train_writer.as_default(step=step):
-            for tag, images in pair_images(local(features)[0], local(labels)[0],
-                                           train_cfg.summary_images).items():
+            for tag, images in task_lib.pair_images(
+                local(features)[0], local(labels)[0],
+                train_cfg.summary_images).items():
               tf.summary.image(tag, images, max_outputs=train_cfg.summary_images,
                                description="left: frame, right: log-spectrogram")
         if step % train_cfg.checkpoint_every_steps == 0:
           unconfirmed, unconfirmed_is_ours = trainer.save(), True
           last_saved = step
-        if (train_cfg.eval_every_steps and step % train_cfg.eval_every_steps == 0
-            and step < train_cfg.num_steps and chief):
-          results = evaluate_lib.evaluate_model(
-              trainer.model, config, builder=plan.builder,
-              source=f"the model at step {step}")
+        if (task.evaluate and train_cfg.eval_every_steps and chief
+            and step % train_cfg.eval_every_steps == 0
+            and step < train_cfg.num_steps):
+          results = task.evaluate(trainer.model, config, plan.builder, step)
           with eval_writer.as_default(step=step):
             for key in ("accuracy", "loss"):
               tf.summary.scalar(key, results[key])
@@ -588,6 +543,7 @@ def _run(config, workdir, strategy, plan: plan_lib.Plan, trainer: _Trainer) -> d
       "pairs_per_second": (plan.global_batch_size * timed_steps / timed_seconds
                            if timed_seconds else None),
       "last_train_metrics": last_metrics,
+      "history": history,
       "skipped_records": skip_log.count,
       "eval": None,
   }

@@ -26,7 +26,9 @@ TensorFlow's checksums), passing over a damaged newer one with a
 import datetime
 import json
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -38,6 +40,7 @@ import tensorflow as tf
 
 from l3_tf.model import finite
 from l3_tf.model import networks as model_lib
+from l3_tf.training import distribute
 from l3_tf.platform import filesystems
 from l3_tf.training import config as config_lib
 
@@ -481,3 +484,60 @@ def load_network(weights: str, random_config: config_lib.Config,
         f"weights={weights!r} is neither 'random' nor a training workdir")
   config, model, step = restore_avc_model(weights)
   return config, model, f"{weights} (step {step}, config {config.name})"
+
+
+class WorkerCheckpoints:
+  """Saves and resumes a run's `tf.train.Checkpoint` under any strategy.
+
+  Every worker saves (the multi-worker contract: saving is collective); only
+  the chief's copy lands in `<workdir>/checkpoints`, the other workers write
+  to a scratch folder that `close` removes. Resuming reads the workdir's
+  latest checkpoint on every worker.
+  """
+
+  def __init__(self, checkpoint: tf.train.Checkpoint, workdir: str,
+               strategy: tf.distribute.Strategy, max_to_keep: int):
+    self.checkpoint = checkpoint
+    self.workdir = workdir
+    self._scratch = None
+    directory = checkpoint_dir(workdir)
+    if not distribute.is_chief(strategy):
+      self._scratch = tempfile.mkdtemp(
+          prefix=f"l3_ckpt_{distribute.worker_name(strategy)}_")
+      directory = self._scratch
+    self._manager = tf.train.CheckpointManager(checkpoint, directory,
+                                               max_to_keep=max_to_keep)
+
+  def latest(self) -> str | None:
+    return latest_checkpoint(self.workdir)
+
+  def restore(self) -> str | None:
+    """Restores the latest checkpoint of the workdir; returns it (or None)."""
+    latest = self.latest()
+    if latest is not None:
+      self.checkpoint.restore(latest).assert_consumed()
+    return latest
+
+  def save(self, step: int) -> str | None:
+    return self._manager.save(checkpoint_number=step)
+
+  def discard(self, prefix: str) -> None:
+    """Removes checkpoint `prefix` (written by this run) and its entry in
+    the state file, which keeps naming the others."""
+    directory = self._manager.directory
+    state = tf.train.get_checkpoint_state(directory)
+    # As `get_checkpoint_state` gives them: joined to `directory`, which
+    # `update_checkpoint_state` takes away again for a relative one.
+    remaining = [p for p in (state.all_model_checkpoint_paths if state else [])
+                 if os.path.basename(p) != os.path.basename(prefix)]
+    if remaining:
+      tf.compat.v1.train.update_checkpoint_state(directory, remaining[-1],
+                                                 remaining)
+    elif tf.io.gfile.exists(os.path.join(directory, "checkpoint")):
+      tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
+    for path in tf.io.gfile.glob(prefix + ".*"):
+      tf.io.gfile.remove(path)
+
+  def close(self):
+    if self._scratch:
+      shutil.rmtree(self._scratch, ignore_errors=True)

@@ -1,7 +1,11 @@
 """Supervised baselines and the AVC table on a tiny labelled video set."""
 
 import dataclasses
+import glob
+import io
+import logging
 import os
+import signal
 
 import keras
 import numpy as np
@@ -15,6 +19,7 @@ from l3_tf.evaluation import baselines
 from l3_tf.evaluation import records
 from l3_tf.model import networks as model_lib
 from l3_tf.training import compiled_check
+from l3_tf.training import progress as progress_lib
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 from tests import labelled_fake_videos
@@ -181,3 +186,124 @@ def test_table_files_and_records(table_column):
   assert "fusion head: 2 AVC steps" in made[
       baselines.SUPERVISED_PRETRAINING]["scale"]["training"]
   assert os.path.exists(paths["json"])
+
+
+def _classifiers_schedule(num_steps: int, checkpoint_every: int):
+  base = configs.get_baselines_config("test")
+  return dataclasses.replace(base, classifier=dataclasses.replace(
+      base.classifier, num_steps=num_steps,
+      checkpoint_every_steps=checkpoint_every))
+
+
+def _scalar_steps(directory: str) -> dict[str, set[int]]:
+  """{tag: steps it was written at} over a summary folder's event files."""
+  steps = {}
+  for path in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        steps.setdefault(value.tag, set()).add(event.step)
+  return steps
+
+
+def test_classifiers_train_through_the_shared_loop(config, tmp_path,
+                                                   monkeypatch):
+  """The baselines' classifiers train through `train.train` (issue 23): a
+  SIGTERM stops them after a checkpoint of the last step, a rerun resumes
+  there, and the progress bar and TensorBoard show their metrics."""
+  bars = []
+
+  class RecordedBar(progress_lib.StepProgress):
+    """The loop's progress bar, drawn into a buffer; SIGTERMs this process
+    once the first run has finished step 2."""
+
+    def __init__(self, total_steps, start_step, pairs_per_step, enabled=None,
+                 file=None):
+      del enabled, file
+      self.out = io.StringIO()
+      bars.append(self)
+      super().__init__(total_steps, start_step, pairs_per_step, enabled=True,
+                       file=self.out)
+
+    def update(self, step, seconds, loss=None):
+      super().update(step, seconds, loss)
+      if step == 2 and len(bars) == 1:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(progress_lib, "StepProgress", RecordedBar)
+  schedule = _classifiers_schedule(num_steps=4, checkpoint_every=100)
+  workdir = str(tmp_path / "classifiers")
+  with pytest.raises(train.TrainingInterrupted) as stopped:
+    baselines.train_classifiers(config, schedule, workdir)
+  assert (stopped.value.step, stopped.value.reason) == (2, "SIGTERM")
+  # Written on the way out (the period is 100 steps): step 2 exactly.
+  latest = workdir_lib.latest_checkpoint(workdir)
+  assert latest.endswith("ckpt-2")
+  reader = tf.train.load_checkpoint(latest)
+  assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 2
+
+  result = baselines.train_classifiers(config, schedule, workdir)
+  assert (result["start_step"], result["step"]) == (2, 4)
+  assert result["eval"]["step"] == 4
+  assert "2/4" in bars[0].out.getvalue() and "4/4" in bars[1].out.getvalue()
+  # Both runs' scalars, every step (log_every_steps=1), each classifier's own.
+  logged = _scalar_steps(os.path.join(workdir, "train"))
+  for tag in ("loss", "regularization", "vision_loss", "audio_loss",
+              "vision_accuracy", "audio_accuracy", "learning_rate"):
+    assert logged.get(tag) == {1, 2, 3, 4}, tag
+  assert [entry["step"] for entry in result["history"]] == [3, 4]
+  history = result["history"][-1]
+  assert history["loss"] == pytest.approx(
+      history["vision_loss"] + history["audio_loss"], rel=1e-6)
+
+
+def _poisoned_dataset(monkeypatch, bad_batches):
+  """Makes the labelled training stream's batches number `bad_batches`
+  (0-based) hold +inf in every spectrogram value."""
+  original = input_pipeline.train_dataset
+
+  def poisoned(*args, **kwargs):
+    dataset = original(*args, **kwargs)
+    bad = tf.constant(list(bad_batches), tf.int64)
+
+    def poison(index, batch):
+      features, labels = batch
+      spectrogram = features["spectrogram"]
+      hit = tf.reduce_any(tf.equal(bad, index))
+      features = dict(features, spectrogram=tf.where(
+          hit, tf.fill(tf.shape(spectrogram), float("inf")), spectrogram))
+      return features, labels
+
+    return dataset.enumerate().map(poison)
+
+  monkeypatch.setattr(input_pipeline, "train_dataset", poisoned)
+
+
+def test_classifiers_skip_a_non_finite_step(config, tmp_path, monkeypatch,
+                                            caplog):
+  """The loop's non-finite guard, for the classifiers: a batch whose loss is
+  inf is not applied (the run still makes its 2 steps, from 3 batches), and
+  a run of only such batches stops with `TrainingDiverged`, leaving no
+  checkpoint."""
+  _poisoned_dataset(monkeypatch, bad_batches=[1])
+  workdir = str(tmp_path / "skipped")
+  with caplog.at_level(logging.WARNING):
+    result = baselines.train_classifiers(
+        config, _classifiers_schedule(num_steps=2, checkpoint_every=1),
+        workdir)
+  assert result["step"] == 2
+  assert "1 of 1 step(s) up to step 1 had a non-finite loss" in caplog.text
+  _, _, classifiers, step = baselines.restore_classifiers(workdir)
+  assert step == 2
+  assert all(np.isfinite(w).all() for w in classifiers.get_weights())
+
+  _poisoned_dataset(monkeypatch, bad_batches=range(100))
+  diverging = dataclasses.replace(config, train=dataclasses.replace(
+      config.train, max_bad_steps=3))
+  workdir = str(tmp_path / "diverged")
+  with pytest.raises(train.TrainingDiverged,
+                     match=r"diverged at step 0: 3 consecutive ") as caught:
+    baselines.train_classifiers(
+        diverging, _classifiers_schedule(num_steps=2, checkpoint_every=1),
+        workdir)
+  assert caught.value.checkpoint is None
+  assert workdir_lib.latest_checkpoint(workdir) is None

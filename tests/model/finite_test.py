@@ -1,5 +1,6 @@
 """The one check of weights and outputs (`l3_tf.finite`, issue 26)."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -83,3 +84,34 @@ def test_finite_weights_that_overflow_fail_on_the_probe_pair():
                      match=r"^huge: the probe pair's audio_tower "
                      r"embedding_512\[0, 0\] is nan"):
     finite.check_model(avc, "huge")
+
+
+def _spectrogram_classifier(name="spectrogram"):
+  """spectrogram [b, 257, 199, 1] -> mean -> Dense(3) logits."""
+  inputs = keras.Input((257, 199, 1), name=name)
+  pooled = keras.layers.GlobalAveragePooling2D()(inputs)  # [b, 1]
+  logits = keras.layers.Dense(3, name="logits")(pooled)  # [b, 3]
+  return keras.Model(inputs, logits, name="tiny_classifier")
+
+
+def test_check_classifier_names_the_variable_the_output_and_bad_inputs():
+  """The finite check of the loop's non-AVC tasks (the baselines'
+  classifiers, a fine-tuned tower): weights, then the probe's outputs."""
+  model = _spectrogram_classifier()
+  finite.check_classifier(model, "fresh")  # finite: no error
+  kernel, bias = model.get_layer("logits").get_weights()
+  kernel[0, 1] = np.nan
+  model.get_layer("logits").set_weights([kernel, bias])
+  with pytest.raises(finite.NonFiniteError, match=r"logits/kernel holds NaN"):
+    finite.check_classifier(model, "ckpt-1")
+  # Finite weights whose output overflows: zero kernel, bias 3e38 + 3e38
+  # is +inf in float32 (no rounding order can keep it finite).
+  kernel[:] = 0.0
+  model.get_layer("logits").set_weights([kernel, np.full(3, 3e38, np.float32)])
+  second = keras.layers.Add()([model.output, model.output])
+  doubled = keras.Model(model.input, second, name="doubled")
+  with pytest.raises(finite.NonFiniteError,
+                     match=r"the probe input's doubled output"):
+    finite.check_classifier(doubled, "ckpt-2")
+  with pytest.raises(ValueError, match=r"inputs \['waveform'\]"):
+    finite.check_classifier(_spectrogram_classifier("waveform"), "ckpt-3")

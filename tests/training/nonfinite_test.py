@@ -135,7 +135,7 @@ def test_discarding_a_checkpoint_keeps_the_others_listed(tmp_path,
   relative workdir, as the README writes them."""
   monkeypatch.chdir(tmp_path)
   counter = tf.Variable(0, dtype=tf.int64)
-  checkpoints = train.WorkerCheckpoints(
+  checkpoints = workdir_lib.WorkerCheckpoints(
       tf.train.Checkpoint(step=counter), "run", tf.distribute.get_strategy(),
       max_to_keep=3)
   first = checkpoints.save(1)

@@ -14,6 +14,7 @@ from l3_tf.data import input_pipeline
 from l3_tf.training import evaluate
 from l3_tf.training import plan as plan_lib
 from l3_tf.training import schedule as schedule_lib
+from l3_tf.training import task
 from l3_tf.training import train
 from l3_tf.training import workdir as workdir_lib
 
@@ -74,7 +75,8 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
 
   # A fresh trainer restores every variable, optimizer slots included.
   plan = plan_lib.check_config(longer)
-  trainer = train._Trainer(longer, tf.distribute.get_strategy(), plan, workdir)
+  trainer = train._Trainer(task.avc_task(longer), longer,
+                           tf.distribute.get_strategy(), plan, workdir)
   assert trainer.restore() == 3
   assert trainer.learning_rate() == pytest.approx(new_rate)
   # Keras 3 saves the optimizer's variable list as optimizer/_variables/N
@@ -94,7 +96,7 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
 def test_pair_images_by_label():
   features = {"image": tf.zeros([6, 224, 224, 3]),
               "spectrogram": tf.random.normal([6, 257, 199, 1])}
-  images = train.pair_images(features, tf.constant([1, 0, 1, 0, 1, 0]), 2)
+  images = task.pair_images(features, tf.constant([1, 0, 1, 0, 1, 0]), 2)
   for tag in ("pairs/label_1_corresponds", "pairs/label_0_not"):
     assert images[tag].shape == (2, 224, 224 + 4 + 199, 3)
     assert float(tf.reduce_min(images[tag])) >= 0.0
@@ -181,7 +183,8 @@ def test_scheduled_run_follows_its_schedule(fake_config, tmp_path):
   # Logged after step n: the rate of the next update (iteration n).
   assert logged == {n: pytest.approx(float(schedule(n))) for n in (1, 2, 3)}
   assert logged[3] < logged[1]  # decayed
-  trainer = train._Trainer(cfg, tf.distribute.get_strategy(),
+  trainer = train._Trainer(task.avc_task(cfg), cfg,
+                           tf.distribute.get_strategy(),
                            plan_lib.check_config(cfg), workdir)
   assert trainer.learning_rate() == pytest.approx(float(schedule(0)))
   assert trainer.restore() == 3
