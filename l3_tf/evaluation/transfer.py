@@ -56,6 +56,9 @@ from sklearn import preprocessing
 from sklearn import svm
 
 
+SOLVERS = ("auto", "gram", "primal")
+
+
 @dataclasses.dataclass(frozen=True)
 class SvmSettings:
   """Classifier settings of the transfer protocol.
@@ -121,9 +124,6 @@ class SvmSettings:
     if hasattr(os, "sched_getaffinity"):
       return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-SOLVERS = ("auto", "gram", "primal")
 
 
 @dataclasses.dataclass
@@ -193,8 +193,8 @@ class LinearClassifier:
   bias: np.ndarray  # [num_classes]
   c: float
   inner_cv_accuracy: dict[float, float]
-  solver: str = "gram"
-  unconverged_fits: int = 0
+  solver: str  # "gram" or "primal"
+  unconverged_fits: int  # fits stopped by liblinear's iteration cap
 
   def decision_function(self, features: np.ndarray) -> np.ndarray:
     z = (features - self.mean) / self.scale  # [n, dim]
