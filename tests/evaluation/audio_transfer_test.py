@@ -389,3 +389,12 @@ def test_binary_urbansound8k_mlp_on_some_folds(us8k, tmp_path):
                        text=True, timeout=300)
   assert bad.returncode != 0
   assert "folds=[1, 12]" in bad.stderr
+
+
+def test_release_sized_dummy_matches_the_official_fold_sizes():
+  """`dummy_media.write_urbansound8k_full` (the timing release) writes the
+  clips per fold that make a build count as the official one."""
+  from data_prep import dummy_media  # pylint: disable=g-import-not-at-top
+  spec = audio_transfer.DATASETS["urbansound8k"]
+  assert dummy_media.US8K_FOLD_SIZES == spec.fold_sizes
+  assert sum(spec.fold_sizes) == 8732
