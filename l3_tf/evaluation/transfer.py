@@ -430,10 +430,12 @@ def fit_classifier(train: SubclipFeatures,
   solver = choose_solver(len(train.features), settings,
                          train.features.itemsize)
   if settings.solver == "auto":
+    budget = memory_budget(settings)
     logging.info("linear SVMs on %d sub-clips: solver %s (auto; Gram matrix "
                  "%.1f GiB, budget %s)", len(train.features), solver,
                  gram_bytes(len(train.features), train.features.itemsize)
-                 / 2**30, memory_budget(settings))
+                 / 2**30, "unknown" if budget is None
+                 else f"{budget / 2**30:.1f} GiB")
   unconverged = 0
   inner_accuracy = {}
   if len(settings.c_grid) > 1:
