@@ -1,7 +1,7 @@
 """Seconds of the linear-SVM transfer protocol, before and after, in one run.
 
-  python benchmarks/transfer.py [--sizes=esc10,esc50] [--dim=768] \
-      [--sample_fits=6] [--skip_full_esc50]
+  python benchmarks/transfer.py [--sizes=esc10,esc50,us8k] [--dim=768] \
+      [--sample_fits=6] [--skip_full_esc50] [--primal_classes=1]
 
 Features are generated (class-structured Gaussian clips, sub-clips scattered
 around their clip, 5 folds, `--dim` wide: 768 = the demo-width embedding)
@@ -20,6 +20,14 @@ sample of fits on one inner-fold Gram matrix (interleaved), which projects
 the full protocol for each (the refit's larger matrices counted at the
 inner size: the projection of "before" is a lower bound); then the new
 protocol runs in full (`--skip_full_esc50` skips it).
+
+UrbanSound8K size (`us8k`: 8,730 clips, 10 classes, 7 sub-clips per 4-second
+clip at hop 0.5 s, 10 folds): the Gram matrix of a round's ~55k training
+sub-clips does not fit (the figure printed), so the protocol runs on the
+primal solver (liblinear). Its fits of `--primal_classes` classes on one
+inner fold are timed for every C of the grid (they cost more as C grows),
+which projects the full protocol: 10 rounds x (9 inner folds x |C grid| + 1
+refit) x 10 classes, the refits counted at the mean seconds per fit.
 
 Every figure comes with the load average: other processes on the same cores
 lower it.
@@ -45,7 +53,9 @@ from l3_tf.evaluation import transfer  # pylint: disable=g-import-not-at-top
 
 # The last commit whose l3_tf/transfer.py (l3_tf/evaluation/transfer.py since the move) copied the Gram matrix per fit.
 BEFORE_COMMIT = "a86158a"
-SIZES = {"esc10": (10, 40), "esc50": (50, 40)}  # classes, clips per class
+# classes, clips per class, sub-clips per clip, folds
+SIZES = {"esc10": (10, 40, 9, 5), "esc50": (50, 40, 9, 5),
+         "us8k": (10, 873, 7, 10)}
 SUBCLIPS = 9  # 5-second clips at hop 0.5 s
 
 _SIZES = flags.DEFINE_list("sizes", ["esc10", "esc50"], "dataset sizes")
@@ -55,6 +65,9 @@ _SAMPLE_FITS = flags.DEFINE_integer(
 _SKIP_FULL = flags.DEFINE_bool("skip_full_esc50", False,
                                "ESC-50 size: only the projection")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "ESC-10 size: runs of each")
+_PRIMAL_CLASSES = flags.DEFINE_integer(
+    "primal_classes", 1, "UrbanSound8K size: classes whose primal fits are "
+    "timed for each C")
 
 
 def load_before() -> types.ModuleType:
@@ -71,8 +84,9 @@ def load_before() -> types.ModuleType:
 
 
 def make_features(num_classes: int, clips_per_class: int, dim: int,
-                  seed: int = 0) -> transfer.SubclipFeatures:
-  """Clips around class centres, sub-clips around their clip; 5 folds.
+                  seed: int = 0, subclips: int = SUBCLIPS,
+                  num_folds: int = 5) -> transfer.SubclipFeatures:
+  """Clips around class centres, sub-clips around their clip.
 
   Not separable: at ESC-50 size an inner-fold fit (10,800 rows) keeps
   500-700 support vectors (a separable toy would let libsvm stop early).
@@ -83,9 +97,9 @@ def make_features(num_classes: int, clips_per_class: int, dim: int,
   labels = np.repeat(np.arange(num_classes), clips_per_class)  # [clips]
   num_clips = labels.size
   clips = centres[labels] + rng.normal(size=(num_clips, dim)) * 0.5
-  clip_index = np.repeat(np.arange(num_clips), SUBCLIPS)  # [n_sub]
+  clip_index = np.repeat(np.arange(num_clips), subclips)  # [n_sub]
   features = clips[clip_index] + rng.normal(size=(clip_index.size, dim))
-  folds = rng.permutation(np.arange(num_clips) % 5 + 1)
+  folds = rng.permutation(np.arange(num_clips) % num_folds + 1)
   return transfer.SubclipFeatures(
       features=features.astype(np.float32), clip_index=clip_index,
       clip_labels=labels, clip_folds=folds,
@@ -160,10 +174,10 @@ def projection(before, data, sample_fits: int, threads: int) -> dict:
       before_cpu += _CPU["seconds"]
   del gram32
   loads.append(_load())
-  gram, after_gram = _timed(transfer.kernel_matrix, z)
+  fit, after_gram = _timed(transfer.binary_fitter, z, "gram", settings)
   subset = np.where(np.isin(labels, classes), labels, num_classes)
-  _, after_fit = _timed(transfer._fit_path, gram, z, subset, len(classes),
-                        settings.c_grid, threads)
+  _, after_fit = _timed(transfer._fit_path, fit, z.shape[1], subset,
+                        len(classes), settings.c_grid, threads)
   after_cpu = _CPU["seconds"]
   loads.append(_load())
   sampled = len(classes) * len(settings.c_grid)
@@ -194,6 +208,47 @@ def projection(before, data, sample_fits: int, threads: int) -> dict:
   }
 
 
+def primal_projection(data, num_classes_timed: int) -> dict:
+  """Seconds per primal fit for each C on one inner fold -> the protocol."""
+  settings = transfer.SvmSettings()
+  folds = np.unique(data.clip_folds)
+  num_classes = len(data.class_names)
+  train = data.select_clips(np.flatnonzero(data.clip_folds != folds[0]))
+  inner = train.select_clips(np.flatnonzero(train.clip_folds != folds[1]))
+  z = ((inner.features - inner.features.mean(0))
+       / inner.features.std(0)).astype(np.float32)  # [n, dim]
+  labels = inner.clip_labels[inner.clip_index]
+  classes = list(range(min(num_classes_timed, num_classes)))
+  subset = np.where(np.isin(labels, classes), labels, num_classes)
+  budget = transfer.memory_budget(settings)
+  refit_rows = len(train.features)
+  result = {
+      "round_training_subclips": refit_rows,
+      "inner_fold_subclips": int(len(z)),
+      "gram_gib_of_a_round": round(transfer.gram_bytes(refit_rows) / 2**30,
+                                   1),
+      "memory_budget_gib": None if budget is None else round(budget / 2**30,
+                                                             1),
+      "auto_solver": transfer.choose_solver(refit_rows, settings),
+      "seconds_per_fit": {}, "unconverged": {}, "load_averages": [_load()],
+  }
+  fit = transfer.binary_fitter(z, "primal", settings)
+  for c in settings.c_grid:
+    path, seconds = _timed(transfer._fit_path, fit, z.shape[1], subset,
+                           len(classes), [c], 1)
+    result["seconds_per_fit"][str(c)] = round(seconds / len(classes), 2)
+    result["unconverged"][str(c)] = int(path[c][2])
+    result["load_averages"].append(_load())
+  rounds, inner_folds = len(folds), len(folds) - 1
+  per_fit = result["seconds_per_fit"].values()
+  total = (rounds * inner_folds * num_classes * sum(per_fit)
+           + rounds * num_classes * np.mean(list(per_fit)))
+  result["fits_in_protocol"] = rounds * num_classes * (
+      inner_folds * len(settings.c_grid) + 1)
+  result["projected_hours_one_core"] = round(total / 3600, 1)
+  return result
+
+
 def main(argv):
   del argv
   cpu = "unknown"
@@ -210,11 +265,15 @@ def main(argv):
   for size in _SIZES.value:
     if size not in SIZES:
       raise app.UsageError(f"--sizes has {size!r}; expected {sorted(SIZES)}")
-    data = make_features(*SIZES[size], _DIM.value)
+    num_classes, clips_per_class, subclips, num_folds = SIZES[size]
+    data = make_features(num_classes, clips_per_class, _DIM.value,
+                         subclips=subclips, num_folds=num_folds)
     print(f"{size} size: {len(data.clip_labels)} clips, "
           f"{len(data.features)} sub-clips, {len(data.class_names)} classes")
     if size == "esc10":
       result = full_protocol(before, data, _REPEATS.value)
+    elif size == "us8k":
+      result = primal_projection(data, _PRIMAL_CLASSES.value)
     else:
       result = projection(before, data, _SAMPLE_FITS.value, threads)
       print(json.dumps(result))

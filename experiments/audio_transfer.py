@@ -11,6 +11,13 @@ a subset; a build missing folds runs on the others and says it is not the
 official figure; a source recording (fsID) on both sides of a round is an
 error).
 
+--svm_solver: auto (default), gram or primal: how the linear SVMs are
+solved. gram = libsvm on the Gram matrix of the training sub-clips (the
+fastest while it fits: ESC-50 size); primal = liblinear without it (the full
+UrbanSound8K's ~48k training sub-clips would need 26 GiB); auto takes gram
+when its matrix fits in half the memory available, logs its choice, and
+each round of results.json says which solver it used.
+
 --classifier: svm (the paper's linear SVMs, default) or mlp (OpenL3's MLP,
 l3_tf/evaluation/transfer_mlp.py, schedule --mlp_config: openl3 = theirs with its
 learning-rate x weight-decay search, demo = their defaults without it);
@@ -92,6 +99,12 @@ _C_GRID = flags.DEFINE_list(
 _INNER_FOLDS = flags.DEFINE_integer(
     "inner_folds", transfer.SvmSettings().inner_folds,
     "inner CV splits when training clips have no official folds (DCASE)")
+_SVM_SOLVER = flags.DEFINE_enum(
+    "svm_solver", transfer.SvmSettings().solver, list(transfer.SOLVERS),
+    "gram: libsvm on the Gram matrix of the training sub-clips (fastest "
+    "while it fits in memory); primal: liblinear, no Gram matrix (memory "
+    "linear in the sub-clips); auto: gram when its matrix fits in half the "
+    "memory available, else primal (each round's record says which)")
 _MAX_CLIPS = flags.DEFINE_integer(
     "max_clips_per_split", None, "use only the first N clips of each split "
     "(a subset; recorded as such)")
@@ -174,7 +187,7 @@ def main(argv):
     if _CLASSIFIER.value == "svm":
       settings = transfer.SvmSettings(
           c_grid=tuple(float(c) for c in _C_GRID.value),
-          inner_folds=_INNER_FOLDS.value)
+          inner_folds=_INNER_FOLDS.value, solver=_SVM_SOLVER.value)
     else:
       settings = dataclasses.replace(configs.get_mlp_config(_MLP_CONFIG.value),
                                      seed=_SEED.value)

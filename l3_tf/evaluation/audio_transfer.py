@@ -344,6 +344,10 @@ def make_record(results: dict[str, Any], weights: transfer_features.Weights,
              "weights": results["weights"]}
   if results["classifier"] == "svm":
     details["chosen_c"] = [r["chosen_c"] for r in results["rounds"]]
+    details["svm_solver"] = [r["solver"]
+                             for r in results["rounds"]]
+    details["unconverged_fits"] = sum(r["unconverged_fits"]
+                                      for r in results["rounds"])
   else:
     method += " (MLP)"
     details["mlp_config"] = results["settings"]["name"]

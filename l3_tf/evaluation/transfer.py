@@ -25,18 +25,38 @@ and the one-vs-all fits of every C of the grid run on a thread pool (libsvm
 releases the GIL). The fits, and so the results, are the same as before:
 same float32 Gram values, same libsvm problems; `benchmarks/transfer.py`
 prints both implementations' seconds and checks that they agree.
+
+The Gram matrix grows with the square of the training sub-clips: 26 GiB for
+UrbanSound8K's ~48k. `SvmSettings.solver="primal"` solves the same hinge
+loss without it: liblinear's dual coordinate descent (`LinearSVC`, one
+binary problem per class and C, one at a time: liblinear draws its row
+order from one process-wide generator), memory linear in the sub-clips. Two differences from the Gram path:
+liblinear penalises the bias (it is a constant feature of value
+`primal_intercept_scaling`, so the penalty is b^2 / (2 s^2); s = 10 makes it
+1 % of an unpenalised weight's) and it stops at `primal_tol` or
+`primal_max_iter` passes (fits stopped by the cap are counted in the
+record). scikit-learn's liblinear takes no starting point, so the C path is
+not warm-started: each C is solved from zero. `solver="auto"` (default)
+takes the Gram matrix when it fits in the memory budget (half of what is
+available, or `memory_budget_bytes`) and the primal solver otherwise, and
+the record of each round says which it used. The C is chosen by the same
+inner cross-validation whichever solver fits (`fit_classifier`).
 """
 
 from concurrent import futures
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+from absl import logging
 import numpy as np
 import sklearn
 from sklearn import preprocessing
 from sklearn import svm
+
+
+SOLVERS = ("auto", "gram", "primal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,12 +71,26 @@ class SvmSettings:
     seed: seed of the inner split when it is drawn at random.
     num_threads: libsvm fits run at once; 0 = one per core this process may
       use. Does not change the results.
+    solver: "gram" (libsvm on the Gram matrix of the training sub-clips),
+      "primal" (liblinear; no Gram matrix) or "auto": "gram" when its
+      matrix fits in the memory budget, else "primal".
+    memory_budget_bytes: what the Gram matrix may take; None = half the
+      memory available when the round starts.
+    primal_tol: liblinear's stopping tolerance (its default).
+    primal_max_iter: liblinear's cap on passes over the sub-clips.
+    primal_intercept_scaling: liblinear's constant bias feature: the bias's
+      penalty is b^2 / (2 s^2) (the Gram path does not penalise it).
   """
 
   c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
   inner_folds: int = 4
   seed: int = 0
   num_threads: int = 0
+  solver: str = "auto"
+  memory_budget_bytes: int | None = None
+  primal_tol: float = 1e-4
+  primal_max_iter: int = 1000
+  primal_intercept_scaling: float = 10.0
 
   def fit(self, train: "SubclipFeatures", held_out: Sequence[int]
           ) -> "LinearClassifier":
@@ -71,6 +105,17 @@ class SvmSettings:
     if self.num_threads < 0:
       raise ValueError(f"num_threads={self.num_threads}: expected >= 0 "
                        "(0 = one per core)")
+    if self.solver not in SOLVERS:
+      raise ValueError(f"solver={self.solver!r}: expected one of {SOLVERS}")
+    if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
+      raise ValueError(f"memory_budget_bytes={self.memory_budget_bytes}: "
+                       "expected a positive number of bytes (or None)")
+    if not (self.primal_tol > 0 and self.primal_max_iter > 0
+            and self.primal_intercept_scaling > 0):
+      raise ValueError(
+          f"primal_tol={self.primal_tol}, primal_max_iter="
+          f"{self.primal_max_iter}, primal_intercept_scaling="
+          f"{self.primal_intercept_scaling}: expected positive values")
 
   @property
   def threads(self) -> int:
@@ -148,6 +193,8 @@ class LinearClassifier:
   bias: np.ndarray  # [num_classes]
   c: float
   inner_cv_accuracy: dict[float, float]
+  solver: str  # "gram" or "primal"
+  unconverged_fits: int  # fits stopped by liblinear's iteration cap
 
   def decision_function(self, features: np.ndarray) -> np.ndarray:
     z = (features - self.mean) / self.scale  # [n, dim]
@@ -161,7 +208,9 @@ class LinearClassifier:
     """What the round record says of the classifier."""
     return {"chosen_c": self.c,
             "inner_cv_accuracy": {str(c): a for c, a in
-                                  self.inner_cv_accuracy.items()}}
+                                  self.inner_cv_accuracy.items()},
+            "solver": self.solver,
+            "unconverged_fits": self.unconverged_fits}
 
 
 def mean_per_clip(subclip_scores: np.ndarray, clip_index: np.ndarray,
@@ -173,24 +222,61 @@ def mean_per_clip(subclip_scores: np.ndarray, clip_index: np.ndarray,
   return sums / np.maximum(counts, 1)
 
 
-def kernel_matrix(z: np.ndarray) -> np.ndarray:
+def gram_bytes(num_rows: int, itemsize: int = 4) -> int:
+  """Bytes of the float64 Gram matrix of `num_rows` sub-clips plus the
+  product it is widened from (features of `itemsize` bytes)."""
+  return num_rows ** 2 * (8 + itemsize)
+
+
+def memory_budget(settings: SvmSettings) -> int | None:
+  """What a Gram matrix may take: the settings' budget, else half of the
+  memory available now (None where that is unknown)."""
+  if settings.memory_budget_bytes is not None:
+    return settings.memory_budget_bytes
+  available = _available_memory_bytes()
+  return None if available is None else available // 2
+
+
+def choose_solver(num_rows: int, settings: SvmSettings,
+                  itemsize: int = 4) -> str:
+  """"gram" or "primal" for fits on up to `num_rows` sub-clips: the
+  settings' solver, or with "auto" the Gram matrix when it fits the budget
+  (and when the budget is unknown)."""
+  if settings.solver != "auto":
+    return settings.solver
+  budget = memory_budget(settings)
+  if budget is not None and gram_bytes(num_rows, itemsize) > budget:
+    return "primal"
+  return "gram"
+
+
+def kernel_matrix(z: np.ndarray, budget_bytes: int | None = None
+                  ) -> np.ndarray:
   """`[n, n]` float64 C-ordered z @ z.T, the form libsvm takes without a copy.
 
   The product stays in z's precision (float32 features: the Gram values the
   protocol always used); only the result is widened, once per fold, instead
   of once per `SVC.fit`.
 
+  Args:
+    z: `[n, dim]` z-scored training rows.
+    budget_bytes: what the matrix may take; None = half the memory
+      available now.
+
   Raises:
-    MemoryError: the float64 matrix (and its float32 product) would not fit
-      in half the memory available now: said with n, before allocating.
+    MemoryError: the float64 matrix (and its product) would exceed the
+      budget: said with n, before allocating.
   """
-  needed = z.shape[0] ** 2 * (8 + z.itemsize)
-  available = _available_memory_bytes()
-  if available is not None and needed > available // 2:
+  needed = gram_bytes(z.shape[0], z.itemsize)
+  if budget_bytes is None:
+    available = _available_memory_bytes()
+    budget_bytes = None if available is None else available // 2
+  if budget_bytes is not None and needed > budget_bytes:
     raise MemoryError(
         f"the linear SVMs' Gram matrix of {z.shape[0]} training sub-clips "
-        f"needs {needed / 2**30:.1f} GiB, more than half of the "
-        f"{available / 2**30:.1f} GiB available: use fewer sub-clips "
+        f"needs {needed / 2**30:.1f} GiB, more than the budget of "
+        f"{budget_bytes / 2**30:.1f} GiB (half the memory available): use "
+        "the primal solver (--svm_solver=primal or auto), fewer sub-clips "
         "(a larger --hop_seconds) or --classifier=mlp")
   gram = z @ z.T  # [n, n], z's dtype
   return np.ascontiguousarray(gram, dtype=np.float64)
@@ -209,40 +295,83 @@ def _available_memory_bytes() -> int | None:
 
 
 def _fit_binary(gram: np.ndarray, z: np.ndarray, target: np.ndarray,
-                c: float) -> tuple[np.ndarray, float]:
-  """One libsvm fit on a float64 Gram matrix -> (weights `[dim]`, bias)."""
+                c: float) -> tuple[np.ndarray, float, bool]:
+  """One libsvm fit on a float64 Gram matrix -> (weights `[dim]`, bias,
+  converged: always, libsvm runs to its tolerance)."""
   # The Gram matrix comes from features checked finite in `fit_classifier`:
   # scanning its n^2 entries again on every fit cost as much as the fit.
   with sklearn.config_context(assume_finite=True):  # thread-local setting
     machine = svm.SVC(kernel="precomputed", C=c, cache_size=1000)
     machine.fit(gram, target)
   # decision = sum_i dual_i <z_i, x> + b; dual_i = alpha_i * y_i.
-  return machine.dual_coef_[0] @ z[machine.support_], machine.intercept_[0]
+  return (machine.dual_coef_[0] @ z[machine.support_], machine.intercept_[0],
+          True)
 
 
-def _fit_path(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
+def _fit_binary_primal(z: np.ndarray, target: np.ndarray, c: float,
+                       settings: SvmSettings
+                       ) -> tuple[np.ndarray, float, bool]:
+  """One liblinear hinge-loss fit (dual coordinate descent, no Gram
+  matrix) -> (weights `[dim]`, bias, converged before the iteration cap)."""
+  with sklearn.config_context(assume_finite=True):  # checked at the door
+    machine = svm.LinearSVC(
+        loss="hinge", dual=True, C=c, tol=settings.primal_tol,
+        max_iter=settings.primal_max_iter,
+        intercept_scaling=settings.primal_intercept_scaling,
+        random_state=settings.seed)
+    machine.fit(z, target)
+  return (machine.coef_[0], machine.intercept_[0],
+          bool(machine.n_iter_ < settings.primal_max_iter))
+
+
+BinaryFit = Callable[[np.ndarray, float], tuple[np.ndarray, float, bool]]
+
+
+def binary_fitter(z: np.ndarray, solver: str, settings: SvmSettings
+                  ) -> BinaryFit:
+  """fit(target `[n]` of 0/1, c) -> (weights, bias, converged) on the rows
+  z `[n, dim]` by `solver` ("gram" builds the Gram matrix here, once)."""
+  if solver == "gram":
+    gram = kernel_matrix(z, memory_budget(settings))
+    return lambda target, c: _fit_binary(gram, z, target, c)
+  # liblinear works in float64: converted once, not per fit.
+  z64 = np.ascontiguousarray(z, dtype=np.float64)
+
+  def fit(target, c):
+    return _fit_binary_primal(z64, target, c, settings)
+
+  # liblinear visits the rows in an order drawn from scikit-learn's one
+  # process-wide generator (seeded per fit): concurrent fits would
+  # interleave their draws, and the results would depend on the thread
+  # schedule. The primal fits run one at a time.
+  fit.threads_safe = False
+  return fit
+
+
+def _fit_path(fit: BinaryFit, dim: int, labels: np.ndarray,
               num_classes: int, c_values: Sequence[float], threads: int = 1
-              ) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-  """One-vs-all SVMs for every C, all fits sharing one Gram matrix.
+              ) -> dict[float, tuple[np.ndarray, np.ndarray, int]]:
+  """One-vs-all SVMs for every C, all fits on the same rows.
 
   Args:
-    gram: `[n, n]` = z @ z.T of the training rows.
-    z: `[n, dim]` z-scored training rows.
+    fit: `binary_fitter`'s fit on the training rows.
+    dim: feature dimension.
     labels: `[n]` class ids.
     num_classes: classes of the dataset (absent ones get a -inf bias).
     c_values: SVM C values.
-    threads: fits run at once (libsvm releases the GIL).
+    threads: fits run at once (libsvm releases the GIL; liblinear's fits
+      run one at a time, see `binary_fitter`).
 
   Returns:
-    {c: (weights `[dim, num_classes]`, bias `[num_classes]`)}.
+    {c: (weights `[dim, num_classes]`, bias `[num_classes]`, fits stopped
+    by the iteration cap)}.
   """
-  gram = np.ascontiguousarray(gram, dtype=np.float64)  # no copy if already
   results = {}
   jobs = []
   for c in c_values:
-    weights = np.zeros((z.shape[1], num_classes), np.float64)
+    weights = np.zeros((dim, num_classes), np.float64)
     bias = np.full(num_classes, -np.inf)
-    results[c] = (weights, bias)
+    results[c] = [weights, bias, 0]
     for k in range(num_classes):
       target = (labels == k).astype(np.int64)
       if target.min() == target.max():
@@ -253,28 +382,18 @@ def _fit_path(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
 
   def run(job):
     c, k, target = job
-    return c, k, _fit_binary(gram, z, target, c)
+    return c, k, fit(target, c)
 
-  if threads > 1 and len(jobs) > 1:
+  if threads > 1 and len(jobs) > 1 and getattr(fit, "threads_safe", True):
     with futures.ThreadPoolExecutor(min(threads, len(jobs))) as pool:
       done = list(pool.map(run, jobs))
   else:
     done = [run(job) for job in jobs]
-  for c, k, (w, b) in done:
+  for c, k, (w, b, converged) in done:
     results[c][0][:, k] = w
     results[c][1][k] = b
-  return results
-
-
-def _fit_one_vs_all(gram: np.ndarray, z: np.ndarray, labels: np.ndarray,
-                    num_classes: int, c: float, threads: int = 1
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """One binary SVM per class on a precomputed linear kernel.
-
-  Returns:
-    weights `[dim, num_classes]`, bias `[num_classes]` (see `_fit_path`).
-  """
-  return _fit_path(gram, z, labels, num_classes, [c], threads)[c]
+    results[c][2] += not converged
+  return {c: tuple(r) for c, r in results.items()}
 
 
 def _inner_splits(train: SubclipFeatures, settings: SvmSettings
@@ -304,8 +423,20 @@ def fit_classifier(train: SubclipFeatures,
     The classifier refitted on all of `train` with the chosen C.
   """
   num_classes = len(train.class_names)
+  dim = train.features.shape[1]
   check_finite_features(train)
   labels = train.clip_labels[train.clip_index]  # [n_sub]
+  # One solver for every fit of the round, by its largest (the refit).
+  solver = choose_solver(len(train.features), settings,
+                         train.features.itemsize)
+  if settings.solver == "auto":
+    budget = memory_budget(settings)
+    logging.info("linear SVMs on %d sub-clips: solver %s (auto; Gram matrix "
+                 "%.1f GiB, budget %s)", len(train.features), solver,
+                 gram_bytes(len(train.features), train.features.itemsize)
+                 / 2**30, "unknown" if budget is None
+                 else f"{budget / 2**30:.1f} GiB")
+  unconverged = 0
   inner_accuracy = {}
   if len(settings.c_grid) > 1:
     splits = _inner_splits(train, settings)
@@ -318,9 +449,11 @@ def fit_classifier(train: SubclipFeatures,
       z = scaler.transform(inner_train.features)
       z_val = scaler.transform(inner_val.features)
       inner_labels = inner_train.clip_labels[inner_train.clip_index]
-      path = _fit_path(kernel_matrix(z), z, inner_labels, num_classes,
-                       settings.c_grid, settings.threads)
-      for c, (weights, bias) in path.items():
+      path = _fit_path(binary_fitter(z, solver, settings), dim,
+                       inner_labels, num_classes, settings.c_grid,
+                       settings.threads)
+      for c, (weights, bias, stopped) in path.items():
+        unconverged += stopped
         scores = mean_per_clip(z_val @ weights + bias, inner_val.clip_index,
                                len(inner_val.clip_labels))
         correct[c] += int(np.sum(scores.argmax(1) == inner_val.clip_labels))
@@ -332,11 +465,13 @@ def fit_classifier(train: SubclipFeatures,
     best_c = settings.c_grid[0]
   scaler = preprocessing.StandardScaler().fit(train.features)
   z = scaler.transform(train.features)
-  weights, bias = _fit_one_vs_all(kernel_matrix(z), z, labels, num_classes,
-                                  best_c, settings.threads)
+  weights, bias, stopped = _fit_path(
+      binary_fitter(z, solver, settings), dim, labels, num_classes,
+      [best_c], settings.threads)[best_c]
   return LinearClassifier(mean=scaler.mean_, scale=scaler.scale_,
                           weights=weights, bias=bias, c=best_c,
-                          inner_cv_accuracy=inner_accuracy)
+                          inner_cv_accuracy=inner_accuracy, solver=solver,
+                          unconverged_fits=unconverged + stopped)
 
 
 def predict_clip_scores(classifier: LinearClassifier,

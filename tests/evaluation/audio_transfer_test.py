@@ -211,9 +211,14 @@ def test_binary_end_to_end_with_record(sound_set, tmp_path):
   assert results["network"]["widths"] == [2, 4, 8, 16]  # the test config
   assert results["timing"]["run_seconds"] > 0
   assert "experiments.audio_transfer" in results["command"]
+  # --svm_solver=auto: 24 training clips' Gram matrix fits; each round says.
+  assert results["settings"]["solver"] == "auto"
+  assert [r["solver"] for r in results["rounds"]] == ["gram"] * 5
   assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
   record = records.read_records(str(record_path.parent))[0]
   assert record["method"] == "Ours random"
+  assert record["details"]["svm_solver"] == ["gram"] * 5
+  assert record["details"]["unconverged_fits"] == 0
   assert record["value"] == results["mean_accuracy"]
   assert "subset (first 6 clips per split)" in record["scale"]["data"]
   assert record["scale"]["network"].startswith("narrowed x0.03125")
@@ -384,3 +389,12 @@ def test_binary_urbansound8k_mlp_on_some_folds(us8k, tmp_path):
                        text=True, timeout=300)
   assert bad.returncode != 0
   assert "folds=[1, 12]" in bad.stderr
+
+
+def test_release_sized_dummy_matches_the_official_fold_sizes():
+  """`dummy_media.write_urbansound8k_full` (the timing release) writes the
+  clips per fold that make a build count as the official one."""
+  from data_prep import dummy_media  # pylint: disable=g-import-not-at-top
+  spec = audio_transfer.DATASETS["urbansound8k"]
+  assert dummy_media.US8K_FOLD_SIZES == spec.fold_sizes
+  assert sum(spec.fold_sizes) == 8732

@@ -28,11 +28,19 @@ def _blobs(num_classes=4, clips_per_class=10, subclips=3, dim=20,
       class_names=[f"class{k}" for k in range(num_classes)])
 
 
+def _one_vs_all(z, labels, num_classes, c, solver="gram",
+                settings=transfer.SvmSettings(), threads=1):
+  """(weights `[dim, classes]`, bias, fits stopped by the cap) of one C."""
+  fit = transfer.binary_fitter(z, solver, settings)
+  return transfer._fit_path(fit, z.shape[1], labels, num_classes, [c],
+                            threads)[c]
+
+
 def test_kernel_svm_equals_sklearn_linear_svc():
   data = _blobs(num_classes=2, separation=0.7, seed=3)
   z = preprocessing.StandardScaler().fit_transform(data.features[:, 1:])
   labels = data.clip_labels[data.clip_index]
-  weights, bias = transfer._fit_one_vs_all(z @ z.T, z, labels, 2, c=0.1)
+  weights, bias, _ = _one_vs_all(z, labels, 2, c=0.1)
   reference = svm.SVC(kernel="linear", C=0.1).fit(z, labels == 1)
   # Both run libsvm on the same problem; they differ by its stopping
   # tolerance (tol=1e-3), not by formulation.
@@ -143,12 +151,15 @@ def test_path_equals_one_fit_per_c():
   labels = data.clip_labels[data.clip_index]
   gram = transfer.kernel_matrix(z)
   assert gram.dtype == np.float64 and gram.flags.c_contiguous
-  path = transfer._fit_path(gram, z, labels, 4, (1e-2, 1.0), threads=2)
-  for c in (1e-2, 1.0):
-    weights, bias = transfer._fit_one_vs_all(z @ z.T, z, labels, 4, c)
-    np.testing.assert_array_equal(path[c][0], weights)
-    np.testing.assert_array_equal(path[c][1], bias)
-  assert np.all(path[1.0][1][3] == -np.inf)  # class 3 is absent
+  for solver in ("gram", "primal"):
+    fit = transfer.binary_fitter(z, solver, transfer.SvmSettings())
+    path = transfer._fit_path(fit, z.shape[1], labels, 4, (1e-2, 1.0),
+                              threads=2)
+    for c in (1e-2, 1.0):
+      weights, bias, _ = _one_vs_all(z, labels, 4, c, solver)
+      np.testing.assert_array_equal(path[c][0], weights)
+      np.testing.assert_array_equal(path[c][1], bias)
+    assert np.all(path[1.0][1][3] == -np.inf)  # class 3 is absent
 
 
 def test_bad_settings_and_features_are_named():
@@ -156,6 +167,12 @@ def test_bad_settings_and_features_are_named():
     transfer.SvmSettings(num_threads=-1)
   with pytest.raises(ValueError, match=r"c_grid=\(0.0,\)"):
     transfer.SvmSettings(c_grid=(0.0,))
+  with pytest.raises(ValueError, match="solver='liblinear'"):
+    transfer.SvmSettings(solver="liblinear")
+  with pytest.raises(ValueError, match="memory_budget_bytes=0"):
+    transfer.SvmSettings(memory_budget_bytes=0)
+  with pytest.raises(ValueError, match="primal_tol=0"):
+    transfer.SvmSettings(primal_tol=0)
   data = _blobs()
   data.features[7, 2] = np.nan  # clip 2 (3 sub-clips per clip)
   with pytest.raises(ValueError, match="non-finite features.*'clip2'"):
@@ -184,8 +201,89 @@ def test_a_gram_matrix_beyond_memory_is_refused_before_allocating(
   monkeypatch.setattr(transfer, "_available_memory_bytes", lambda: 2**30)
   z = np.zeros((10000, 4), np.float32)  # 10000^2 x 12 B = 1.1 GiB > 0.5
   with pytest.raises(MemoryError, match="Gram matrix of 10000 training "
-                     "sub-clips needs 1.1 GiB"):
+                     "sub-clips needs 1.1 GiB.*budget of 0.5 GiB.*primal"):
     transfer.kernel_matrix(z)
+  with pytest.raises(MemoryError, match="budget of 0.1 GiB"):
+    transfer.kernel_matrix(np.zeros((4000, 4), np.float32), 2**30 // 10)
   small = np.ones((3, 2), np.float32)
   np.testing.assert_array_equal(transfer.kernel_matrix(small),
                                 np.full((3, 3), 2.0))
+
+
+def _hinge_objective(z, target, weights, bias, c):
+  """The SVM primal 1/2 |w|^2 + C sum hinge(y (w.z + b)), y = +-1, bias
+  unpenalised (the problem libsvm solves)."""
+  y = 2.0 * target - 1
+  return 0.5 * weights @ weights + c * np.sum(
+      np.maximum(0.0, 1 - y * (z @ weights + bias)))
+
+
+def test_primal_and_gram_solvers_agree_within_their_duality_gaps():
+  """liblinear (no Gram matrix) and libsvm solve the same hinge loss. The
+  primal P(w, b) is 1-strongly convex in w, so any (w, b) has
+  |w - w*|^2 <= 2 (P(w, b) - P*) <= 2 (P(w, b) - D(alpha)), D the dual
+  value of libsvm's feasible alphas: the two weight vectors lie within
+  sqrt(2 gap_gram) + sqrt(2 gap_primal) of each other, whatever the
+  solvers' stopping rules (liblinear's penalised bias only raises its gap).
+  A solver bug moves w by O(|w|), far outside that."""
+  data = _blobs(num_classes=3, clips_per_class=20, separation=0.6, seed=6)
+  z = preprocessing.StandardScaler().fit_transform(data.features)
+  labels = data.clip_labels[data.clip_index]
+  settings = transfer.SvmSettings(primal_tol=1e-6, primal_max_iter=100000)
+  for c in (1e-2, 1.0):
+    gram_w, gram_b, _ = _one_vs_all(z, labels, 3, c, "gram")
+    primal_w, primal_b, stopped = _one_vs_all(z, labels, 3, c, "primal",
+                                              settings)
+    assert stopped == 0
+    for k in range(3):
+      target = (labels == k).astype(np.int64)
+      machine = svm.SVC(kernel="precomputed", C=c).fit(z @ z.T, target)
+      alpha = np.abs(machine.dual_coef_[0])  # alpha_i y_i -> alpha_i
+      dual = alpha.sum() - 0.5 * gram_w[:, k] @ gram_w[:, k]
+      gaps = [_hinge_objective(z, target, w[:, k], b[k], c) - dual
+              for w, b in ((gram_w, gram_b), (primal_w, primal_b))]
+      assert min(gaps) > -1e-6 * abs(dual)  # weak duality (round-off)
+      bound = sum(np.sqrt(2 * max(g, 0.0)) for g in gaps)
+      distance = np.linalg.norm(gram_w[:, k] - primal_w[:, k])
+      assert distance <= bound, (c, k, distance, bound)
+      # Not vacuous: the bound is a small part of the weights.
+      assert bound < 0.1 * np.linalg.norm(gram_w[:, k]), (c, k, bound)
+    # Predictions: the same class wherever the top two scores are further
+    # apart than the two solvers' scores of a row can differ.
+    gram_scores = z @ gram_w + gram_b
+    primal_scores = z @ primal_w + primal_b
+    spread = np.abs(gram_scores - primal_scores).max(axis=1)
+    top2 = np.sort(gram_scores, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * spread
+    assert clear.mean() > 0.9
+    np.testing.assert_array_equal(gram_scores[clear].argmax(1),
+                                  primal_scores[clear].argmax(1))
+
+
+def test_auto_takes_the_primal_solver_when_the_gram_matrix_exceeds_the_budget(
+    monkeypatch):
+  data = _blobs(num_classes=3, separation=1.5)  # 30 clips x 3 sub-clips
+  # A round's refit has 72 training sub-clips (4 of 5 folds x 6 clips x 3):
+  # a Gram matrix of 72^2 x (8 + 4) B = 62,208 B.
+  assert transfer.gram_bytes(72) == 62_208
+  chosen = []
+  original = transfer.binary_fitter
+  monkeypatch.setattr(transfer, "binary_fitter", lambda z, solver, s: (
+      chosen.append(solver), original(z, solver, s))[1])
+  for budget, expected in ((62_208, "gram"), (62_207, "primal")):
+    chosen.clear()
+    settings = transfer.SvmSettings(c_grid=(1e-2, 1.0),
+                                    memory_budget_bytes=budget)
+    results = transfer.cross_validate(data, settings)
+    assert {r["solver"] for r in results["rounds"]} == {expected}
+    assert set(chosen) == {expected}  # inner folds and refit alike
+    assert results["settings"]["solver"] == "auto"
+    assert results["mean_accuracy"] > 0.9
+  # Explicit choices are kept whatever the budget; "gram" beyond it fails
+  # before allocating.
+  results = transfer.cross_validate(data, transfer.SvmSettings(
+      c_grid=(1.0,), solver="primal", memory_budget_bytes=2**40))
+  assert {r["solver"] for r in results["rounds"]} == {"primal"}
+  with pytest.raises(MemoryError, match="72 training sub-clips"):
+    transfer.cross_validate(data, transfer.SvmSettings(
+        c_grid=(1.0,), solver="gram", memory_budget_bytes=1000))
