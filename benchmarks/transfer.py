@@ -49,6 +49,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from l3_tf.evaluation import svm_solvers  # pylint: disable=g-import-not-at-top
 from l3_tf.evaluation import transfer  # pylint: disable=g-import-not-at-top
 
 # The last commit whose l3_tf/transfer.py (l3_tf/evaluation/transfer.py since the move) copied the Gram matrix per fit.
@@ -174,7 +175,7 @@ def projection(before, data, sample_fits: int, threads: int) -> dict:
       before_cpu += _CPU["seconds"]
   del gram32
   loads.append(_load())
-  fit, after_gram = _timed(transfer.binary_fitter, z, "gram", settings)
+  fit, after_gram = _timed(svm_solvers.binary_fitter, z, "gram", settings)
   subset = np.where(np.isin(labels, classes), labels, num_classes)
   _, after_fit = _timed(transfer._fit_path, fit, z.shape[1], subset,
                         len(classes), settings.c_grid, threads)
@@ -220,19 +221,19 @@ def primal_projection(data, num_classes_timed: int) -> dict:
   labels = inner.clip_labels[inner.clip_index]
   classes = list(range(min(num_classes_timed, num_classes)))
   subset = np.where(np.isin(labels, classes), labels, num_classes)
-  budget = transfer.memory_budget(settings)
+  budget = svm_solvers.memory_budget(settings)
   refit_rows = len(train.features)
   result = {
       "round_training_subclips": refit_rows,
       "inner_fold_subclips": int(len(z)),
-      "gram_gib_of_a_round": round(transfer.gram_bytes(refit_rows) / 2**30,
+      "gram_gib_of_a_round": round(svm_solvers.gram_bytes(refit_rows) / 2**30,
                                    1),
       "memory_budget_gib": None if budget is None else round(budget / 2**30,
                                                              1),
-      "auto_solver": transfer.choose_solver(refit_rows, settings),
+      "auto_solver": svm_solvers.choose_solver(refit_rows, settings),
       "seconds_per_fit": {}, "unconverged": {}, "load_averages": [_load()],
   }
-  fit = transfer.binary_fitter(z, "primal", settings)
+  fit = svm_solvers.binary_fitter(z, "primal", settings)
   for c in settings.c_grid:
     path, seconds = _timed(transfer._fit_path, fit, z.shape[1], subset,
                            len(classes), [c], 1)

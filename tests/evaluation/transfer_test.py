@@ -5,6 +5,7 @@ import pytest
 from sklearn import preprocessing
 from sklearn import svm
 
+from l3_tf.evaluation import svm_solvers
 from l3_tf.evaluation import transfer
 
 
@@ -31,7 +32,7 @@ def _blobs(num_classes=4, clips_per_class=10, subclips=3, dim=20,
 def _one_vs_all(z, labels, num_classes, c, solver="gram",
                 settings=transfer.SvmSettings(), threads=1):
   """(weights `[dim, classes]`, bias, fits stopped by the cap) of one C."""
-  fit = transfer.binary_fitter(z, solver, settings)
+  fit = svm_solvers.binary_fitter(z, solver, settings)
   return transfer._fit_path(fit, z.shape[1], labels, num_classes, [c],
                             threads)[c]
 
@@ -149,10 +150,10 @@ def test_path_equals_one_fit_per_c():
   data = _blobs(num_classes=3, separation=0.8, seed=5)
   z = preprocessing.StandardScaler().fit_transform(data.features)
   labels = data.clip_labels[data.clip_index]
-  gram = transfer.kernel_matrix(z)
+  gram = svm_solvers.kernel_matrix(z)
   assert gram.dtype == np.float64 and gram.flags.c_contiguous
   for solver in ("gram", "primal"):
-    fit = transfer.binary_fitter(z, solver, transfer.SvmSettings())
+    fit = svm_solvers.binary_fitter(z, solver, transfer.SvmSettings())
     path = transfer._fit_path(fit, z.shape[1], labels, 4, (1e-2, 1.0),
                               threads=2)
     for c in (1e-2, 1.0):
@@ -198,15 +199,15 @@ def test_a_recording_on_both_sides_of_a_round_is_an_error():
 
 def test_a_gram_matrix_beyond_memory_is_refused_before_allocating(
     monkeypatch):
-  monkeypatch.setattr(transfer, "_available_memory_bytes", lambda: 2**30)
+  monkeypatch.setattr(svm_solvers, "_available_memory_bytes", lambda: 2**30)
   z = np.zeros((10000, 4), np.float32)  # 10000^2 x 12 B = 1.1 GiB > 0.5
   with pytest.raises(MemoryError, match="Gram matrix of 10000 training "
                      "sub-clips needs 1.1 GiB.*budget of 0.5 GiB.*primal"):
-    transfer.kernel_matrix(z)
+    svm_solvers.kernel_matrix(z)
   with pytest.raises(MemoryError, match="budget of 0.1 GiB"):
-    transfer.kernel_matrix(np.zeros((4000, 4), np.float32), 2**30 // 10)
+    svm_solvers.kernel_matrix(np.zeros((4000, 4), np.float32), 2**30 // 10)
   small = np.ones((3, 2), np.float32)
-  np.testing.assert_array_equal(transfer.kernel_matrix(small),
+  np.testing.assert_array_equal(svm_solvers.kernel_matrix(small),
                                 np.full((3, 3), 2.0))
 
 
@@ -265,10 +266,10 @@ def test_auto_takes_the_primal_solver_when_the_gram_matrix_exceeds_the_budget(
   data = _blobs(num_classes=3, separation=1.5)  # 30 clips x 3 sub-clips
   # A round's refit has 72 training sub-clips (4 of 5 folds x 6 clips x 3):
   # a Gram matrix of 72^2 x (8 + 4) B = 62,208 B.
-  assert transfer.gram_bytes(72) == 62_208
+  assert svm_solvers.gram_bytes(72) == 62_208
   chosen = []
-  original = transfer.binary_fitter
-  monkeypatch.setattr(transfer, "binary_fitter", lambda z, solver, s: (
+  original = svm_solvers.binary_fitter
+  monkeypatch.setattr(svm_solvers, "binary_fitter", lambda z, solver, s: (
       chosen.append(solver), original(z, solver, s))[1])
   for budget, expected in ((62_208, "gram"), (62_207, "primal")):
     chosen.clear()
