@@ -3,10 +3,24 @@
 import os
 import pathlib
 
+import pytest
+
+from l3_tf.platform import cpu_features
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Real recordings live beside the project, never inside it (see README).
 SHARED_DATA = pathlib.Path(
     os.environ.get("L3_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def skip_unless_bf16_runs() -> None:
+  """Skips (with the reason) where bfloat16 ops cannot run on this CPU's
+  kernels: oneDNN capped below avx512_core on an AVX-512 CPU
+  (`cpu_features.bf16_blocked_by_isa_cap`; the CI leg that reproduces an
+  AVX2-only CPU's float32 kernels, run on an AVX-512 machine)."""
+  blocked = cpu_features.bf16_blocked_by_isa_cap()
+  if blocked:
+    pytest.skip(f"bfloat16 kernels cannot run here: {blocked}")
 
 
 def shared_data(name: str) -> pathlib.Path:

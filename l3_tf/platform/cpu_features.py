@@ -187,6 +187,37 @@ def onednn_isa(features: CpuFeatures | None = None,
   return best
 
 
+def bf16_blocked_by_isa_cap(features: CpuFeatures | None = None,
+                            environ=None) -> str | None:
+  """Why bfloat16 ops would abort on this CPU's oneDNN kernels (None: they
+  run).
+
+  TensorFlow sends bfloat16 ops to oneDNN on any CPU with AVX-512F (it reads
+  the CPU's flags, not oneDNN's cap), and oneDNN's bfloat16 primitives need
+  at least avx512_core. With `ONEDNN_MAX_CPU_ISA` capped below that (AVX2,
+  to reproduce an AVX2-only CPU's float32 kernels) every bfloat16
+  convolution and batch norm aborts ("could not create a primitive
+  descriptor"). A CPU that is AVX2-only does not have the problem:
+  TensorFlow runs its bfloat16 ops on Eigen there. Nor does Eigen
+  (`TF_ENABLE_ONEDNN_OPTS=0`).
+  """
+  features = features or cpu_features()
+  environ = os.environ if environ is None else environ
+  if environ.get(ONEDNN_ENV, "1").strip().lower() in ("0", "false", "off"):
+    return None
+  if features.flags is None or "avx512f" not in features.flags:
+    return None
+  cap = environ.get(ONEDNN_ISA_ENV, "").strip().lower()
+  names = [name for name, _ in ONEDNN_ISAS]
+  if cap not in names or names.index(cap) >= names.index("avx512_core"):
+    return None
+  return (f"{ONEDNN_ISA_ENV}={environ[ONEDNN_ISA_ENV]} on a CPU with "
+          "AVX-512F: TensorFlow sends bfloat16 ops to oneDNN, whose bfloat16 "
+          "kernels need avx512_core or above, so they abort; unset "
+          f"{ONEDNN_ISA_ENV} (or set it to avx512_core or above), run "
+          f"TensorFlow's Eigen kernels ({ONEDNN_ENV}=0), or use float32")
+
+
 def numeric_path(features: CpuFeatures | None = None) -> dict:
   """Which CPU kernels this process's TensorFlow runs, and on which ISA.
 

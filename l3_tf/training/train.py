@@ -306,14 +306,17 @@ def train(task: task_lib.Task, config, workdir: str,
       config, strategy, task.input_description))
   plan = task.plan(config, strategy.num_replicas_in_sync,
                    distribute.num_workers(strategy))
+  precision = precision_lib.resolve(config.train)
+  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
+    blocked = cpu_features.bf16_blocked_by_isa_cap()
+    if blocked:  # before anything is built: TensorFlow would abort mid-step
+      raise ValueError(f"train.precision='bfloat16' cannot run here: {blocked}")
+    cpu_features.warn_if_bf16_is_slow(precision)
   chief = distribute.is_chief(strategy)
   # One writer per workdir: fails at once if another live trainer holds it.
   lock = workdir_lib.WorkdirLock(workdir) if chief else None
   if chief:
     task.write_workdir(workdir)
-  precision = precision_lib.resolve(config.train)
-  if precision == "bfloat16" and not tf.config.list_logical_devices("GPU"):
-    cpu_features.warn_if_bf16_is_slow(precision)
   trainer = None
   try:
     with precision_lib.policy_scope(precision):

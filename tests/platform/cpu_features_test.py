@@ -98,3 +98,31 @@ def test_onednn_isa_is_the_cpu_best_under_the_cap(extra, cap, isa):
       CPUINFO.format(extra="sse4_1 avx " + extra))
   environ = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
   assert cpu_features.onednn_isa(features, environ) == isa
+
+
+@pytest.mark.parametrize("extra,environ,blocked", [
+    # An AVX-512 CPU with oneDNN capped at AVX2: bfloat16 ops abort.
+    ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16",
+     {"ONEDNN_MAX_CPU_ISA": "AVX2"}, True),
+    ("avx2 fma avx512f avx512bw avx512vl avx512dq",
+     {"ONEDNN_MAX_CPU_ISA": "avx2_vnni"}, True),
+    # Capped at avx512_core or above, not capped, or Eigen: they run.
+    ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16",
+     {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
+    ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16", {}, False),
+    ("avx2 fma avx512f avx512bw avx512vl avx512dq avx512_bf16",
+     {"ONEDNN_MAX_CPU_ISA": "AVX2", "TF_ENABLE_ONEDNN_OPTS": "0"}, False),
+    # An AVX2-only CPU: TensorFlow runs bfloat16 on Eigen there.
+    ("avx2 fma", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+])
+def test_bf16_blocked_only_under_a_cap_below_avx512_on_avx512(extra, environ,
+                                                             blocked):
+  # The flags as given (the template's own avx512f left out).
+  features = cpu_features.parse_cpuinfo(
+      CPUINFO.replace("avx512f {extra}", "{extra}").format(
+          extra="sse4_1 avx " + extra))
+  reason = cpu_features.bf16_blocked_by_isa_cap(features, environ)
+  assert (reason is not None) == blocked
+  if blocked:
+    assert f"ONEDNN_MAX_CPU_ISA={environ['ONEDNN_MAX_CPU_ISA']}" in reason
+    assert "TF_ENABLE_ONEDNN_OPTS=0" in reason

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from l3_tf.data import input_pipeline
+from l3_tf.platform import cpu_features
 from l3_tf.training import evaluate
 from l3_tf.training import plan as plan_lib
 from l3_tf.training import schedule as schedule_lib
@@ -57,6 +58,16 @@ def test_end_to_end_then_resume(fake_config, tmp_path):
   longer = dataclasses.replace(fake_config, train=dataclasses.replace(
       fake_config.train, num_steps=3, precision="bfloat16",
       learning_rate=new_rate))
+  blocked = cpu_features.bf16_blocked_by_isa_cap()
+  if blocked:
+    # oneDNN capped below avx512_core on an AVX-512 CPU: bfloat16 would
+    # abort inside TensorFlow; refused at the door, then resumed in float32.
+    with pytest.raises(ValueError, match=r"train.precision='bfloat16' "
+                       r"cannot run here: ONEDNN_MAX_CPU_ISA="):
+      train.train_and_evaluate(longer, workdir)
+    assert workdir_lib.latest_checkpoint(workdir).endswith("ckpt-2")
+    longer = dataclasses.replace(longer, train=dataclasses.replace(
+        longer.train, precision="float32"))
   result = train.train_and_evaluate(longer, workdir)
   assert result["start_step"] == 2 and result["step"] == 3
   assert result["last_train_metrics"]["learning_rate"] == pytest.approx(
