@@ -56,7 +56,10 @@ test-fast: $(STAMP)
 # The fast suite on other CPUs' numeric paths (issue 22; CI runs both):
 # oneDNN capped at AVX2 kernels (what an AVX2-only CPU such as an AMD EPYC
 # of cpu family 23 runs; the same as `test-fast` on one), and without oneDNN
-# (TensorFlow's own Eigen kernels).
+# (TensorFlow's own Eigen kernels). On an AVX-512 CPU the cap also stops
+# oneDNN's bfloat16 kernels, which an AVX2-only CPU runs on Eigen instead:
+# the tests of bfloat16 kernels skip there, saying so
+# (`cpu_features.bf16_blocked_by_isa_cap`).
 test-fast-avx2: $(STAMP)
 	ONEDNN_MAX_CPU_ISA=AVX2 $(FAST_SUITE)
 
