@@ -207,13 +207,13 @@ def bf16_blocked_by_isa_cap(features: CpuFeatures | None = None,
     return None
   if features.flags is None or "avx512f" not in features.flags:
     return None
-  cap = environ.get(ONEDNN_ISA_ENV, "").strip().lower()
   names = [name for name, _ in ONEDNN_ISAS]
-  if cap not in names or names.index(cap) >= names.index("avx512_core"):
+  isa = onednn_isa(features, environ)  # the CPU's best under the cap
+  if isa is None or names.index(isa) >= names.index("avx512_core"):
     return None
-  return (f"{ONEDNN_ISA_ENV}={environ[ONEDNN_ISA_ENV]} on a CPU with "
-          "AVX-512F: TensorFlow sends bfloat16 ops to oneDNN, whose bfloat16 "
-          "kernels need avx512_core or above, so they abort; unset "
+  return (f"{ONEDNN_ISA_ENV}={environ.get(ONEDNN_ISA_ENV) or '(unset)'} "
+          f"(oneDNN's kernels: {isa}) on a CPU with AVX-512F: TensorFlow "
+          "sends bfloat16 ops to oneDNN, whose bfloat16 kernels need avx512_core or above, so they abort; unset "
           f"{ONEDNN_ISA_ENV} (or set it to avx512_core or above), run "
           f"TensorFlow's Eigen kernels ({ONEDNN_ENV}=0), or use float32")
 
