@@ -489,6 +489,18 @@ def keras_reference_outputs(avc: keras.Model, config: config_lib.Config,
   return (outputs, logits.numpy()) if with_logits else outputs
 
 
+def flatten_outputs(outputs: dict[str, dict]) -> dict[str, np.ndarray]:
+  """{signature: {output: array}} -> {"signature/output": array}."""
+  return {f"{s}/{k}": v for s, o in outputs.items() for k, v in o.items()}
+
+
+def probability_row_scales(logits: np.ndarray) -> dict[str, np.ndarray]:
+  """`roundoff_ratios`' row scale of "avc_score/probability": softmax(l)[1]
+  moves by at most 1/4 of l1 - l0's change, so sqrt(2) / 4 x ||l||."""
+  return {f"{AVC_SCORE}/probability": np.sqrt(2) / 4 * np.linalg.norm(
+      np.asarray(logits, np.float64), axis=-1)}
+
+
 def signature_outputs(functions, inputs: dict[str, np.ndarray]
                       ) -> dict[str, dict]:
   """Runs every serving function on `inputs` (by keyword).
@@ -555,22 +567,9 @@ def verify_export(path: str, avc: keras.Model, config: config_lib.Config,
     bound = compiled_check.forward_bound(avc)
   else:
     bound = float(tolerance)
-  logit_norms = np.linalg.norm(logits.astype(np.float64), axis=-1)  # [b]
-  ratios = {}
-  for name, outputs in expected.items():
-    for key, value in outputs.items():
-      rows = len(value)
-      error = np.linalg.norm(
-          (np.asarray(got[name][key], np.float64) -
-           value.astype(np.float64)).reshape(rows, -1), axis=-1)
-      if name == AVC_SCORE:
-        allowed = np.sqrt(2) / 4 * bound * logit_norms
-      else:
-        allowed = bound * np.linalg.norm(
-            value.astype(np.float64).reshape(rows, -1), axis=-1)
-      ratio = np.where(error == 0, 0.0,
-                       error / np.maximum(allowed, np.finfo(np.float64).tiny))
-      ratios[f"{name}/{key}"] = float(np.max(ratio))
+  ratios = compiled_check.roundoff_ratios(
+      flatten_outputs(expected), flatten_outputs(got), bound,
+      probability_row_scales(logits))
   if tolerance is not None:
     bad = {k: round(v, 3) for k, v in ratios.items() if not v <= 1.0}
     if bad:
@@ -579,3 +578,4 @@ def verify_export(path: str, avc: keras.Model, config: config_lib.Config,
           f"round-off (bound {bound:.3g} normwise per example; ratio to "
           f"the allowed difference per output): {bad}")
   return ratios
+

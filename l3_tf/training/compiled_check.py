@@ -140,6 +140,39 @@ def forward_bound(model_or_layers, compute_dtype: str = "float32") -> float:
   return _roundoff_bound(len(layers), longest, compute_dtype)
 
 
+def roundoff_ratios(expected: dict[str, np.ndarray],
+                    got: dict[str, np.ndarray], bound: float,
+                    row_scales: dict[str, np.ndarray] | None = None
+                    ) -> dict[str, float]:
+  """Per output, the largest ratio of a row's difference to round-off.
+
+  Row i (one example) of output `name` may differ by bound x s_i, where s_i
+  is ||expected[name][i]|| (normwise relative; float64 norms) unless
+  `row_scales[name]` gives it (e.g. a softmax probability, bounded through
+  its logits).
+
+  Args:
+    expected / got: {output name: array [b, ...]}, the same names.
+    bound: normwise relative round-off bound, e.g. `forward_bound(model)`.
+    row_scales: {name: [b] norms} replacing the expected rows' norms.
+
+  Returns:
+    {name: largest ratio over rows}: <= 1 within round-off, 0 identical.
+  """
+  ratios = {}
+  for name, value in expected.items():
+    value = np.asarray(value, np.float64).reshape(len(value), -1)
+    error = np.linalg.norm(np.asarray(got[name], np.float64).reshape(
+        value.shape) - value, axis=-1)
+    scale = (row_scales or {}).get(name)
+    allowed = bound * (np.linalg.norm(value, axis=-1) if scale is None
+                       else np.asarray(scale, np.float64))
+    ratio = np.where(error == 0, 0.0,
+                     error / np.maximum(allowed, np.finfo(np.float64).tiny))
+    ratios[name] = float(np.max(ratio))
+  return ratios
+
+
 def _variable_names(model: keras.Model) -> list[str]:
   """`<sub-model>/<path>` of each trainable variable (the towers share paths)."""
   owner = {}
