@@ -1,7 +1,8 @@
 """Writes small media files for tests: the builders' dummy data.
 
 Media files are never committed; tests call these functions to write them
-into temporary folders. Run as a script to look at the files:
+into temporary folders, every release with `generated.MARKER` at its root (no
+build of it passes for the real dataset). Run as a script to look at them:
 
   python -m data_prep.dummy_media video_folder /tmp/dummy
   (or esc10, esc50, dcase2013_scenes, kinetics_sounds, flickr_soundnet,
@@ -18,6 +19,8 @@ import sys
 
 import av
 import numpy as np
+
+from data_prep import generated
 
 # container -> (video codec, pixel format, audio codec, audio sample format)
 FORMATS = {
@@ -228,9 +231,7 @@ def truncate(source: str, target: str, fraction: float) -> str:
   """Copies the first `fraction` of a file (a download cut short)."""
   with open(source, "rb") as f:
     data = f.read()
-  with open(target, "wb") as f:
-    f.write(data[:int(len(data) * fraction)])
-  return target
+  return _write_bytes(target, data[:int(len(data) * fraction)])
 
 
 def _write_bytes(path: str, data: bytes) -> str:
@@ -266,6 +267,7 @@ VIDEO_FOLDER_EXPECTED = {
 }
 
 
+@generated.writes_marker
 def write_video_folder(root: str | os.PathLike) -> dict:
   """The video_folder dummy data: good videos of every kind and bad input.
 
@@ -311,6 +313,7 @@ def write_video_folder(root: str | os.PathLike) -> dict:
 ESC10_CLASSES = ("001 - Dog bark", "002 - Rain", "003 - Sea waves")
 
 
+@generated.writes_marker
 def write_esc10(root: str | os.PathLike) -> dict[str, int]:
   """ESC-10 layout: 3 classes x 5 folds x 2 clips, plus 2 bad files.
 
@@ -333,6 +336,7 @@ def write_esc10(root: str | os.PathLike) -> dict[str, int]:
 ESC50_CATEGORIES = ("dog", "rooster", "pig")
 
 
+@generated.writes_marker
 def write_esc50(root: str | os.PathLike) -> dict[str, int]:
   """ESC-50 layout: 3 targets x 5 folds, a listed-but-missing file and an
   unlisted one.
@@ -358,6 +362,7 @@ def write_esc50(root: str | os.PathLike) -> dict[str, int]:
   return {f"fold{k}": 3 for k in range(1, 6)}
 
 
+@generated.writes_marker
 def write_dcase2013(root: str | os.PathLike) -> dict[str, int]:
   """DCASE 2013 scenes layout: 3 scenes, 2 train and 1 test clip each.
 
@@ -403,6 +408,7 @@ def us8k_frequency(class_id: int) -> float:
   return 300.0 * (class_id + 1)
 
 
+@generated.writes_marker
 def write_urbansound8k(root: str | os.PathLike) -> dict[str, int]:
   """UrbanSound8K layout: 10 folds x 2 clips in the formats of
   `US8K_FORMATS`, durations of `US8K_SECONDS`, and the bad files of
@@ -454,6 +460,7 @@ US8K_ALL_CLASSES = ("air_conditioner", "car_horn", "children_playing",
                     "jackhammer", "siren", "street_music")
 
 
+@generated.writes_marker
 def write_urbansound8k_full(root: str | os.PathLike, sample_rate: int = 16000,
                             seed: int = 0) -> dict[str, int]:
   """A release-sized UrbanSound8K layout for timing the protocol: 8732 clips
@@ -521,6 +528,7 @@ KINETICS_CSV = {
 }
 
 
+@generated.writes_marker
 def write_kinetics(root: str | os.PathLike) -> dict[str, int]:
   """Kinetics CSVs and clips: 3 / 2 / 1 Kinetics-Sounds clips, one listed
   clip missing, one clip of a class outside Kinetics-Sounds.
@@ -552,6 +560,7 @@ FLICKR_VIDEOS = ("2011/03/1001.mp4", "2011/03/1002.mp4", "2011/04/1003.mp4",
                  "2013/1010.mp4", "2014/1011.mp4", "2014/1012.mp4")
 
 
+@generated.writes_marker
 def write_flickr(root: str | os.PathLike) -> dict[str, int]:
   """A Flickr-like tree of 12 short videos and a stray file.
 

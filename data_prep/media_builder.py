@@ -32,6 +32,7 @@ from etils import epath
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_prep import generated
 from l3_tf.data import media
 from l3_tf.platform import filesystems
 
@@ -188,6 +189,11 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   returns `self._media_splits({split: items})` and may call `record_skip`
   for files that never reach the decoder.
 
+  Every build from a manual dir records in `info.metadata["generated"]`
+  whether that dir is a generated release (`generated.MARKER`, written by
+  `data_prep.dummy_media`), so that no result on it passes for the real
+  dataset's.
+
   VERSION and RELEASE_NOTES are those of every builder: the stored forms
   (`l3_tf.data.video_example`, `l3_tf.data.audio_example`) are shared, so a change to
   them is a new version of each dataset. A builder whose own examples
@@ -221,11 +227,23 @@ class MediaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _decoder(self) -> Decoder:
     raise NotImplementedError
 
+  def dataset_info_from_configs(self, **kwargs):
+    # Every builder's info holds metadata: at least "generated".
+    kwargs.setdefault("metadata", tfds.core.MetadataDict())
+    return super().dataset_info_from_configs(**kwargs)
+
   def _download_and_prepare(self, dl_manager, download_config):
     filesystems.prepare(download_config.manual_dir, "manual_dir")
     self._use_beam = (download_config.beam_runner is not None or
                       download_config.beam_options is not None)
     self._skipped = []
+    if self.MANUAL_DOWNLOAD_INSTRUCTIONS:  # (a builder that generates: none)
+      marker = generated.find_marker(dl_manager.manual_dir)
+      self.info.metadata["generated"] = marker is not None
+      if marker is not None:
+        logging.warning("%s: %s holds %s: generated data, not the real "
+                        "dataset; recorded as such", self.name,
+                        marker.parent, generated.MARKER)
     super()._download_and_prepare(dl_manager=dl_manager,
                                   download_config=download_config)
     self._write_skip_report()

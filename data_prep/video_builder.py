@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from etils import epath
 import tensorflow_datasets as tfds
 
+from data_prep import generated
 from data_prep import media_builder
 from data_prep import video_decoding
 from l3_tf.data import media
@@ -129,6 +130,8 @@ def folder_items(root: epath.Path, split_fractions: Sequence[float],
   items = {split: [] for split in SPLITS}
   skips = []
   for path in media_builder.list_files(root):
+    if generated.is_marker(path, root):
+      continue  # not a video: the build records it (media_builder)
     source_path = media_builder.relative(path, root)
     if not video_decoding.is_video_path(path):
       skips.append(Skip(source_path, "-", "not a video file (extension "

@@ -9,7 +9,9 @@
 one fold out; `--folds=1,2,10` for a quick run on some of them, recorded as
 a subset; a build missing folds runs on the others and says it is not the
 official figure; a source recording (fsID) on both sides of a round is an
-error).
+error). A build of a generated release (`python -m data_prep.dummy_media`,
+even the release-sized urbansound8k_full) is recorded as generated data,
+never as the dataset or its official figure.
 
 --svm_solver: auto (default), gram or primal: how the linear SVMs are
 solved. gram = libsvm on the Gram matrix of the training sub-clips (the
@@ -213,7 +215,9 @@ def main(argv):
   results["timing"]["run_seconds"] = time.perf_counter() - started
   paths = transfer.write_results(
       results, _OUTPUT_DIR.value,
-      title=f"{spec.name}, {weights.description}, {results['classifier']}: "
+      title=f"{spec.name}"
+            f"{' (generated data)' if results['folds']['generated'] else ''}"
+            f", {weights.description}, {results['classifier']}: "
             f"mean accuracy {results['mean_accuracy']:.3f}")
   logging.info("wrote %s", paths)
   if _RECORD.value:
@@ -222,6 +226,7 @@ def main(argv):
     logging.info("wrote the record %s", _RECORD.value)
   summary = {k: results[k] for k in ("mean_accuracy", "fold_accuracies",
                                      "std", "classifier")}
+  summary["generated"] = results["folds"]["generated"]
   summary["timing"] = results["timing"]
   if "finetune" in results:
     summary["finetune"] = {k: results["finetune"][k] for k in (

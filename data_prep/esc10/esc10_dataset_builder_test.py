@@ -25,6 +25,7 @@ def test_labels_folds_audio_and_skips(tmp_path):
       manual_dir=str(tmp_path)))
   names = builder.info.features["label"].names
   assert names == ["Dog bark", "Rain", "Sea waves"]
+  assert builder.info.metadata["generated"] is True  # ESC-10-master/'s marker
   for k in range(1, 6):
     for ex in tfds.as_numpy(builder.as_dataset(split=f"fold{k}")):
       assert ex["fold"] == k

@@ -22,7 +22,10 @@ skipped with its reason in `skipped_files.tsv`.
 A fold whose folder is missing is left out: it is named in the log and in
 the skip report (which says that results on such a build are not the
 official 10-fold figure), and `builder.info.metadata` lists the folds built
-and missing (`all_folds_built`: false). The protocol
+and missing (`all_folds_built`: false) and, as every builder's, whether the
+manual dir is a generated release (`generated`, `data_prep.generated`: the
+release-sized one of `data_prep.dummy_media` has the official fold sizes,
+and must not pass for UrbanSound8K). The protocol
 (`l3_tf.evaluation.audio_transfer`) then runs on the folds built and says
 so in its result.
 
@@ -124,7 +127,6 @@ UrbanSound8K.tar.gz) and extract it into the manual dir, so that it holds
         homepage="https://urbansounddataset.weebly.com/urbansound8k.html",
         citation="J. Salamon, C. Jacoby, J. P. Bello. A Dataset and "
                  "Taxonomy for Urban Sound Research. ACM Multimedia 2014.",
-        metadata=tfds.core.MetadataDict(),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from data_prep import builder_testing
 from data_prep import dummy_media
+from data_prep import generated
 from data_prep import media_builder
 from data_prep.urbansound8k import urbansound8k_dataset_builder as lib
 
@@ -54,6 +55,7 @@ def test_every_wav_format_decodes_with_its_metadata(tmp_path):
       dummy_media.US8K_CLASSES)
   assert builder.info.metadata["all_folds_built"] is True
   assert builder.info.metadata["folds_built"] == list(range(1, 11))
+  assert builder.info.metadata["generated"] is True  # dummy_media's marker
   rows = {r["slice_file_name"]: r for r in lib.read_meta(
       manual / "metadata" / lib.CSV_NAME)}
   for k in range(1, 11):
@@ -99,9 +101,22 @@ def test_missing_fold_is_named_and_the_build_says_not_official(tmp_path):
            for s in media_builder.read_skip_report(builder.data_dir)}
   assert "fold 7 missing from disk (2 clips listed" in skips["audio/fold7/"]
   assert lib.NOT_OFFICIAL in skips["audio/fold7/"]
+  # The marker found inside the top folder too.
+  assert builder.info.metadata["generated"] is True
   # Read back from disk in a new builder: the metadata was saved.
   reloaded = lib.Builder(data_dir=str(tmp_path / "tfds"))
   assert reloaded.info.metadata["folds_missing"] == [7]
+  assert reloaded.info.metadata["generated"] is True
+
+
+def test_same_layout_without_the_marker_is_not_generated(tmp_path):
+  manual = tmp_path / "manual"
+  dummy_media.write_urbansound8k(manual)
+  (manual / generated.MARKER).unlink()
+  builder = _build(tmp_path, manual)
+  assert builder.info.metadata["generated"] is False
+  assert lib.Builder(data_dir=str(tmp_path / "tfds")).info.metadata[
+      "generated"] is False
 
 
 def test_missing_release_lists_the_expected_paths(tmp_path):

@@ -71,6 +71,8 @@ def test_every_file_is_built_or_skipped_with_its_reason(built):
       examples[ex["video_id"].decode()] = ex
   assert sorted(examples) == _USABLE
   assert set(examples).isdisjoint(skips)
+  # The generated-release marker is recorded, not listed as a skipped file.
+  assert builder.info.metadata["generated"] is True
   assert set(examples) | set(skips) == set(expected)
   for path, reason in expected.items():
     if reason is not None:

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from l3_tf.evaluation import records
+from l3_tf.evaluation import report
 from l3_tf.evaluation import transfer
 from l3_tf.evaluation import transfer_features
 
@@ -143,9 +144,11 @@ def fold_splits(builder, spec: AudioDataset,
 
   Returns:
     ([(fold id, split)], {"used", "requested", "missing_from_build",
-    "clips_per_fold", "official"}); "official" is True only when every
-    fold of the release was built with its official number of clips and
-    none was left out.
+    "clips_per_fold", "generated", "official"}); "generated" is True when
+    the build is of a generated release (`data_prep.dummy_media`, recorded
+    by its builder), and "official" only when it is not and every fold of
+    the release was built with its official number of clips and none was
+    left out.
 
   Raises:
     ValueError: `folds` on a dataset without folds, out of range, fewer
@@ -179,12 +182,26 @@ def fold_splits(builder, spec: AudioDataset,
   ids = [f for f in ids if f not in missing]
   sizes = {f: builder.info.splits[spec.splits[f - 1]].num_examples
            for f in ids}
-  official = (folds is None and not missing and spec.fold_sizes is not None
+  generated = is_generated(builder)
+  if generated:
+    logging.warning("%s in %s was built from generated data "
+                    "(data_prep.dummy_media): not the official figure",
+                    spec.name, builder.data_dir)
+  official = (folds is None and not missing and not generated
+              and spec.fold_sizes is not None
               and tuple(sizes.values()) == spec.fold_sizes)
   info = {"used": ids, "requested": list(folds) if folds else None,
           "missing_from_build": missing, "clips_per_fold": sizes,
-          "official": official}
+          "generated": generated, "official": official}
   return [(f, spec.splits[f - 1]) for f in ids], info
+
+
+def is_generated(builder) -> bool:
+  """Whether the build is of a generated release: its builder's
+  `info.metadata["generated"]` (`data_prep.media_builder`; builds made before
+  that was recorded have no such key: not generated)."""
+  metadata = builder.info.metadata
+  return bool(metadata is not None and metadata.get("generated", False))
 
 
 def dataset_features(weights: transfer_features.Weights, builder, spec: AudioDataset,
@@ -305,7 +322,8 @@ def classifier_name(settings) -> str:
 
 
 def data_scale(results: dict[str, Any]) -> str:
-  """What a record says of the data: full or subset, official or not."""
+  """What a record says of the data: generated or real, full or subset,
+  official or not."""
   features, subset, folds = (results["features"], results["subset"] or {},
                              results["folds"])
   parts = []
@@ -318,7 +336,10 @@ def data_scale(results: dict[str, Any]) -> str:
                  "build")
   text = f"{results['dataset']} " + (
       f"subset ({'; '.join(parts)})" if parts else "full")
-  if not folds["official"] and not parts:
+  if folds.get("generated", False):  # (records before the key: real data)
+    name = report.DATASET_NAMES.get(results["dataset"], results["dataset"])
+    text = f"generated data (data_prep.dummy_media), not {name}: {text}"
+  elif not folds["official"] and not parts:
     text += (f" (not the official release's clips per fold: "
              f"{sum(folds['clips_per_fold'].values())} clips)")
   if not folds["official"]:
@@ -341,6 +362,7 @@ def make_record(results: dict[str, Any], weights: transfer_features.Weights,
              "features_seconds": results["timing"]["features_seconds"],
              "classifier_seconds": results["timing"]["classifier_seconds"],
              "features_from_cache": features["from_cache"],
+             "generated": results["folds"].get("generated", False),
              "weights": results["weights"]}
   if results["classifier"] == "svm":
     details["chosen_c"] = [r["chosen_c"] for r in results["rounds"]]

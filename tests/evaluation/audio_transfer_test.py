@@ -16,6 +16,7 @@ import pytest
 
 from l3_tf.evaluation import audio_transfer
 from l3_tf.evaluation import records
+from l3_tf.evaluation import report
 from l3_tf.evaluation import transfer
 from l3_tf.evaluation import transfer_features
 from l3_tf.model import networks as model_lib
@@ -278,9 +279,22 @@ def test_urbansound8k_leave_one_fold_out_with_centred_short_clips(
   assert results["features"]["num_subclips"] == 20
   assert results["folds"]["used"] == list(range(1, 11))
   assert results["folds"]["official"] is False  # 2 clips per fold
+  assert results["folds"]["generated"] is True  # dummy_media's marker
   record = audio_transfer.make_record(results, random_weights)
   assert record["method"] == "Ours random"
-  assert "not the official figure" in record["scale"]["data"]
+  assert record["details"]["generated"] is True
+  data = record["scale"]["data"]
+  assert data.startswith("generated data (data_prep.dummy_media), not "
+                         "UrbanSound8K: urbansound8k full; not the official "
+                         "figure: 20 clips"), data
+  # The results table says so in the row's "measured at" (data) column.
+  row = next(line for line in report.render_table([record]).splitlines()
+             if "| UrbanSound8K | Ours random |" in line)
+  assert f"data: {data}; network:" in row
+  # A record written before "generated" was recorded reads as real data.
+  del results["folds"]["generated"]
+  assert audio_transfer.data_scale(results).startswith(
+      "urbansound8k full (not the official release's clips per fold: 20 ")
 
   # A 0.4 s clip sits in the middle of its window: 12,000 zeros on each
   # side (floor(28800 / 2) before, the rest after), as OpenL3's classifiers.
@@ -347,6 +361,34 @@ def test_urbansound8k_missing_fold_runs_on_the_others(tmp_path,
                                [1, 7])
 
 
+def test_generated_release_of_official_fold_sizes_is_never_official(
+    tmp_path, monkeypatch):
+  """`dummy_media.write_urbansound8k_full` writes the official clips per
+  fold (here a spec of 2 per fold stands in for the 8732 clips): its build
+  is recorded generated, never official; the same files without the marker
+  are the official figure's."""
+  from data_prep import dummy_media
+  from data_prep import generated
+  monkeypatch.setattr(dummy_media, "US8K_FOLD_SIZES", (2,) * 10)
+  # Two classes, so that 20 clips (seeded) hold every class id 0..n-1.
+  monkeypatch.setattr(dummy_media, "US8K_ALL_CLASSES", ("hum", "siren"))
+  spec = dataclasses.replace(audio_transfer.DATASETS["urbansound8k"],
+                             fold_sizes=(2,) * 10)
+  manual = tmp_path / "manual"
+  dummy_media.write_urbansound8k_full(str(manual))
+  builder = audio_transfer.prepare_dataset("urbansound8k",
+                                           str(tmp_path / "generated"),
+                                           str(manual))
+  _, info = audio_transfer.fold_splits(builder, spec)
+  assert info["clips_per_fold"] == {k: 2 for k in range(1, 11)}
+  assert info["generated"] is True and info["official"] is False
+  (manual / generated.MARKER).unlink()
+  real = audio_transfer.prepare_dataset("urbansound8k", str(tmp_path / "real"),
+                                        str(manual))
+  _, info = audio_transfer.fold_splits(real, spec)
+  assert info["generated"] is False and info["official"] is True
+
+
 def test_urbansound8k_recording_in_two_folds_fails_loudly(tmp_path,
                                                          random_weights):
   def leak(manual):  # fold 2's first clip: recording 100, as fold 1's
@@ -382,9 +424,12 @@ def test_binary_urbansound8k_mlp_on_some_folds(us8k, tmp_path):
   assert results["folds"]["used"] == [1, 2, 10]
   assert results["timing"]["features_seconds"] > 0
   assert results["timing"]["classifier_seconds"] > 0
+  assert results["folds"]["generated"] is True
+  assert json.loads(run.stdout.split("TRANSFER_RESULT ")[1])["generated"]
   record = records.read_records(str(record_path.parent))[0]
   assert record["method"] == "Ours random (MLP)"
   assert "folds [1, 2, 10] only" in record["scale"]["data"]
+  assert record["scale"]["data"].startswith("generated data")
   bad = subprocess.run(command[:-3] + ["--folds=1,12"], capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode != 0
