@@ -16,10 +16,9 @@ def get_config():
       model=dataclasses.replace(config.model, width_multiplier=1 / 32),
       data=dataclasses.replace(config.data, shuffle_videos=8, group_videos=4,
                                eval_num_pairs=16, eval_batch_size=8),
-      train=dataclasses.replace(config.train,
-                                **{**demo.CONSTANT_SCHEDULE, "num_steps": 2},
-                                batch_size_per_replica=4,
-                                checkpoint_every_steps=1, log_every_steps=1,
-                                summary_images_every_steps=1,
+      train=dataclasses.replace(config.train, **{
+          **demo.CONSTANT_SCHEDULE, "num_steps": 2,
+          "batch_size_per_replica": 4, "checkpoint_every_steps": 1,
+          "log_every_steps": 1, "summary_images_every_steps": 1},
                                 summary_images=2),
   )
