@@ -250,8 +250,12 @@ def compare_with_pytorch(config: model_lib.ModelConfig, batch: int,
             "batch_size": batch, "width_multiplier": config.width_multiplier,
             "widths": list(config.widths), "timed_steps": steps,
             "warmup_steps": warmup}
+  blocked = cpu_features.bf16_blocked_by_isa_cap(features)
+  if bfloat16 and features.has_bf16_units and blocked:
+    print(f"bfloat16 not timed: {blocked}")
   precisions = ["float32"] + (["bfloat16"] if bfloat16 and
-                               features.has_bf16_units else [])
+                               features.has_bf16_units and not blocked
+                               else [])
   flops = training_flops_per_pair(config.widths) * batch
   for precision in precisions:
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
