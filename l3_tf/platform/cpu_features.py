@@ -213,7 +213,8 @@ def bf16_blocked_by_isa_cap(features: CpuFeatures | None = None,
     return None
   return (f"{ONEDNN_ISA_ENV}={environ.get(ONEDNN_ISA_ENV) or '(unset)'} "
           f"(oneDNN's kernels: {isa}) on a CPU with AVX-512F: TensorFlow "
-          "sends bfloat16 ops to oneDNN, whose bfloat16 kernels need avx512_core or above, so they abort; unset "
+          "sends bfloat16 ops to oneDNN, whose bfloat16 kernels need "
+          "avx512_core or above, so they abort; unset "
           f"{ONEDNN_ISA_ENV} (or set it to avx512_core or above), run "
           f"TensorFlow's Eigen kernels ({ONEDNN_ENV}=0), or use float32")
 

@@ -578,4 +578,3 @@ def verify_export(path: str, avc: keras.Model, config: config_lib.Config,
           f"round-off (bound {bound:.3g} normwise per example; ratio to "
           f"the allowed difference per output): {bad}")
   return ratios
-

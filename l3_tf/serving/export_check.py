@@ -4,8 +4,8 @@
 `l3_tf.serving.export_formats`), runs the file on generated inputs in its
 runtime and compares its outputs with the trained network's: float32 files
 within the network's float32 round-off bound per example, quantised ones
-by the cosine of each output row (`export_formats.MIN_COSINE`). `python -m experiments.export
---check=PATH`.
+by the cosine of each output row (`export_formats.MIN_COSINE`).
+`python -m experiments.export --check=PATH`.
 """
 
 import os
@@ -68,6 +68,12 @@ def generated_inputs(config: config_lib.Config, entry: dict[str, Any],
                            "image": image}[entry["input"]]}
 
 
+def _model_on_path(avc: keras.Model, entry: dict[str, Any]) -> keras.Model:
+  """The part of `avc` a file's manifest entry exports: a tower or all."""
+  vision, audio, _ = model_lib.towers_of(avc)
+  return {"audio": audio, "vision": vision, "avc": avc}[entry["model"]]
+
+
 def reference_outputs(avc: keras.Model, config: config_lib.Config,
                       entry: dict[str, Any], inputs) -> dict[str, np.ndarray]:
   """What the source Keras model computes on a converted file's path.
@@ -78,9 +84,7 @@ def reference_outputs(avc: keras.Model, config: config_lib.Config,
   the tests: its difference depends on the data where magnitudes near 0.)
   """
   if entry["format"] == "keras":
-    vision, audio, _ = model_lib.towers_of(avc)
-    model = {"audio": audio, "vision": vision, "avc": avc}[entry["model"]]
-    outputs = model(inputs, training=False)
+    outputs = _model_on_path(avc, entry)(inputs, training=False)
     if not isinstance(outputs, dict):
       outputs = {"logits": outputs}
     return {k: np.asarray(v) for k, v in outputs.items()}
@@ -211,10 +215,9 @@ def check(path: str, checkpoint: str | None = None) -> dict[str, Any]:
     inputs = generated_inputs(config, entry)
     expected = reference_outputs(avc, config, entry, inputs)
     got = load_runner(path, entry)(inputs)
-    vision, audio, _ = model_lib.towers_of(avc)
-    model = {"audio": audio, "vision": vision, "avc": avc}[entry["model"]]
     result = compare(expected, got, entry.get("quantization", "float32"),
-                     bound=compiled_check.forward_bound(model))
+                     bound=compiled_check.forward_bound(
+                         _model_on_path(avc, entry)))
   result.update(path=path, format=entry["format"], checkpoint=checkpoint,
                 quantization=entry.get("quantization", "float32"))
   return result

@@ -306,7 +306,6 @@ def test_forward_bound_grows_with_depth_fan_in_and_the_dtype():
                                                   name="relu_only"))
 
 
-
 def test_roundoff_ratios_measure_each_row_against_its_own_norm():
   """A row off by 3e-4 of its norm is 3x a 1e-4 bound, whatever the other
   rows; identical rows give 0; a row scale replaces the row's norm."""
