@@ -15,10 +15,18 @@ never as the dataset or its official figure.
 
 --svm_solver: auto (default), gram or primal: how the linear SVMs are
 solved. gram = libsvm on the Gram matrix of the training sub-clips (the
-fastest while it fits: ESC-50 size); primal = liblinear without it (the full
-UrbanSound8K's ~48k training sub-clips would need 26 GiB); auto takes gram
-when its matrix fits in half the memory available, logs its choice, and
-each round of results.json says which solver it used.
+fastest while it fits: ESC-50 size); primal = Newton on the primal
+without it (l3_tf/evaluation/svm_newton.py: the full UrbanSound8K's ~48k
+training sub-clips would need 26 GiB; every fit carries a certified duality
+gap, fits left above it are counted per round); auto takes gram when its
+matrix fits in half the memory available, logs its choice, and each round
+of results.json says which solver it used.
+
+--svm_selection: how C is chosen inside the training folds: inner_cv
+(leave each training fold out, the paper's ESC-50 protocol) or
+validation_fold (OpenL3's rule, the one its MLP uses here too: the fold
+before the test fold). Default: validation_fold for urbansound8k (9 inner
+fits per round would cost 9x as much at 48k sub-clips), inner_cv otherwise.
 
 --classifier: svm (the paper's linear SVMs, default) or mlp (OpenL3's MLP,
 l3_tf/evaluation/transfer_mlp.py, schedule --mlp_config: openl3 = theirs with its
@@ -104,9 +112,17 @@ _INNER_FOLDS = flags.DEFINE_integer(
 _SVM_SOLVER = flags.DEFINE_enum(
     "svm_solver", transfer.SvmSettings().solver, list(transfer.SOLVERS),
     "gram: libsvm on the Gram matrix of the training sub-clips (fastest "
-    "while it fits in memory); primal: liblinear, no Gram matrix (memory "
-    "linear in the sub-clips); auto: gram when its matrix fits in half the "
-    "memory available, else primal (each round's record says which)")
+    "while it fits in memory); primal: Newton on the primal with a "
+    "certified duality gap, no Gram matrix (memory linear in the "
+    "sub-clips); auto: gram when its matrix fits in half the memory "
+    "available, else primal (each round's record says which)")
+_SVM_SELECTION = flags.DEFINE_enum(
+    "svm_selection", None, list(transfer.SELECTIONS),
+    "how the SVMs' C is chosen inside the training folds: inner_cv (leave "
+    "each training fold out: the paper's ESC-50 protocol) or "
+    "validation_fold (the fold before the test fold: OpenL3's rule, as its "
+    "MLP); default: the dataset's (validation_fold for urbansound8k, "
+    "inner_cv otherwise)")
 _MAX_CLIPS = flags.DEFINE_integer(
     "max_clips_per_split", None, "use only the first N clips of each split "
     "(a subset; recorded as such)")
@@ -189,7 +205,8 @@ def main(argv):
     if _CLASSIFIER.value == "svm":
       settings = transfer.SvmSettings(
           c_grid=tuple(float(c) for c in _C_GRID.value),
-          inner_folds=_INNER_FOLDS.value, solver=_SVM_SOLVER.value)
+          inner_folds=_INNER_FOLDS.value, solver=_SVM_SOLVER.value,
+          selection=_SVM_SELECTION.value or spec.svm_selection)
     else:
       settings = dataclasses.replace(configs.get_mlp_config(_MLP_CONFIG.value),
                                      seed=_SEED.value)

@@ -59,6 +59,7 @@ class AudioDataset:
   fold_sizes: tuple[int, ...] | None = None
   group_feature: str | None = None
   missing_folds_allowed: bool = False
+  svm_selection: str = "inner_cv"  # how the SVMs' C is chosen (transfer)
 
 
 _FOLDS = tuple(f"fold{k}" for k in range(1, 6))
@@ -82,7 +83,8 @@ DATASETS = {
         tuple(f"fold{k}" for k in range(1, 11)), None,
         "leave-one-fold-out over the official UrbanSound8K folds",
         fold_sizes=(873, 888, 925, 990, 936, 823, 838, 806, 816, 837),
-        group_feature="fsid", missing_folds_allowed=True),
+        group_feature="fsid", missing_folds_allowed=True,
+        svm_selection="validation_fold"),
 }
 
 
@@ -366,6 +368,7 @@ def make_record(results: dict[str, Any], weights: transfer_features.Weights,
              "weights": results["weights"]}
   if results["classifier"] == "svm":
     details["chosen_c"] = [r["chosen_c"] for r in results["rounds"]]
+    details["c_chosen_on"] = [r["c_chosen_on"] for r in results["rounds"]]
     details["svm_solver"] = [r["solver"]
                              for r in results["rounds"]]
     details["unconverged_fits"] = sum(r["unconverged_fits"]

@@ -12,12 +12,11 @@ classifier. `cross_validate` is the only place that slices folds.
 
 The SVMs are exact hinge-loss linear SVMs, fitted by libsvm on the Gram
 matrix of the training sub-clips or, when that would not fit in memory, by
-liblinear without it (`l3_tf.evaluation.svm_solvers`: how each is solved,
+Newton on the primal without it (`l3_tf.evaluation.svm_solvers`, `svm_newton`: how each is solved,
 what it costs, how "auto" chooses); the C is chosen by the same inner
 cross-validation whichever solver fits (`fit_classifier`).
 """
 
-from concurrent import futures
 import dataclasses
 import json
 import os
@@ -31,6 +30,7 @@ from l3_tf.evaluation import svm_solvers
 
 
 SOLVERS = ("auto", "gram", "primal")
+SELECTIONS = ("inner_cv", "validation_fold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,40 +38,48 @@ class SvmSettings:
   """Classifier settings of the transfer protocol.
 
   Attributes:
-    c_grid: candidate SVM C values; the one with the best inner-CV clip
-      accuracy is refitted on all training folds.
+    c_grid: candidate SVM C values; the one with the best clip accuracy on
+      the held-out training clips (`selection`) is refitted on all training
+      folds.
+    selection: how C is chosen inside the training folds: "inner_cv"
+      (leave each training fold out in turn: the paper's ESC-50 protocol)
+      or "validation_fold" (OpenL3's UrbanSound8K rule, the one its MLP
+      uses too: the fold before the test fold validates). Without official
+      folds both draw `inner_folds` seeded stratified splits.
     inner_folds: number of inner CV splits when the training clips carry no
       official fold (otherwise: leave one training fold out).
     seed: seed of the inner split when it is drawn at random.
     num_threads: libsvm fits run at once; 0 = one per core this process may
       use. Does not change the results.
     solver: "gram" (libsvm on the Gram matrix of the training sub-clips),
-      "primal" (liblinear; no Gram matrix) or "auto": "gram" when its
+      "primal" (`svm_newton`; no Gram matrix) or "auto": "gram" when its
       matrix fits in the memory budget, else "primal".
     memory_budget_bytes: what the Gram matrix may take; None = half the
       memory available when the round starts.
-    primal_tol: liblinear's stopping tolerance (its default).
-    primal_max_iter: liblinear's cap on passes over the sub-clips.
-    primal_intercept_scaling: liblinear's constant bias feature: the bias's
+    primal_tol: the primal solver's certified relative duality gap.
+    primal_max_iter: its Newton steps per C (fits still above the gap then
+      are counted in the record, with their gaps).
+    primal_intercept_scaling: its constant bias feature s: the bias's
       penalty is b^2 / (2 s^2) (the Gram path does not penalise it).
   """
 
   c_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+  selection: str = "inner_cv"
   inner_folds: int = 4
   seed: int = 0
   num_threads: int = 0
   solver: str = "auto"
   memory_budget_bytes: int | None = None
-  primal_tol: float = 1e-4
-  primal_max_iter: int = 1000
+  primal_tol: float = 1e-3
+  primal_max_iter: int = 300
   primal_intercept_scaling: float = 10.0
 
   def fit(self, train: "SubclipFeatures", held_out: Sequence[int]
           ) -> "LinearClassifier":
     """`cross_validate`'s classifier for one round (the SVMs see only the
-    training clips; `held_out` does not change them)."""
-    del held_out
-    return fit_classifier(train, self)
+    training clips; `held_out`, the test folds, only names the validation
+    fold of `selection="validation_fold"`)."""
+    return fit_classifier(train, self, held_out)
 
   def __post_init__(self):
     if not self.c_grid or min(self.c_grid) <= 0:
@@ -81,6 +89,9 @@ class SvmSettings:
                        "(0 = one per core)")
     if self.solver not in SOLVERS:
       raise ValueError(f"solver={self.solver!r}: expected one of {SOLVERS}")
+    if self.selection not in SELECTIONS:
+      raise ValueError(f"selection={self.selection!r}: expected one of "
+                       f"{SELECTIONS}")
     if self.memory_budget_bytes is not None and self.memory_budget_bytes <= 0:
       raise ValueError(f"memory_budget_bytes={self.memory_budget_bytes}: "
                        "expected a positive number of bytes (or None)")
@@ -168,7 +179,8 @@ class LinearClassifier:
   c: float
   inner_cv_accuracy: dict[float, float]
   solver: str  # "gram" or "primal"
-  unconverged_fits: int  # fits stopped by liblinear's iteration cap
+  unconverged_fits: int  # primal fits left above their duality-gap bound
+  c_chosen_on: str = ""  # the held-out training clips that chose C
 
   def decision_function(self, features: np.ndarray) -> np.ndarray:
     z = (features - self.mean) / self.scale  # [n, dim]
@@ -183,6 +195,7 @@ class LinearClassifier:
     return {"chosen_c": self.c,
             "inner_cv_accuracy": {str(c): a for c, a in
                                   self.inner_cv_accuracy.items()},
+            "c_chosen_on": self.c_chosen_on,
             "solver": self.solver,
             "unconverged_fits": self.unconverged_fits}
 
@@ -196,82 +209,51 @@ def mean_per_clip(subclip_scores: np.ndarray, clip_index: np.ndarray,
   return sums / np.maximum(counts, 1)
 
 
-def _fit_path(fit: svm_solvers.BinaryFit, dim: int, labels: np.ndarray,
-              num_classes: int, c_values: Sequence[float], threads: int = 1
-              ) -> dict[float, tuple[np.ndarray, np.ndarray, int]]:
-  """One-vs-all SVMs for every C, all fits on the same rows.
-
-  Args:
-    fit: `binary_fitter`'s fit on the training rows.
-    dim: feature dimension.
-    labels: `[n]` class ids.
-    num_classes: classes of the dataset (absent ones get a -inf bias).
-    c_values: SVM C values.
-    threads: fits run at once (libsvm releases the GIL; liblinear's fits
-      run one at a time, see `binary_fitter`).
-
-  Returns:
-    {c: (weights `[dim, num_classes]`, bias `[num_classes]`, fits stopped
-    by the iteration cap)}.
-  """
-  results = {}
-  jobs = []
-  for c in c_values:
-    weights = np.zeros((dim, num_classes), np.float64)
-    bias = np.full(num_classes, -np.inf)
-    results[c] = [weights, bias, 0]
-    for k in range(num_classes):
-      target = (labels == k).astype(np.int64)
-      if target.min() == target.max():
-        if target[0] == 1:  # only one class in training: always that class
-          bias[k] = np.inf
-        continue
-      jobs.append((c, k, target))
-
-  def run(job):
-    c, k, target = job
-    return c, k, fit(target, c)
-
-  if threads > 1 and len(jobs) > 1 and getattr(fit, "threads_safe", True):
-    with futures.ThreadPoolExecutor(min(threads, len(jobs))) as pool:
-      done = list(pool.map(run, jobs))
-  else:
-    done = [run(job) for job in jobs]
-  for c, k, (w, b, converged) in done:
-    results[c][0][:, k] = w
-    results[c][1][k] = b
-    results[c][2] += not converged
-  return {c: tuple(r) for c, r in results.items()}
+def fold_before(folds: np.ndarray, held_out: Sequence[int]) -> int:
+  """The fold before the (first) test fold, cyclically over `folds` (the
+  training clips' folds): OpenL3's validation fold (fold k tests, fold k-1
+  validates, fold 10 for fold 1)."""
+  folds = np.unique(folds)
+  before = folds[folds < min(held_out)]
+  return int(before.max() if before.size else folds.max())
 
 
-def _inner_splits(train: SubclipFeatures, settings: SvmSettings
-                  ) -> list[np.ndarray]:
-  """Clip-index sets, each held out once in the inner CV."""
+def _inner_splits(train: SubclipFeatures, settings: SvmSettings,
+                  held_out: Sequence[int] | None
+                  ) -> tuple[list[np.ndarray], str]:
+  """(clip-index sets, each held out once to choose C; how they were
+  chosen)."""
   folds = np.unique(train.clip_folds)
   if len(folds) >= 2:
-    return [np.flatnonzero(train.clip_folds == f) for f in folds]
+    if settings.selection == "validation_fold" and held_out is not None:
+      fold = fold_before(folds, held_out)
+      return [np.flatnonzero(train.clip_folds == fold)], f"fold {fold}"
+    return ([np.flatnonzero(train.clip_folds == f) for f in folds],
+            "each training fold in turn")
   rng = np.random.default_rng(settings.seed)
   splits = [[] for _ in range(settings.inner_folds)]
   for label in np.unique(train.clip_labels):  # stratified by class
     clips = rng.permutation(np.flatnonzero(train.clip_labels == label))
     for i, clip in enumerate(clips):
       splits[i % settings.inner_folds].append(clip)
-  return [np.array(sorted(s)) for s in splits if s]
+  return ([np.array(sorted(s)) for s in splits if s],
+          f"{settings.inner_folds} stratified splits")
 
 
 def fit_classifier(train: SubclipFeatures,
-                   settings: SvmSettings = SvmSettings()) -> LinearClassifier:
-  """Fits the scaler and the SVMs, choosing C by CV inside `train` only.
+                   settings: SvmSettings = SvmSettings(),
+                   held_out: Sequence[int] | None = None) -> LinearClassifier:
+  """Fits the scaler and the SVMs, choosing C inside `train` only.
 
   Args:
     train: the training clips' sub-clip features (nothing else).
-    settings: the C grid and inner-CV settings.
+    settings: the C grid and the choice of C.
+    held_out: the round's test folds (they only name the validation fold).
 
   Returns:
     The classifier refitted on all of `train` with the chosen C.
   """
   num_classes = len(train.class_names)
-  dim = train.features.shape[1]
   check_finite_features(train)
   labels = train.clip_labels[train.clip_index]  # [n_sub]
   # One solver for every fit of the round, by its largest (the refit).
@@ -286,8 +268,9 @@ def fit_classifier(train: SubclipFeatures,
                  else f"{budget / 2**30:.1f} GiB")
   unconverged = 0
   inner_accuracy = {}
+  chosen_on = "the only C"
   if len(settings.c_grid) > 1:
-    splits = _inner_splits(train, settings)
+    splits, chosen_on = _inner_splits(train, settings, held_out)
     correct = {c: 0 for c in settings.c_grid}
     for held_out in splits:
       inner_train = train.select_clips(np.setdiff1d(
@@ -297,15 +280,14 @@ def fit_classifier(train: SubclipFeatures,
       z = scaler.transform(inner_train.features)
       z_val = scaler.transform(inner_val.features)
       inner_labels = inner_train.clip_labels[inner_train.clip_index]
-      path = _fit_path(svm_solvers.binary_fitter(z, solver, settings), dim,
-                       inner_labels, num_classes, settings.c_grid,
-                       settings.threads)
+      path = svm_solvers.fit_path(z, inner_labels, num_classes,
+                                  settings.c_grid, solver, settings)
       for c, (weights, bias, stopped) in path.items():
         unconverged += stopped
         scores = mean_per_clip(z_val @ weights + bias, inner_val.clip_index,
                                len(inner_val.clip_labels))
         correct[c] += int(np.sum(scores.argmax(1) == inner_val.clip_labels))
-    total = len(train.clip_labels)
+    total = sum(len(s) for s in splits)
     inner_accuracy = {c: correct[c] / total for c in settings.c_grid}
     # Ties go to the smaller C (the more regularised model).
     best_c = max(settings.c_grid, key=lambda c: (inner_accuracy[c], -c))
@@ -313,13 +295,13 @@ def fit_classifier(train: SubclipFeatures,
     best_c = settings.c_grid[0]
   scaler = preprocessing.StandardScaler().fit(train.features)
   z = scaler.transform(train.features)
-  weights, bias, stopped = _fit_path(
-      svm_solvers.binary_fitter(z, solver, settings), dim, labels, num_classes,
-      [best_c], settings.threads)[best_c]
+  weights, bias, stopped = svm_solvers.fit_path(
+      z, labels, num_classes, [best_c], solver, settings)[best_c]
   return LinearClassifier(mean=scaler.mean_, scale=scaler.scale_,
                           weights=weights, bias=bias, c=best_c,
                           inner_cv_accuracy=inner_accuracy, solver=solver,
-                          unconverged_fits=unconverged + stopped)
+                          unconverged_fits=unconverged + stopped,
+                          c_chosen_on=chosen_on)
 
 
 def predict_clip_scores(classifier: LinearClassifier,

@@ -150,10 +150,8 @@ def validation_clips(train: transfer.SubclipFeatures, held_out: Sequence[int],
   folds, when the training clips carry at least two folds; otherwise a
   seeded, class-stratified fraction of the clips.
   """
-  folds = np.unique(train.clip_folds)
-  if len(folds) >= 2:
-    before = folds[folds < min(held_out)]
-    fold = int(before.max() if before.size else folds.max())  # cyclic
+  if len(np.unique(train.clip_folds)) >= 2:
+    fold = transfer.fold_before(train.clip_folds, held_out)
     return np.flatnonzero(train.clip_folds == fold), f"fold {fold}"
   rng = np.random.default_rng(settings.seed)
   chosen = []

@@ -434,6 +434,21 @@ def test_binary_urbansound8k_mlp_on_some_folds(us8k, tmp_path):
                        text=True, timeout=300)
   assert bad.returncode != 0
   assert "folds=[1, 12]" in bad.stderr
+  # The SVMs on the cached features: UrbanSound8K's default choice of C is
+  # OpenL3's validation fold (the fold before the test fold, cyclically
+  # over the folds run), solved without the Gram matrix when asked.
+  svm_command = [a for a in command if not a.startswith(
+      ("--classifier", "--mlp_config"))] + [
+          "--classifier=svm", "--svm_solver=primal", "--c_grid=0.01,1"]
+  run = subprocess.run(svm_command, capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  results = json.loads((out / "results.json").read_text())
+  assert results["settings"]["selection"] == "validation_fold"
+  assert [r["c_chosen_on"] for r in results["rounds"]] == [
+      "fold 10", "fold 1", "fold 2"]
+  assert [r["solver"] for r in results["rounds"]] == ["primal"] * 3
+  assert all(results["features"]["from_cache"].values())
 
 
 def test_release_sized_dummy_matches_the_official_fold_sizes():

@@ -1,5 +1,7 @@
 """The SVM transfer protocol: correctness, fold discipline, accuracy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn import preprocessing
@@ -31,10 +33,10 @@ def _blobs(num_classes=4, clips_per_class=10, subclips=3, dim=20,
 
 def _one_vs_all(z, labels, num_classes, c, solver="gram",
                 settings=transfer.SvmSettings(), threads=1):
-  """(weights `[dim, classes]`, bias, fits stopped by the cap) of one C."""
-  fit = svm_solvers.binary_fitter(z, solver, settings)
-  return transfer._fit_path(fit, z.shape[1], labels, num_classes, [c],
-                            threads)[c]
+  """(weights `[dim, classes]`, bias, fits left above the gap) of one C."""
+  settings = dataclasses.replace(settings, num_threads=threads)
+  return svm_solvers.fit_path(z, labels, num_classes, [c], solver,
+                              settings)[c]
 
 
 def test_kernel_svm_equals_sklearn_linear_svc():
@@ -69,7 +71,8 @@ def test_protocol_at_chance_on_noise():
   assert results["mean_accuracy"] < 0.6
 
 
-def test_fold_discipline(monkeypatch):
+@pytest.mark.parametrize("selection", ["inner_cv", "validation_fold"])
+def test_fold_discipline(monkeypatch, selection):
   """No test-fold sub-clip reaches the scaler or the SVMs of its round."""
   data = _blobs(audit_column=True)
   seen_by_scaler, seen_by_fit = [], []
@@ -80,10 +83,10 @@ def test_fold_discipline(monkeypatch):
     seen_by_scaler.append(set(np.asarray(x)[:, 0].astype(int)))
     return original_scaler_fit(self, x, *args, **kwargs)
 
-  def recording_fit(train, settings=transfer.SvmSettings()):
+  def recording_fit(train, settings=transfer.SvmSettings(), held_out=None):
     seen_by_fit.append(set(train.features[:, 0].astype(int)))
     start = len(seen_by_scaler)
-    classifier = original_fit(train, settings)
+    classifier = original_fit(train, settings, held_out)
     for rows in seen_by_scaler[start:]:
       assert rows <= seen_by_fit[-1], "scaler saw a clip outside training"
     return classifier
@@ -91,14 +94,27 @@ def test_fold_discipline(monkeypatch):
   monkeypatch.setattr(preprocessing.StandardScaler, "fit",
                       recording_scaler_fit)
   monkeypatch.setattr(transfer, "fit_classifier", recording_fit)
-  transfer.cross_validate(data)
+  results = transfer.cross_validate(
+      data, transfer.SvmSettings(selection=selection))
   assert len(seen_by_fit) == 5
   for fold, clips_seen in zip(range(1, 6), seen_by_fit):
     test_clips = set(np.flatnonzero(data.clip_folds == fold))
     assert clips_seen and not clips_seen & test_clips
     assert clips_seen | test_clips == set(range(len(data.clip_labels)))
-  # Inner CV: 4 held-out training folds x 1 scaler each, plus the refit.
-  assert len(seen_by_scaler) == 5 * (4 + 1)
+  if selection == "inner_cv":
+    # 4 held-out training folds x 1 scaler each, plus the refit.
+    assert len(seen_by_scaler) == 5 * (4 + 1)
+    assert {r["c_chosen_on"] for r in results["rounds"]} == {
+        "each training fold in turn"}
+    return
+  # OpenL3's rule: the fold before the test fold (fold 5 for fold 1)
+  # validates; its scaler sees the other 3 training folds; then the refit.
+  assert len(seen_by_scaler) == 5 * (1 + 1)
+  for k, round_ in enumerate(results["rounds"]):
+    validation = 5 if k == 0 else k
+    assert round_["c_chosen_on"] == f"fold {validation}"
+    assert seen_by_scaler[2 * k] == set(np.flatnonzero(
+        ~np.isin(data.clip_folds, [k + 1, validation])))
 
 
 def test_inner_cv_chooses_among_grid_and_reports_it():
@@ -146,20 +162,43 @@ def test_threaded_fits_give_the_serial_results():
   assert threaded["rounds"] == [dict(r) for r in serial["rounds"]]
 
 
+def _penalized_objective(z, target, weights, bias, c, scaling):
+  """The primal solver's objective: the bias is the weight of a constant
+  feature `scaling`, so it is penalised by b^2 / (2 scaling^2)."""
+  return (_hinge_objective(z, target, weights, bias, c)
+          + 0.5 * (bias / scaling) ** 2)
+
+
 def test_path_equals_one_fit_per_c():
+  """libsvm's fits do not depend on the path (bit for bit); the primal
+  solver starts each C from the previous one, so its path and a lone fit
+  are two certified solutions of one problem: within sqrt(2 gap) each of
+  the optimum (1-strong convexity), gap <= tol x objective."""
   data = _blobs(num_classes=3, separation=0.8, seed=5)
   z = preprocessing.StandardScaler().fit_transform(data.features)
   labels = data.clip_labels[data.clip_index]
   gram = svm_solvers.kernel_matrix(z)
   assert gram.dtype == np.float64 and gram.flags.c_contiguous
+  settings = transfer.SvmSettings()
   for solver in ("gram", "primal"):
-    fit = svm_solvers.binary_fitter(z, solver, transfer.SvmSettings())
-    path = transfer._fit_path(fit, z.shape[1], labels, 4, (1e-2, 1.0),
-                              threads=2)
+    path = svm_solvers.fit_path(z, labels, 4, (1e-2, 1.0), solver,
+                                dataclasses.replace(settings, num_threads=2))
     for c in (1e-2, 1.0):
-      weights, bias, _ = _one_vs_all(z, labels, 4, c, solver)
-      np.testing.assert_array_equal(path[c][0], weights)
-      np.testing.assert_array_equal(path[c][1], bias)
+      weights, bias, unconverged = _one_vs_all(z, labels, 4, c, solver)
+      if solver == "gram":
+        np.testing.assert_array_equal(path[c][0], weights)
+        np.testing.assert_array_equal(path[c][1], bias)
+        continue
+      assert unconverged == 0 and path[c][2] == 0
+      for k in range(3):
+        target = (labels == k).astype(np.int64)
+        bound = sum(np.sqrt(2 * settings.primal_tol * _penalized_objective(
+            z, target, w[:, k], b[k], c, settings.primal_intercept_scaling))
+                    for w, b in ((weights, bias), path[c][:2]))
+        distance = np.linalg.norm(np.append(
+            weights[:, k] - path[c][0][:, k],
+            (bias[k] - path[c][1][k]) / settings.primal_intercept_scaling))
+        assert distance <= bound, (c, k, distance, bound)
     assert np.all(path[1.0][1][3] == -np.inf)  # class 3 is absent
 
 
@@ -174,6 +213,8 @@ def test_bad_settings_and_features_are_named():
     transfer.SvmSettings(memory_budget_bytes=0)
   with pytest.raises(ValueError, match="primal_tol=0"):
     transfer.SvmSettings(primal_tol=0)
+  with pytest.raises(ValueError, match="selection='test_fold'"):
+    transfer.SvmSettings(selection="test_fold")
   data = _blobs()
   data.features[7, 2] = np.nan  # clip 2 (3 sub-clips per clip)
   with pytest.raises(ValueError, match="non-finite features.*'clip2'"):
@@ -220,12 +261,13 @@ def _hinge_objective(z, target, weights, bias, c):
 
 
 def test_primal_and_gram_solvers_agree_within_their_duality_gaps():
-  """liblinear (no Gram matrix) and libsvm solve the same hinge loss. The
+  """The primal solver (no Gram matrix) and libsvm solve the same hinge
+  loss. The
   primal P(w, b) is 1-strongly convex in w, so any (w, b) has
   |w - w*|^2 <= 2 (P(w, b) - P*) <= 2 (P(w, b) - D(alpha)), D the dual
   value of libsvm's feasible alphas: the two weight vectors lie within
   sqrt(2 gap_gram) + sqrt(2 gap_primal) of each other, whatever the
-  solvers' stopping rules (liblinear's penalised bias only raises its gap).
+  solvers' stopping rules (the primal's penalised bias only raises its gap).
   A solver bug moves w by O(|w|), far outside that."""
   data = _blobs(num_classes=3, clips_per_class=20, separation=0.6, seed=6)
   z = preprocessing.StandardScaler().fit_transform(data.features)
@@ -268,9 +310,9 @@ def test_auto_takes_the_primal_solver_when_the_gram_matrix_exceeds_the_budget(
   # a Gram matrix of 72^2 x (8 + 4) B = 62,208 B.
   assert svm_solvers.gram_bytes(72) == 62_208
   chosen = []
-  original = svm_solvers.binary_fitter
-  monkeypatch.setattr(svm_solvers, "binary_fitter", lambda z, solver, s: (
-      chosen.append(solver), original(z, solver, s))[1])
+  original = svm_solvers.fit_path
+  monkeypatch.setattr(svm_solvers, "fit_path", lambda *args: (
+      chosen.append(args[4]), original(*args))[1])
   for budget, expected in ((62_208, "gram"), (62_207, "primal")):
     chosen.clear()
     settings = transfer.SvmSettings(c_grid=(1e-2, 1.0),
