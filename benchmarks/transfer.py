@@ -154,7 +154,7 @@ def full_protocol(before, data, repeats: int) -> dict:
   }
 
 
-def projection(before, data, sample_fits: int, threads: int) -> dict:
+def projection(before, data, sample_fits: int) -> dict:
   """Seconds per fit of both on one inner-fold Gram matrix -> full protocol."""
   settings = transfer.SvmSettings()
   num_classes = len(data.class_names)
@@ -306,7 +306,7 @@ def main(argv):
     elif size == "us8k":
       result = primal_projection(data, _PRIMAL_CLASSES.value)
     else:
-      result = projection(before, data, _SAMPLE_FITS.value, threads)
+      result = projection(before, data, _SAMPLE_FITS.value)
       print(json.dumps(result))
       if not _SKIP_FULL.value:
         load = _load()

@@ -10,9 +10,9 @@ x~_i = [x_i, s]: the bias is the weight of a constant feature s, penalised
 by b^2 / (2 s^2) (as in liblinear; the Gram path leaves it free).
 
 With far more rows than dimensions (n ~ 48k, d ~ 769) the primal is the
-small problem, and dual coordinate descent (liblinear) needs thousands of
-passes once C is large (measured on US8K-size features: a relative gap of
-0.4 after 300 passes at C = 1). Following Chapelle ("Training a support
+small problem, and dual coordinate descent (liblinear's method) needs
+thousands of passes once C is large (measured with a batched version of it
+on US8K-size features: a relative gap of 0.4 after 300 passes at C = 1). Following Chapelle ("Training a support
 vector machine in the primal", Neural Computation 2007), the hinge is
 replaced by its Huber smoothing of width h,
 
@@ -43,8 +43,8 @@ from typing import Sequence
 
 import numpy as np
 
-# Below this width the quadratic zone holds no row at float64 margins; the
-# polished dual variables take over from there.
+# A floor on h: with a tol the certificate cannot reach, h fell to 0 and
+# divided by zero (seen in the tests); the step budget ends such fits.
 _SMALLEST_SMOOTHING = 1e-10
 
 
