@@ -272,6 +272,7 @@ def fit_classifier(train: SubclipFeatures,
   if len(settings.c_grid) > 1:
     splits, chosen_on = _inner_splits(train, settings, held_out)
     correct = {c: 0 for c in settings.c_grid}
+    last_fit = None  # (scaler, path) of the last split: the refit's start
     for held_out in splits:
       inner_train = train.select_clips(np.setdiff1d(
           np.arange(len(train.clip_labels)), held_out))
@@ -282,6 +283,7 @@ def fit_classifier(train: SubclipFeatures,
       inner_labels = inner_train.clip_labels[inner_train.clip_index]
       path = svm_solvers.fit_path(z, inner_labels, num_classes,
                                   settings.c_grid, solver, settings)
+      last_fit = scaler, path
       for c, (weights, bias, stopped) in path.items():
         unconverged += stopped
         scores = mean_per_clip(z_val @ weights + bias, inner_val.clip_index,
@@ -295,13 +297,30 @@ def fit_classifier(train: SubclipFeatures,
     best_c = settings.c_grid[0]
   scaler = preprocessing.StandardScaler().fit(train.features)
   z = scaler.transform(train.features)
+  start = None
+  if len(settings.c_grid) > 1 and solver == "primal":
+    # The primal solver refits from the last split's solution at best_c,
+    # moved to this scaling (only its speed depends on where it starts).
+    inner_scaler, path = last_fit
+    start = rescaled(*path[best_c][:2], inner_scaler, scaler)
   weights, bias, stopped = svm_solvers.fit_path(
-      z, labels, num_classes, [best_c], solver, settings)[best_c]
+      z, labels, num_classes, [best_c], solver, settings, start)[best_c]
   return LinearClassifier(mean=scaler.mean_, scale=scaler.scale_,
                           weights=weights, bias=bias, c=best_c,
                           inner_cv_accuracy=inner_accuracy, solver=solver,
                           unconverged_fits=unconverged + stopped,
                           c_chosen_on=chosen_on)
+
+
+def rescaled(weights: np.ndarray, bias: np.ndarray, old, new
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """The same decision function on rows z-scored by the scaler `new`
+  instead of `old`: w . (x - mu_old) / s_old + b == w' . (x - mu_new) / s_new
+  + b'. weights `[dim, K]`, bias `[K]`."""
+  new_weights = weights * (new.scale_ / old.scale_)[:, None]
+  with np.errstate(invalid="ignore"):  # classes absent from the split
+    new_bias = bias + ((new.mean_ - old.mean_) / old.scale_) @ weights
+  return new_weights, new_bias
 
 
 def predict_clip_scores(classifier: LinearClassifier,
