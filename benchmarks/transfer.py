@@ -25,10 +25,13 @@ UrbanSound8K size (`us8k`: 8,730 clips, 10 classes, 7 sub-clips per 4-second
 clip at hop 0.5 s, 10 folds): the Gram matrix of a round's ~55k training
 sub-clips does not fit (the figure printed), so the protocol runs on the
 primal solver. One round's C search (8 folds, every class and C) runs on
-this project's solver (`svm_newton`), then liblinear's fits (the former
-primal solver) of `--primal_classes` classes for every C on the same rows;
-the ratio of the two paths and the projected protocol
-(`--svm_selection=validation_fold`, 10 rounds) are printed.
+this project's solver (`svm_newton`), then the same path by its previous
+version (smoothing continuation without multipliers, `svm_newton.py` as of
+commit `PREVIOUS_NEWTON_COMMIT`, read from git history), then liblinear's
+fits (the primal solver before that) of `--primal_classes` classes for
+every C on the same rows (0: none); the ratios of the paths and the
+projected protocol (`--svm_selection=validation_fold`, 10 rounds) are
+printed.
 
 Every figure comes with the load average: other processes on the same cores
 lower it.
@@ -55,6 +58,9 @@ from l3_tf.evaluation import transfer  # pylint: disable=g-import-not-at-top
 
 # The last commit whose l3_tf/transfer.py (l3_tf/evaluation/transfer.py since the move) copied the Gram matrix per fit.
 BEFORE_COMMIT = "a86158a"
+# The last commit whose svm_newton.py lowered the smoothing to 0 without
+# multipliers (the augmented Lagrangian version followed it).
+PREVIOUS_NEWTON_COMMIT = "93f6a5c"
 # classes, clips per class, sub-clips per clip, folds
 SIZES = {"esc10": (10, 40, 9, 5), "esc50": (50, 40, 9, 5),
          "us8k": (10, 873, 7, 10)}
@@ -68,21 +74,26 @@ _SKIP_FULL = flags.DEFINE_bool("skip_full_esc50", False,
                                "ESC-50 size: only the projection")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "ESC-10 size: runs of each")
 _PRIMAL_CLASSES = flags.DEFINE_integer(
-    "primal_classes", 1, "UrbanSound8K size: classes whose primal fits are "
-    "timed for each C")
+    "primal_classes", 1, "UrbanSound8K size: classes whose liblinear fits "
+    "are timed for each C (0: none)")
+
+
+def _module_from_git(commit: str, path: str, name: str) -> types.ModuleType:
+  """The file `path` as of `commit`, run as a module named `name`."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  source = subprocess.run(
+      ["git", "-C", root, "show", f"{commit}:{path}"],
+      capture_output=True, text=True, check=True).stdout
+  spec = importlib.util.spec_from_loader(name, loader=None)
+  module = importlib.util.module_from_spec(spec)
+  exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)
+  return module
 
 
 def load_before() -> types.ModuleType:
   """`l3_tf.evaluation.transfer` as of BEFORE_COMMIT, as a module."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  source = subprocess.run(
-      ["git", "-C", root, "show", f"{BEFORE_COMMIT}:l3_tf/transfer.py"],
-      capture_output=True, text=True, check=True).stdout
-  spec = importlib.util.spec_from_loader("transfer_before", loader=None)
-  module = importlib.util.module_from_spec(spec)
-  exec(compile(source, f"{BEFORE_COMMIT}:l3_tf/transfer.py", "exec"),
-       module.__dict__)
-  return module
+  return _module_from_git(BEFORE_COMMIT, "l3_tf/transfer.py",
+                          "transfer_before")
 
 
 def make_features(num_classes: int, clips_per_class: int, dim: int,
@@ -256,7 +267,27 @@ def primal_projection(data, num_classes_timed: int) -> dict:
   result["ours_path_seconds_all_classes"] = round(ours, 1)
   result["ours_unconverged_fits"] = int(sum(p[2] for p in path.values()))
   result["load_averages"].append(_load())
+  # A refit (one C, 9 folds) counted as one C of the path, scaled by rows.
+  refit = ours / len(settings.c_grid) * refit_rows / len(z)
+  result["ours_projected_protocol_minutes"] = round(
+      len(folds) * (ours + refit) / 60, 1)
+  # The previous Newton solver on the same rows and settings.
+  previous = _module_from_git(PREVIOUS_NEWTON_COMMIT,
+                              "l3_tf/evaluation/svm_newton.py",
+                              "svm_newton_previous")
+  x = np.concatenate([z.astype(np.float64), np.full(
+      (len(z), 1), settings.primal_intercept_scaling)], axis=1)
+  signs = np.where(labels[:, None] == np.arange(num_classes), 1.0, -1.0)
+  points, seconds = _timed(previous.solve_path, x, signs, settings.c_grid,
+                           settings.primal_tol, settings.primal_max_iter)
+  result["previous_newton_path_seconds_all_classes"] = round(seconds, 1)
+  result["previous_newton_unconverged_fits"] = int(sum(
+      np.sum(p.relative_gaps > settings.primal_tol) for p in points.values()))
+  result["speedup_over_previous_newton"] = round(seconds / ours, 2)
+  result["load_averages"].append(_load())
   classes = list(range(min(num_classes_timed, num_classes)))
+  if not classes:
+    return result
   before, passes = {}, {}
   for c in settings.c_grid:
     seconds = 0.0
@@ -272,11 +303,6 @@ def primal_projection(data, num_classes_timed: int) -> dict:
   result["liblinear_path_seconds_all_classes_projected"] = round(
       liblinear_path, 1)
   result["speedup_of_the_path"] = round(liblinear_path / ours, 1)
-  rounds = len(folds)
-  # A refit (one C, 9 folds) counted as one C of the path, scaled by rows.
-  refit = ours / len(settings.c_grid) * refit_rows / len(z)
-  result["ours_projected_protocol_minutes"] = round(
-      rounds * (ours + refit) / 60, 1)
   return result
 
 

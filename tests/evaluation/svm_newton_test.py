@@ -85,6 +85,52 @@ def test_the_step_budget_returns_the_certified_gap():
   assert np.all(primal - best <= point.relative_gaps * primal + 1e-9 * best)
 
 
+def test_a_start_changes_the_speed_only():
+  """Started from another C's weights or from noise, a fit is certified
+  within tol of the same optimum as from zero (primal values within
+  tol x P of each other)."""
+  x, signs = _problems(seed=3)
+  tol = 1e-6
+  rng = np.random.default_rng(0)
+  other = svm_newton.solve_path(x, signs, (10.0,), tol, 500)[10.0].weights
+  for c in (1e-2, 1.0):
+    zero = svm_newton.solve_path(x, signs, (c,), tol, 500)[c]
+    zero_value = _primal(x, signs, zero.weights, c)
+    for start in (other, rng.normal(size=other.shape)):
+      point = svm_newton.solve_path(x, signs, (c,), tol, 500, start)[c]
+      assert point.relative_gaps.max() <= tol, (c, point.relative_gaps)
+      value = _primal(x, signs, point.weights, c)
+      np.testing.assert_array_less(np.abs(value - zero_value),
+                                   tol * np.maximum(value, zero_value))
+  with pytest.raises(ValueError, match=r"start of shape \(3, 3\)"):
+    svm_newton.solve_path(x, signs, (1.0,), tol, 10, np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_exact_step_minimises_along_the_line(seed):
+  """The objective along a step is piecewise quadratic; the exact step is
+  its minimum: no length on a fine grid does better (beyond round-off of
+  a float64 sum of 200 terms, far below 1e-12 of the objective)."""
+  rng = np.random.default_rng(seed)
+  for _ in range(20):
+    margins = rng.normal(0.8, 0.5, 200)
+    margin_step = rng.normal(size=200)
+    margin_step[:5] = 0.0  # rows the step leaves alone
+    w, direction = rng.normal(size=6), rng.normal(size=6)
+    c, h = 10 ** rng.uniform(-2, 1), 10 ** rng.uniform(-3, 0)
+    if svm_newton._slope(w, direction, margins, margin_step, c, h, 0.0) > 0:
+      direction, margin_step = -direction, -margin_step
+    t = svm_newton._exact_step(w, direction, margins, margin_step, c, h)
+
+    def objective(length):
+      return svm_newton._objective(w + length * direction,
+                                   margins + length * margin_step, c, h)
+
+    grid = np.linspace(0.0, 4 * max(t, 1.0), 4001)
+    best = min(objective(length) for length in grid)
+    assert objective(t) <= best + 1e-12 * abs(best), (t, objective(t), best)
+
+
 def test_bad_labels_are_refused():
   x, signs = _problems()
   with pytest.raises(ValueError, match="both signs"):

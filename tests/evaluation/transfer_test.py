@@ -330,3 +330,51 @@ def test_auto_takes_the_primal_solver_when_the_gram_matrix_exceeds_the_budget(
   with pytest.raises(MemoryError, match="72 training sub-clips"):
     transfer.cross_validate(data, transfer.SvmSettings(
         c_grid=(1.0,), solver="gram", memory_budget_bytes=1000))
+
+
+def test_rescaled_weights_keep_the_decision_function():
+  """The refit's start: the same scores on rows z-scored by another
+  scaler (float64: equal to round-off of sums of 8 terms)."""
+  rng = np.random.default_rng(0)
+  features = rng.normal(3.0, 2.0, size=(50, 8))
+  old = preprocessing.StandardScaler().fit(features[:30])
+  new = preprocessing.StandardScaler().fit(features)
+  weights, bias = rng.normal(size=(8, 4)), rng.normal(size=4)
+  bias[3] = -np.inf  # a class absent from the split stays absent
+  new_weights, new_bias = transfer.rescaled(weights, bias, old, new)
+  before = old.transform(features) @ weights + bias
+  after = new.transform(features) @ new_weights + new_bias
+  np.testing.assert_allclose(after[:, :3], before[:, :3], rtol=1e-12,
+                             atol=1e-12 * np.abs(before[:, :3]).max())
+  assert np.all(after[:, 3] == -np.inf)
+
+
+@pytest.mark.parametrize("solver", ["primal", "gram"])
+def test_the_primal_refit_starts_from_the_validation_fit(monkeypatch,
+                                                          solver):
+  """The refit of the primal solver gets the validation fit's solution at
+  the chosen C, moved to the refit's scaling; libsvm gets none."""
+  data = _blobs(num_classes=3, separation=1.5)
+  calls = []
+  original = svm_solvers.fit_path
+  monkeypatch.setattr(svm_solvers, "fit_path", lambda *args: (
+      calls.append(args), original(*args))[1])
+  settings = transfer.SvmSettings(c_grid=(1e-2, 1.0), solver=solver,
+                                  selection="validation_fold")
+  train = data.select_clips(np.flatnonzero(data.clip_folds != 1))
+  classifier = transfer.fit_classifier(train, settings, held_out=[1])
+  validation, refit = calls
+  start = refit[6]
+  if solver == "gram":
+    assert start is None
+    return
+  assert start is not None
+  # The validation fit again (deterministic), and its scores in float64.
+  weights, bias, _ = original(*validation)[classifier.c]
+  inner = train.select_clips(np.flatnonzero(train.clip_folds != 5))
+  inner_scaler = preprocessing.StandardScaler().fit(inner.features)
+  rows = train.features.astype(np.float64)
+  expected = inner_scaler.transform(rows) @ weights + bias
+  np.testing.assert_allclose(
+      (rows - classifier.mean) / classifier.scale @ start[0] + start[1],
+      expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
