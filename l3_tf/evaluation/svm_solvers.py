@@ -18,11 +18,12 @@ prints both implementations' seconds and checks that they agree.
 
 The Gram matrix grows with the square of the training sub-clips: 26 GiB for
 UrbanSound8K's ~48k. `SvmSettings.solver="primal"` solves the same hinge
-loss without it, in the d-dimensional primal (`svm_newton`: an augmented Lagrangian
-method whose inner problems are smoothed hinges solved by Newton steps,
-every class of the C path at once, each fit certified by its duality gap;
-the refit after the choice of C starts from the validation fit's weights), memory linear in the sub-clips. Two differences from the
-Gram path: the bias is penalised (it is the weight of a constant feature
+loss without it, in the d-dimensional primal (`svm_newton`: an augmented
+Lagrangian method whose inner problems are smoothed hinges solved by Newton
+steps, every class of the C path at once, each fit certified by its duality
+gap; the refit after the choice of C starts from the validation fit's
+weights), memory linear in the sub-clips. Two differences from the Gram
+path: the bias is penalised (it is the weight of a constant feature
 of value `primal_intercept_scaling`, so the penalty is b^2 / (2 s^2); s = 10
 makes it 1 % of an unpenalised weight's), and a fit stops at the relative
 duality gap `primal_tol` or after `primal_max_iter` Newton steps per C (fits
