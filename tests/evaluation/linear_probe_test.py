@@ -1,7 +1,5 @@
 """The ImageNet linear probe, under TFDS mock data and on an image folder."""
 
-import dataclasses
-
 import numpy as np
 import PIL.Image
 import pytest
