@@ -71,13 +71,15 @@ import numpy as np
 _SMALLEST_SMOOTHING = 1e-10
 # h of the first inner problem at each C (margin units), and its factor
 # after each. On the UrbanSound8K features of the module docstring (10
-# classes, 5 Cs): 0.3 then halved, 225 batched steps; a constant 0.3, 264;
+# classes, 5 Cs; measured with a prototype of this module whose knobs were
+# these): 0.3 then halved, 225 batched steps; a constant 0.3, 264;
 # a constant 0.1, 289; 0.1 then halved, 311 (the previous solver: 709).
 # They set the speed, never the certificate.
 _FIRST_SMOOTHING = 0.3
 _SMOOTHING_FACTOR = 0.5
 # An inner problem ends when the Newton decrement falls below this
-# fraction of its objective (1e-6 stalled the multipliers at C = 1: seen).
+# fraction of its objective (1e-6 stalled the multipliers at C = 1 in the
+# prototype: one class took its 300 steps).
 _INNER_DECREMENT = 1e-9
 
 
@@ -119,6 +121,11 @@ def certify(x: np.ndarray, signs: np.ndarray, alpha: np.ndarray, c: float
   primal = half_norm + c * np.sum(np.maximum(0.0, 1.0 - margins), axis=0)
   dual = np.sum(alpha, axis=0) - half_norm
   return w, (primal - dual) / primal
+
+
+def _share(margins: np.ndarray, h: float) -> np.ndarray:
+  """-L_h'(m) in [0, 1]: each row's dual variable over C."""
+  return np.clip((1 - margins) / h, 0.0, 1.0)
 
 
 def _zone(margins: np.ndarray, h: float) -> np.ndarray:
@@ -175,8 +182,7 @@ def _polished_alpha(x: np.ndarray, signs: np.ndarray, margins: np.ndarray,
 
 def _slope(w, direction, margins, margin_step, c, h, t):
   """d/dt of the objective at w + t direction (margins move linearly)."""
-  moved = margins + t * margin_step  # [n]
-  share = np.clip((1 - moved) / h, 0.0, 1.0)  # -L_h'(m)
+  share = _share(margins + t * margin_step, h)  # [n]
   return (float(w @ direction) + t * float(direction @ direction)
           - c * float(share @ margin_step))
 
@@ -223,16 +229,18 @@ def _exact_step(w, direction, margins, margin_step, c, h) -> float:
   return float(starts[piece] - slopes[piece] / curvatures[piece])
 
 
-def _line_search(w, direction, margins, margin_step, c, h) -> float:
-  """The exact step, halved while round-off makes it raise the objective
-  (0 when no decrease is left)."""
+def _line_search(w, direction, margins, margin_step, c, h
+                 ) -> tuple[float, float]:
+  """(step length, objective there): the exact step, halved while
+  round-off makes it raise the objective (0 when no decrease is left)."""
   start = _objective(w, margins, c, h)
   t = _exact_step(w, direction, margins, margin_step, c, h)
   while t > 1e-10:
-    if _objective(w + t * direction, margins + t * margin_step, c, h) <= start:
-      return t
+    objective = _objective(w + t * direction, margins + t * margin_step, c, h)
+    if objective <= start:
+      return t, objective
     t *= 0.5
-  return 0.0
+  return 0.0, start
 
 
 def solve_path(x: np.ndarray, signs: np.ndarray, c_values: Sequence[float],
@@ -287,7 +295,7 @@ def solve_path(x: np.ndarray, signs: np.ndarray, c_values: Sequence[float],
       # The inner problems' margins: each row's kink shifted.
       margins = (margins_now[:, todo]
                  - multipliers[:, todo] * (smoothing[todo] / c))  # [n, t]
-      share = np.clip((1 - margins) / smoothing[todo], 0.0, 1.0)  # alpha / C
+      share = _share(margins, smoothing[todo])  # [n, t] alpha / C
       gradient = w[:, todo] - c * (x.T @ (share * signs[:, todo]))  # [d, t]
       direction = np.stack([
           _newton_direction(x, margins[:, j], gradient[:, j], c,
@@ -296,15 +304,14 @@ def solve_path(x: np.ndarray, signs: np.ndarray, c_values: Sequence[float],
       margin_step = (x @ direction) * signs[:, todo]  # [n, t]
       inner_done, polish_now = [], []
       for j, p in enumerate(todo):
-        t = _line_search(w[:, p], direction[:, j], margins[:, j],
-                         margin_step[:, j], c, smoothing[p])
+        t, objective = _line_search(w[:, p], direction[:, j], margins[:, j],
+                                    margin_step[:, j], c, smoothing[p])
         w[:, p] += t * direction[:, j]
         margins[:, j] += t * margin_step[:, j]
         margins_now[:, p] += t * margin_step[:, j]
         steps_left[p] -= 1
         # The Newton decrement: what the quadratic model still promised.
         decrement = -float(gradient[:, j] @ direction[:, j])
-        objective = _objective(w[:, p], margins[:, j], c, smoothing[p])
         if (decrement <= _INNER_DECREMENT * objective or t == 0.0
             or steps_left[p] == 0):
           inner_done.append(j)
@@ -314,8 +321,7 @@ def solve_path(x: np.ndarray, signs: np.ndarray, c_values: Sequence[float],
       candidates = []  # (column of todo, alpha [n])
       for j in inner_done:  # the next multipliers, a dual point
         p = todo[j]
-        multipliers[:, p] = c * np.clip((1 - margins[:, j]) / smoothing[p],
-                                        0.0, 1.0)
+        multipliers[:, p] = c * _share(margins[:, j], smoothing[p])
         candidates.append((j, multipliers[:, p].copy()))
       for j in inner_done + polish_now:
         alpha = _polished_alpha(x, signs[:, todo[j]], margins[:, j], c,

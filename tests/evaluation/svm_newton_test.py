@@ -102,6 +102,14 @@ def test_a_start_changes_the_speed_only():
       value = _primal(x, signs, point.weights, c)
       np.testing.assert_array_less(np.abs(value - zero_value),
                                    tol * np.maximum(value, zero_value))
+  # And the start is used: from the optimum, two steps certify a gap ~20x
+  # smaller than from zero (seen on 4 seeds: 0.05-0.06 against 1.2-1.3).
+  optimum = svm_newton.solve_path(x, signs, (1e-2,), 1e-12, 500)[1e-2].weights
+  from_zero = svm_newton.solve_path(x, signs, (1e-2,), 1e-12, 2)[1e-2]
+  from_optimum = svm_newton.solve_path(x, signs, (1e-2,), 1e-12, 2,
+                                       optimum)[1e-2]
+  assert (from_optimum.relative_gaps.max()
+          < 0.5 * from_zero.relative_gaps.max())
   with pytest.raises(ValueError, match=r"start of shape \(3, 3\)"):
     svm_newton.solve_path(x, signs, (1.0,), tol, 10, np.zeros((3, 3)))
 
